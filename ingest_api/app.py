@@ -1,0 +1,85 @@
+"""The ingest API application: like/unlike transitions and the reads feeds need."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import psycopg
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request, Response
+
+from ingest_api.config import ApiSettings
+from ingest_api.db import make_pool
+from ingest_api.deps import AppState
+from ingest_api.idempotency import PURGE_SQL
+from ingest_api.metrics import REQUESTS
+from ingest_api.problems import install_problem_handlers
+from ingest_api.ratelimit import RateLimiter
+from ingest_api.routes import health, likes, notifications, posts, users
+from ingest_api.viewer_cache import ViewerCache
+
+log = logging.getLogger(__name__)
+_OUTBOX_PURGE = "DELETE FROM like_outbox WHERE created_at < now() - make_interval(secs => %s)"
+
+
+async def _retention_loop(state: AppState, every_s: float = 60.0) -> None:
+    """Drop published outbox rows and expired idempotency records, forever."""
+    s = state.settings
+    while True:
+        try:
+            async with state.pool.connection() as conn:
+                await conn.execute(_OUTBOX_PURGE, (s.outbox_retention_s,))
+                await conn.execute(PURGE_SQL, (s.idempotency_ttl_h,))
+        except (psycopg.Error, OSError, TimeoutError) as e:
+            log.warning("retention pass failed: %s", e)
+        await asyncio.sleep(every_s)
+
+
+def _build_state(s: ApiSettings) -> AppState:
+    client = aioredis.Redis.from_url(s.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return AppState(
+        settings=s,
+        pool=make_pool(s.postgres_url, min_size=s.pg_pool_min, max_size=s.pg_pool_max,
+                       timeout=s.pg_timeout_s),
+        redis=client,
+        viewer=ViewerCache(client, s.viewer_cache_ttl_s),
+        limiter=RateLimiter(client, limit=s.rate_limit_requests, window_s=s.rate_limit_window_s),
+    )
+
+
+async def _time_request(request: Request,
+                        call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    t0 = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    REQUESTS.labels(request.method, getattr(route, "path", "unmatched"),
+                    str(response.status_code)).observe(time.perf_counter() - t0)
+    return response
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """The application; connections open at start-up, not here."""
+    state = _build_state(settings or ApiSettings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.pool.open(wait=False)
+        task = asyncio.create_task(_retention_loop(state))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await state.pool.close()
+            await state.redis.aclose()
+
+    app = FastAPI(title="likestream ingest API", version="0.1.0", lifespan=lifespan)
+    app.state.likes = state
+    install_problem_handlers(app)
+    app.middleware("http")(_time_request)
+    for module in (health, likes, posts, users, notifications):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,70 @@
+"""Request dependencies: the app's shared clients, the caller, validated ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from fastapi import Depends, Header, Path, Request
+from psycopg_pool import AsyncConnectionPool
+
+from ingest_api.auth import MAX_ID, Principal, verify
+from ingest_api.config import ApiSettings
+from ingest_api.problems import ProblemError
+from ingest_api.ratelimit import RateLimiter
+from ingest_api.viewer_cache import ViewerCache
+
+
+@dataclass
+class AppState:
+    """Clients shared by all requests of one process."""
+
+    settings: ApiSettings
+    pool: AsyncConnectionPool
+    redis: aioredis.Redis
+    viewer: ViewerCache
+    limiter: RateLimiter
+
+
+def get_state(request: Request) -> AppState:
+    """The process-wide state built at start-up."""
+    state: AppState = request.app.state.likes
+    return state
+
+
+def get_principal(request: Request,
+                  authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The caller, from its bearer token."""
+    s = get_state(request).settings
+    return verify(authorization, s.jwt_secret.get_secret_value(), leeway_s=s.jwt_leeway_s)
+
+
+def require_scope(scope: str) -> object:
+    """A dependency that demands ``scope`` in the caller's token."""
+
+    def dep(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if scope not in principal.scopes:
+            raise ProblemError(403, f"token lacks scope {scope!r}")
+        return principal
+
+    return Depends(dep)
+
+
+State = Annotated[AppState, Depends(get_state)]
+Caller = Annotated[Principal, Depends(get_principal)]
+PostId = Annotated[int, Path(gt=0, le=MAX_ID, description="positive 64-bit post id")]
+UserId = Annotated[int, Path(gt=0, le=MAX_ID, description="positive 64-bit user id")]
+
+
+def parse_id_list(raw: str, *, limit: int) -> list[int]:
+    """``"1,2,3"`` as ids, or a 422 problem."""
+    parts = [p.strip() for p in raw.split(",")] if raw.strip() else []
+    if not parts or len(parts) > limit:
+        raise ProblemError(422, f"post_ids must list 1..{limit} ids")
+    ids = []
+    for part in parts:
+        if not part.isdigit() or not 0 < int(part) <= MAX_ID:
+            raise ProblemError(422, f"invalid post id {part!r}")
+        ids.append(int(part))
+    return ids

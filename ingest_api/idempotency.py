@@ -1,0 +1,81 @@
+"""Idempotency-Key records, scoped per user, fingerprinted, kept at least 24 h.
+
+A key is claimed in its own commit before the work; the work's own transaction
+completes it with the response. A retry of a completed key replays that response,
+a retry with another request is 422, a retry while the first is in flight is 409.
+A claim whose request died without completing is taken over after ``stale_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from ingest_api.problems import ProblemError
+
+MAX_KEY_LEN = 255
+
+_CLAIM = """INSERT INTO idempotency_keys (user_id, idem_key, fingerprint) VALUES (%s, %s, %s)
+ON CONFLICT DO NOTHING RETURNING 1"""
+_LOOKUP = """SELECT fingerprint, status_code, response,
+       created_at < now() - make_interval(secs => %s) AS stale,
+       created_at < now() - make_interval(hours => %s) AS expired
+FROM idempotency_keys WHERE user_id = %s AND idem_key = %s"""
+_TAKEOVER = """UPDATE idempotency_keys
+SET fingerprint = %s, status_code = NULL, response = NULL, created_at = now(), completed_at = NULL
+WHERE user_id = %s AND idem_key = %s
+  AND ((status_code IS NULL AND created_at < now() - make_interval(secs => %s))
+       OR created_at < now() - make_interval(hours => %s))
+RETURNING 1"""
+_RELEASE = """DELETE FROM idempotency_keys
+WHERE user_id = %s AND idem_key = %s AND status_code IS NULL"""
+PURGE_SQL = "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => %s)"
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A completed earlier response to send again."""
+
+    status_code: int
+    body: dict[str, Any]
+
+
+def fingerprint(method: str, path: str, body: bytes = b"") -> str:
+    """What makes two requests "the same request"."""
+    return hashlib.sha256(f"{method.upper()} {path}\n".encode() + body).hexdigest()
+
+
+def validate_key(key: str) -> str:
+    """The key as given, or a 422 problem when it is unusable."""
+    if not key or len(key) > MAX_KEY_LEN or not key.isprintable():
+        raise ProblemError(422, f"Idempotency-Key must be 1..{MAX_KEY_LEN} printable characters")
+    return key
+
+
+async def claim(conn: AsyncConnection, *, user_id: int, key: str, fp: str,
+                stale_s: int, ttl_h: int) -> Replay | None:
+    """Claim ``key`` for this request (None), or the earlier response to replay."""
+    if await (await conn.execute(_CLAIM, (user_id, key, fp))).fetchone():
+        return None
+    row = await (await conn.execute(_LOOKUP, (stale_s, ttl_h, user_id, key))).fetchone()
+    if row is None:  # deleted between our insert and lookup: claim again
+        return await claim(conn, user_id=user_id, key=key, fp=fp, stale_s=stale_s, ttl_h=ttl_h)
+    old_fp, status, response, stale, expired = row
+    if expired or (status is None and stale):
+        taken = await conn.execute(_TAKEOVER, (fp, user_id, key, stale_s, ttl_h))
+        if await taken.fetchone():
+            return None
+    if old_fp != fp:
+        raise ProblemError(422, "Idempotency-Key was already used for a different request")
+    if status is None:
+        raise ProblemError(409, "a request with this Idempotency-Key is still in flight",
+                           headers={"Retry-After": "1"})
+    return Replay(status_code=int(status), body=dict(response))
+
+
+async def release(conn: AsyncConnection, *, user_id: int, key: str) -> None:
+    """Drop an uncompleted claim so that a retry can run the request again."""
+    await conn.execute(_RELEASE, (user_id, key))

@@ -1,0 +1,128 @@
+"""The ``likes`` command: configuration, tokens, posts, status, stack control, processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+
+from ops.settings import CommonSettings
+
+
+def _print(obj: object, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2, default=str))
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            print(f"{k}: {v if not isinstance(v, dict | list) else json.dumps(v, default=str)}")
+    else:
+        print(obj)
+
+
+def cmd_config(a: argparse.Namespace) -> int:
+    _print(CommonSettings().public_dict(), a.json)
+    return 0
+
+
+def cmd_dev_token(a: argparse.Namespace) -> int:
+    from ingest_api.auth import issue_token
+
+    s = CommonSettings()
+    print(issue_token(s.jwt_secret.get_secret_value(), a.user_id, scope=a.scope, ttl_s=a.ttl))
+    return 0
+
+
+def cmd_posts_add(a: argparse.Namespace) -> int:
+    from ops.posts import add_post
+
+    _print(add_post(CommonSettings(), a.post_id, a.author), False)
+    return 0
+
+
+def cmd_migrate(a: argparse.Namespace) -> int:
+    from schemas.migrate import apply_migrations
+
+    print("applied:", ", ".join(apply_migrations(CommonSettings().postgres_url)) or "nothing")
+    return 0
+
+
+def cmd_api(a: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ingest_api.config import ApiSettings
+
+    s = ApiSettings()
+    uvicorn.run("ingest_api.app:create_app", factory=True, host=a.host or s.api_host,
+                port=a.port or s.api_port, workers=s.api_workers, log_level="warning",
+                access_log=False)
+    return 0
+
+
+def cmd_stack(a: argparse.Namespace) -> int:
+    from ops import stack
+
+    s = CommonSettings()
+    if a.action == "up":
+        for name, secs in stack.up(s).items():
+            print(f"{name:<14} healthy ({secs:.1f}s)")
+    elif a.action == "down":
+        print("stopped:", ", ".join(stack.down(s)) or "nothing was running")
+    else:
+        from ops.live import run_foreground
+
+        return run_foreground(s)
+    return 0
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from ops.status import collect, render
+
+    report = collect(CommonSettings())
+    print(json.dumps(report, indent=2, default=str) if a.json else render(report))
+    return 0 if report["healthy"] else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="likes", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str
+            ) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("config", cmd_config, "effective settings").add_argument("--json", action="store_true")
+    t = add("dev-token", cmd_dev_token, "a JWT for development and tests")
+    t.add_argument("user_id", type=int)
+    t.add_argument("--scope", default="")
+    t.add_argument("--ttl", type=int, default=3600)
+    posts = sub.add_parser("posts", help="post registry").add_subparsers(dest="pcmd", required=True)
+    pa = posts.add_parser("add", help="register a post that can be liked")
+    pa.add_argument("post_id", type=int)
+    pa.add_argument("--author", type=int, required=True)
+    pa.set_defaults(fn=cmd_posts_add)
+    add("status", cmd_status, "health, lags, drift, hot posts").add_argument(
+        "--json", action="store_true")
+    add("migrate", cmd_migrate, "apply pending SQL migrations")
+    api = add("api", cmd_api, "run the ingest API in the foreground")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    st = add("stack", cmd_stack, "the local stack: up, down, or run in the foreground")
+    st.add_argument("action", choices=["up", "down", "run"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``likes`` console script."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    args = _parser().parse_args(argv)
+    rc: int = args.fn(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

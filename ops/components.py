@@ -1,0 +1,122 @@
+"""The components of the local stack, in start order, each with its health check.
+
+Component names are part of the contract: ``.local/run/<name>.pid``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import redis
+
+from ops import java_stack, local_servers
+from ops.settings import REPO_ROOT, CommonSettings
+from schemas.migrate import apply_migrations
+
+FLOW_NAMES: tuple[str, ...] = ()
+
+
+@dataclass
+class Component:
+    """One supervised process: how to prepare, start and health-check it."""
+
+    name: str
+    argv: Callable[[], list[str]]
+    healthy: Callable[[], bool]
+    marker: str
+    prepare: Callable[[], None] = lambda: None
+    after_start: Callable[[], None] = lambda: None
+    env: Callable[[], dict[str, str]] = lambda: {}
+    user: str | None = None
+    start_timeout: float = 120.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _port(url: str) -> int:
+    port = urlsplit(url if "//" in url else f"//{url}").port
+    if port is None:
+        raise ValueError(f"no port in {url!r}")
+    return port
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _redis_ok(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _kafka_ok(bootstrap: str) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
+        return True
+    except Exception:  # noqa: BLE001 - any client error means "not ready yet"
+        return False
+
+
+def _likes_bin() -> str:
+    return str(Path(sys.executable).with_name("likes"))
+
+
+def build_components(s: CommonSettings) -> list[Component]:
+    """Every component in start order."""
+    layout = java_stack.JavaStackLayout(repo=REPO_ROOT, cache=REPO_ROOT / ".cache", local=s.home)
+    pg_root = s.home / "postgres"
+    pg_url = urlsplit(s.postgres_url)
+    broker_port = _port(s.kafka_bootstrap)
+
+    def pg_after() -> None:
+        local_servers.pg_bootstrap(pg_root, s.postgres_url)
+        apply_migrations(s.postgres_url)
+
+    def kafka_prepare() -> None:
+        java_stack.ensure_jars(layout)
+        java_stack.kafka_prepare(layout, broker_port=broker_port,
+                                 controller_port=s.kafka_controller_port)
+
+    def connect_prepare() -> None:
+        java_stack.ensure_jars(layout)
+        java_stack.connect_prepare(layout, bootstrap=s.kafka_bootstrap,
+                                   rest_port=_port(s.connect_url))
+
+    comps = [
+        Component("postgres", lambda: local_servers.pg_command(pg_root),
+                  lambda: local_servers.pg_ready(pg_root, s.postgres_url), marker="postgres",
+                  prepare=lambda: local_servers.pg_prepare(pg_root, pg_url.port or 5432),
+                  after_start=pg_after, user=local_servers.pg_user(), start_timeout=60),
+        Component("redis", lambda: local_servers.redis_command(s.home / "redis",
+                                                               _port(s.redis_url)),
+                  lambda: _redis_ok(s.redis_url), marker="redis-server", start_timeout=30),
+        Component("kafka", lambda: java_stack.kafka_command(layout),
+                  lambda: _kafka_ok(s.kafka_bootstrap), marker="kafka.Kafka",
+                  prepare=kafka_prepare,
+                  after_start=lambda: java_stack.create_topics(s.kafka_bootstrap)),
+        Component("connect", lambda: java_stack.connect_command(layout),
+                  lambda: java_stack.connector_state(s.connect_url) == "RUNNING",
+                  marker="ConnectStandalone", prepare=connect_prepare,
+                  env=lambda: java_stack.connect_env(
+                      pg_host=pg_url.hostname or "127.0.0.1", pg_port=pg_url.port or 5432,
+                      pg_user=pg_url.username or "", pg_password=pg_url.password or "",
+                      pg_db=pg_url.path.lstrip("/"))),
+        Component("api", lambda: [_likes_bin(), "api"],
+                  lambda: _http_ok(f"{s.api_url}/readyz"), marker="likes api",
+                  start_timeout=60),
+    ]
+    for name in FLOW_NAMES:
+        comps.append(Component(f"flow-{name}", lambda n=name: [_likes_bin(), "flow", n],  # type: ignore[misc]
+                               lambda n=name: True, marker=f"likes flow {name}"))  # type: ignore[misc]
+    return comps

@@ -1,0 +1,122 @@
+"""PostgreSQL and Redis from Debian packages, in project-owned data dirs under ``.local``.
+
+PostgreSQL runs as a non-root user (``postgres`` when started by root) with
+``wal_level=logical``; it listens on TCP loopback only, with password auth.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+_PG_CONF = """
+listen_addresses = '127.0.0.1'
+port = {port}
+unix_socket_directories = ''
+wal_level = logical
+max_wal_senders = 10
+max_replication_slots = 10
+max_connections = 200
+shared_buffers = 256MB
+wal_keep_size = 256MB
+max_slot_wal_keep_size = 4GB
+track_commit_timestamp = on
+logging_collector = off
+"""
+
+
+def pg_user() -> str | None:
+    """The OS user PostgreSQL runs as: ``postgres`` when we are root, else ourselves."""
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def _ensure_traversable(path: Path, user: str) -> None:
+    """Let ``user`` reach ``path``: add search permission on ancestors that lack it."""
+    for parent in reversed(path.resolve().parents):
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o001)
+    uid = pwd.getpwnam(user).pw_uid
+    os.chown(path, uid, uid)
+
+
+def pg_prepare(data_root: Path, port: int) -> None:
+    """Create the cluster once (idempotent) and write its settings."""
+    data = data_root / "data"
+    user = pg_user()
+    if not (data / "PG_VERSION").exists():
+        shutil.rmtree(data, ignore_errors=True)
+        data_root.mkdir(parents=True, exist_ok=True)
+        pwfile = data_root / "superuser.pw"
+        if not pwfile.exists():
+            pwfile.write_text(secrets.token_hex(16))
+        pwfile.chmod(0o644 if user else 0o600)
+        if user:
+            _ensure_traversable(data_root, user)
+        cmd = [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
+               "--auth=scram-sha-256", f"--pwfile={pwfile}", "--no-instructions"]
+        subprocess.run(cmd, check=True, capture_output=True, user=user, group=user)
+    conf = data / "postgresql.conf"
+    text = conf.read_text()
+    marker = "# --- likestream ---"
+    if marker in text:
+        text = text.split(marker)[0]
+    conf.write_text(text + marker + _PG_CONF.format(port=port))
+
+
+def pg_command(data_root: Path) -> list[str]:
+    """argv running the postmaster in the foreground."""
+    return [str(PG_BIN / "postgres"), "-D", str(data_root / "data")]
+
+
+def _superuser_url(data_root: Path, app_url: str) -> str:
+    parts = urlsplit(app_url)
+    pw = (data_root / "superuser.pw").read_text().strip()
+    return f"postgresql://postgres:{pw}@{parts.hostname}:{parts.port}/postgres"
+
+
+def pg_ready(data_root: Path, app_url: str) -> bool:
+    """True when the server accepts superuser connections."""
+    try:
+        with psycopg.connect(_superuser_url(data_root, app_url), connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except (psycopg.Error, OSError):
+        return False
+
+
+def pg_bootstrap(data_root: Path, app_url: str) -> None:
+    """Create the application role (LOGIN, REPLICATION) and database, once."""
+    parts = urlsplit(app_url)
+    user, password, db = parts.username, parts.password, parts.path.lstrip("/")
+    with psycopg.connect(_superuser_url(data_root, app_url), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+        if not exists:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN REPLICATION PASSWORD {}").format(
+                    sql.Identifier(user or ""), sql.Literal(password)
+                )
+            )
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone():
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(db), sql.Identifier(user or "")
+                )
+            )
+
+
+def redis_command(data_dir: Path, port: int) -> list[str]:
+    """argv running redis-server in the foreground with append-only persistence."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--daemonize", "no", "--protected-mode", "yes"]

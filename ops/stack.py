@@ -1,0 +1,85 @@
+"""Bring the local stack up, down, or run it in the foreground.
+
+``up`` is idempotent: a component whose PID file names a live process is left alone
+(once healthy); a dead one is started again. ``down`` stops everything, keeping data.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from ops import process
+from ops.components import Component, build_components
+from ops.settings import REPO_ROOT, CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+class StackError(RuntimeError):
+    """A component could not be started or did not become healthy."""
+
+
+def pid_file(s: CommonSettings, name: str) -> Path:
+    """The PID file of component ``name``."""
+    return s.home / "run" / f"{name}.pid"
+
+
+def log_file(s: CommonSettings, name: str) -> Path:
+    """The log file of component ``name``."""
+    return s.home / "log" / f"{name}.log"
+
+
+def _wait_healthy(s: CommonSettings, comp: Component) -> None:
+    deadline = time.monotonic() + comp.start_timeout
+    while time.monotonic() < deadline:
+        if comp.healthy():
+            return
+        if process.alive(pid_file(s, comp.name), comp.marker) is None:
+            raise StackError(f"{comp.name} exited during start-up; see {log_file(s, comp.name)}")
+        time.sleep(0.25)
+    raise StackError(f"{comp.name} not healthy after {comp.start_timeout:.0f}s; "
+                     f"see {log_file(s, comp.name)}")
+
+
+def ensure_component(s: CommonSettings, comp: Component) -> bool:
+    """Start ``comp`` unless it already runs; wait until healthy. True if it was started."""
+    pf = pid_file(s, comp.name)
+    started = False
+    if process.alive(pf, comp.marker) is None:
+        comp.prepare()
+        log.info("starting %s", comp.name)
+        process.spawn(comp.argv(), pid_file=pf, log_file=log_file(s, comp.name),
+                      env=comp.env(), cwd=REPO_ROOT, user=comp.user)
+        started = True
+    _wait_healthy(s, comp)
+    if started:
+        comp.after_start()
+    return started
+
+
+def up(s: CommonSettings, only: list[str] | None = None) -> dict[str, float]:
+    """Start every missing component in order; return seconds spent per component."""
+    timings: dict[str, float] = {}
+    for comp in build_components(s):
+        if only and comp.name not in only:
+            continue
+        t0 = time.monotonic()
+        ensure_component(s, comp)
+        timings[comp.name] = time.monotonic() - t0
+    return timings
+
+
+def down(s: CommonSettings) -> list[str]:
+    """Stop every running component in reverse order; return the names stopped."""
+    stopped = []
+    for comp in reversed(build_components(s)):
+        if process.stop(pid_file(s, comp.name), comp.marker, timeout=60):
+            stopped.append(comp.name)
+    return stopped
+
+
+def running(s: CommonSettings) -> dict[str, int | None]:
+    """PID of each component, or None where it is not running."""
+    return {c.name: process.alive(pid_file(s, c.name), c.marker) for c in build_components(s)}

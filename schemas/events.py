@@ -1,0 +1,68 @@
+"""Event models on the wire (contract section 5), frozen and validated at the edge.
+
+``LikeEvent`` is the value of a ``likes.events`` message: one per committed edge state
+change. ``HotPostEvent`` is the value of a ``likes.hot_posts`` message.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
+
+PositiveId = Annotated[int, Field(gt=0, le=2**63 - 1, strict=True)]
+LikeAction = Literal["LikeCreated", "LikeRemoved"]
+
+
+def rfc3339(ts: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and a ``Z`` suffix."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LikeEvent(BaseModel):
+    """One committed like/unlike of the edge ``(post_id, user_id)`` at ``edge_version``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: UUID
+    action: LikeAction
+    post_id: PositiveId
+    user_id: PositiveId
+    edge_version: PositiveId
+    occurred_at: AwareDatetime
+    idempotency_key: str | None = None
+    author_id: PositiveId | None = None
+
+    @property
+    def liked(self) -> bool:
+        """The edge state this event leaves behind."""
+        return self.action == "LikeCreated"
+
+    @property
+    def occurred_ms(self) -> int:
+        """Event time in integer epoch milliseconds."""
+        return int(self.occurred_at.timestamp() * 1000)
+
+    @field_serializer("occurred_at")
+    def _ser_ts(self, ts: datetime) -> str:
+        return rfc3339(ts)
+
+
+class HotPostEvent(BaseModel):
+    """A post became hot (``state="hot"``) or cooled (``state="cooled"``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    post_id: PositiveId
+    state: Literal["hot", "cooled"]
+    rate: int = Field(ge=0, description="likes in the trailing detection window")
+    window_seconds: int = Field(gt=0)
+    became_hot_at: AwareDatetime
+    at: AwareDatetime
+    peak_rate: int = Field(ge=0)
+
+    @field_serializer("became_hot_at", "at")
+    def _ser_ts(self, ts: datetime) -> str:
+        return rfc3339(ts)

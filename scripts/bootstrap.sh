@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what likestream needs on a bare Debian machine: Debian packages, uv, the
+# locked Python environment in .venv. Idempotent, and quick when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV_VERSION=0.13.8
+need=()
+[[ -x /usr/lib/postgresql/15/bin/postgres ]] || need+=(postgresql-15)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
+if ((${#need[@]})); then
+  echo "bootstrap: installing Debian packages: ${need[*]}"
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [[ ! -x .cache/tools/bin/uv ]]; then
+  echo "bootstrap: installing uv ${UV_VERSION}"
+  python3 -m venv .cache/tools
+  .cache/tools/bin/pip install -q "uv==${UV_VERSION}"
+fi
+export UV_CACHE_DIR="$PWD/.cache/uv"
+.cache/tools/bin/uv sync --frozen --quiet
