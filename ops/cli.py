@@ -76,6 +76,26 @@ def cmd_stack(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flow(a: argparse.Namespace) -> int:
+    from flows.runner import run
+
+    addresses = a.addresses.split(";") if a.addresses else None
+    run(a.name, process_id=a.process_id, addresses=addresses)
+    return 0
+
+
+def cmd_analytics(a: argparse.Namespace) -> int:
+    from ops.analytics import print_rows, query
+
+    try:
+        columns, rows = query(CommonSettings(), a.sql)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print_rows(columns, rows, as_json=a.json)
+    return 0
+
+
 def cmd_status(a: argparse.Namespace) -> int:
     from ops.status import collect, render
 
@@ -110,6 +130,16 @@ def _parser() -> argparse.ArgumentParser:
     api = add("api", cmd_api, "run the ingest API in the foreground")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
+    fl = add("flow", cmd_flow, "run a dataflow in the foreground (with recovery)")
+    fl.add_argument("name")
+    fl.add_argument("--process-id", type=int)
+    fl.add_argument("--addresses", help="host:port;host:port of every process")
+    an = sub.add_parser("analytics", help="ClickHouse analytics").add_subparsers(
+        dest="acmd", required=True)
+    aq = an.add_parser("query", help="run read-only SQL, also while the system runs")
+    aq.add_argument("sql")
+    aq.add_argument("--json", action="store_true")
+    aq.set_defaults(fn=cmd_analytics)
     st = add("stack", cmd_stack, "the local stack: up, down, or run in the foreground")
     st.add_argument("action", choices=["up", "down", "run"])
     return p

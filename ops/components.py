@@ -6,6 +6,7 @@ Component names are part of the contract: ``.local/run/<name>.pid``.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,8 @@ from ops import java_stack, local_servers
 from ops.settings import REPO_ROOT, CommonSettings
 from schemas.migrate import apply_migrations
 
-FLOW_NAMES: tuple[str, ...] = ()
+FLOW_NAMES: tuple[str, ...] = ("counts",)
+FLOW_HEARTBEAT_MAX_AGE_S = 10.0
 
 
 @dataclass
@@ -66,6 +68,16 @@ def _kafka_ok(bootstrap: str) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any client error means "not ready yet"
         return False
+
+
+def _flow_ok(redis_url: str, name: str) -> bool:
+    from flows.progress import heartbeat_key
+
+    try:
+        beat = redis.Redis.from_url(redis_url, socket_timeout=1).get(heartbeat_key(name))
+    except redis.RedisError:
+        return False
+    return beat is not None and time.time() - float(beat) < FLOW_HEARTBEAT_MAX_AGE_S
 
 
 def _likes_bin() -> str:
@@ -116,7 +128,11 @@ def build_components(s: CommonSettings) -> list[Component]:
                   lambda: _http_ok(f"{s.api_url}/readyz"), marker="likes api",
                   start_timeout=60),
     ]
-    for name in FLOW_NAMES:
-        comps.append(Component(f"flow-{name}", lambda n=name: [_likes_bin(), "flow", n],  # type: ignore[misc]
-                               lambda n=name: True, marker=f"likes flow {name}"))  # type: ignore[misc]
+    comps.extend(_flow_component(s, name) for name in FLOW_NAMES)
     return comps
+
+
+def _flow_component(s: CommonSettings, name: str) -> Component:
+    return Component(f"flow-{name}", lambda: [_likes_bin(), "flow", name],
+                     lambda: _flow_ok(s.redis_url, name), marker=f"likes flow {name}",
+                     start_timeout=60)

@@ -4,9 +4,39 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
+from confluent_kafka import Consumer, TopicPartition
+
+from flows.progress import progress_key
 from ops.settings import CommonSettings
 
 
+def end_offsets(bootstrap: str, topic: str, timeout: float = 5.0) -> dict[int, int]:
+    """The high watermark of every partition of ``topic``."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "likes-status",
+                  "enable.auto.commit": False})
+    try:
+        meta = c.list_topics(topic, timeout=timeout).topics[topic]
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                for p in meta.partitions}
+    finally:
+        c.close()
+
+
+def flow_lag(s: CommonSettings, flow: str, ends: dict[int, int]) -> dict[str, Any]:
+    """Messages not yet processed by ``flow``, in total and per partition."""
+    r = redis.Redis.from_url(s.redis_url, socket_timeout=2)
+    done = {int(k): int(v) for k, v in r.hgetall(progress_key(flow)).items()}
+    per = {p: max(0, end - done.get(p, 0)) for p, end in sorted(ends.items())}
+    return {"lag": sum(per.values()), "per_partition": per}
+
+
 def flow_report(s: CommonSettings) -> dict[str, Any]:
-    """Per-flow lag and last drift figures (empty until flows exist)."""
-    return {"flows": {}, "drift": None}
+    """Per-flow lag, and the last drift figures recorded by ``likes reconcile``."""
+    from ops.components import FLOW_NAMES
+
+    ends = end_offsets(s.kafka_bootstrap, s.events_topic)
+    flows = {name: flow_lag(s, name, ends) for name in FLOW_NAMES}
+    r = redis.Redis.from_url(s.redis_url, socket_timeout=2)
+    drift = r.get("likes:last_drift")
+    return {"flows": flows, "drift": drift.decode() if drift else None}

@@ -57,7 +57,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"cdc: lag {cdc.get('lag_seconds')} s, slot retains "
                      f"{slot.get('retained_wal_bytes')} bytes of WAL")
     for name, lag in (report.get("flows") or {}).items():
-        lines.append(f"flow {name}: lag {lag}")
+        lines.append(f"flow {name}: lag {lag['lag'] if isinstance(lag, dict) else lag}")
     if report.get("drift") is not None:
         lines.append(f"drift: {report['drift']}")
     hot = report["hot_posts"]

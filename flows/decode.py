@@ -1,0 +1,86 @@
+"""The edge of every flow: Kafka messages in, frozen events or dead letters out.
+
+Nothing is dropped silently: a message that does not decode and validate becomes a
+:class:`DeadLetter` with its original bytes, its coordinates and the reason; a consumer
+error that carries a message does too; transient client errors (no payload, librdkafka
+reconnects by itself) are logged; fatal ones raise so the flow resumes from recovery.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
+from confluent_kafka import KafkaError as ConfluentError
+from pydantic import ValidationError
+
+from flows.records import DeadLetter, HotChange
+from schemas.events import HotPostEvent, LikeEvent, rfc3339
+from sinks.kafka_topic import KafkaRecord
+
+log = logging.getLogger(__name__)
+Message = KafkaSourceMessage[bytes | None, bytes | None]
+Decoded = tuple[int, LikeEvent] | DeadLetter
+
+_TRANSIENT = {ConfluentError._TRANSPORT, ConfluentError._ALL_BROKERS_DOWN,
+              ConfluentError._TIMED_OUT, ConfluentError._MSG_TIMED_OUT}
+_FATAL = {ConfluentError._AUTO_OFFSET_RESET, ConfluentError.UNKNOWN_TOPIC_OR_PART,
+          ConfluentError._UNKNOWN_PARTITION, ConfluentError._UNKNOWN_TOPIC}
+
+
+class FatalConsumerError(RuntimeError):
+    """The consumer cannot go on without losing data (e.g. its offset left retention)."""
+
+
+def _dead(msg: Message, reason: str) -> DeadLetter:
+    return DeadLetter(msg.key, msg.value, msg.topic or "", msg.partition or 0,
+                      msg.offset if msg.offset is not None else -1, reason)
+
+
+def decode_message(msg: Message) -> Decoded:
+    """``(partition, event)``, or a dead letter saying why not."""
+    if msg.value is None:
+        return _dead(msg, "empty message value")
+    try:
+        return (msg.partition or 0, LikeEvent.model_validate_json(msg.value))
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "value"
+        return _dead(msg, f"invalid event: {where}: {first.get('msg', '')}"[:500])
+
+
+def triage_error(err: KafkaError[Any, Any]) -> Iterable[DeadLetter]:
+    """Route a consumer error: raise if fatal, dead-letter it if it has a message."""
+    code = err.err.code()
+    if err.err.fatal() or code in _FATAL:
+        raise FatalConsumerError(f"fatal Kafka consumer error: {err.err}")
+    if code in _TRANSIENT or err.msg.offset is None:
+        log.warning("transient Kafka consumer error: %s", err.err)
+        return []
+    return [_dead(err.msg, f"consumer error: {err.err}")]
+
+
+def dead_letter_record(d: DeadLetter) -> KafkaRecord:
+    """The DLQ record: original key and bytes, the reason and coordinates in headers."""
+    return KafkaRecord(key=d.key, value=d.value or b"", headers=[
+        ("error", d.reason.encode()), ("src_topic", d.topic.encode()),
+        ("src_partition", str(d.partition).encode()), ("src_offset", str(d.offset).encode()),
+        ("event_id", f"dlq:{d.topic}:{d.partition}:{d.offset}".encode())])
+
+
+def hot_record(h: HotChange, window_s: int) -> KafkaRecord:
+    """The ``likes.hot_posts`` record of a hot/cooled transition."""
+    from datetime import UTC, datetime
+
+    def ts(ms: int) -> datetime:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+    ev = HotPostEvent(post_id=h.post_id, state=h.state, rate=h.rate, window_seconds=window_s,
+                      became_hot_at=ts(h.became_hot_at_ms), at=ts(h.at_ms),
+                      peak_rate=h.peak_rate)
+    eid = f"hot:{h.post_id}:{rfc3339(ts(h.became_hot_at_ms))}:{h.state}"
+    return KafkaRecord(key=str(h.post_id).encode(), value=json.dumps(
+        ev.model_dump(mode="json")).encode(), headers=[("event_id", eid.encode())])

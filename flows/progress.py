@@ -1,0 +1,62 @@
+"""Which offsets a flow process has read, published for ``likes status``.
+
+The flow records the next offset of each partition it reads; a daemon thread writes
+them to the Redis hash ``likes:flow_progress:<flow>`` every second. Status compares them
+with Kafka's end offsets to report lag. Best effort: a Redis outage only hides lag.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TypeVar
+
+import redis
+
+from flows.decode import Message
+
+log = logging.getLogger(__name__)
+_offsets: dict[int, int] = {}
+_lock = threading.Lock()
+M = TypeVar("M", bound=Message)
+
+
+def progress_key(flow: str) -> str:
+    """The Redis hash of a flow's next offsets per partition."""
+    return f"likes:flow_progress:{flow}"
+
+
+def heartbeat_key(flow: str) -> str:
+    """The Redis key a running flow process refreshes every second."""
+    return f"likes:flow_heartbeat:{flow}"
+
+
+def track(msg: M) -> M:
+    """Record that ``msg`` was read (the flow's first stateless step)."""
+    if msg.offset is not None and msg.partition is not None:
+        with _lock:
+            if msg.offset + 1 > _offsets.get(msg.partition, 0):
+                _offsets[msg.partition] = msg.offset + 1
+    return msg
+
+
+def _publish_forever(url: str, flow: str, every_s: float, stop: threading.Event) -> None:
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    while not stop.wait(every_s):
+        with _lock:
+            snapshot = dict(_offsets)
+        try:
+            client.set(heartbeat_key(flow), str(time.time()), ex=60)
+            if snapshot:
+                client.hset(progress_key(flow), mapping={str(p): o for p, o in snapshot.items()})
+        except redis.RedisError as e:
+            log.debug("progress publish failed: %s", e)
+
+
+def start_publisher(url: str, flow: str, every_s: float = 1.0) -> threading.Event:
+    """Publish progress in the background; set the returned event to stop."""
+    stop = threading.Event()
+    threading.Thread(target=_publish_forever, args=(url, flow, every_s, stop), daemon=True,
+                     name=f"progress-{flow}").start()
+    return stop

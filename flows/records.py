@@ -1,0 +1,90 @@
+"""Records that travel between flow stages and into sinks: small, frozen, picklable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """An edge transition that survived dedupe, with its effect on the post's count.
+
+    ``delta`` is the change of the post's like count (+1, -1, or 0 after a gap);
+    ``seq_inc`` how far the edge's version advanced (the post's ``seq`` grows by it).
+    """
+
+    post_id: int
+    user_id: int
+    version: int
+    delta: int
+    seq_inc: int
+    occurred_ms: int
+    event_id: str
+    action: str
+    author_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowPart:
+    """One Kafka partition's share of a post's tumbling window, as absolute values.
+
+    ``part`` is ``p<partition>`` for on-time events, ``late:<event_id>`` for a correction.
+    ``version`` (= likes + unlikes) grows with every event, so the newest write wins.
+    """
+
+    post_id: int
+    window_start_ms: int
+    window_end_ms: int
+    part: str
+    likes: int
+    unlikes: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class CountUpdate:
+    """A post's absolute like count at ``seq`` (the sum of edge versions it reflects)."""
+
+    post_id: int
+    count: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class HotChange:
+    """A hot-post episode: started, updated (peak), or ended (``cooled_at_ms`` set)."""
+
+    post_id: int
+    state: str  # "hot" | "cooled" | "update"
+    rate: int
+    peak_rate: int
+    became_hot_at_ms: int
+    at_ms: int
+    cooled_at_ms: int | None
+
+    @property
+    def version(self) -> int:
+        """Monotone within an episode: peaks only grow, and cooling comes last."""
+        return self.peak_rate + (1 << 40 if self.cooled_at_ms is not None else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message a flow could not process: its original bytes and why."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+
+
+def latest_per_post(updates: list[CountUpdate]) -> list[CountUpdate]:
+    """The highest-``seq`` update of each post, sorted by post."""
+    best: dict[int, CountUpdate] = {}
+    for u in updates:
+        cur = best.get(u.post_id)
+        if cur is None or u.seq > cur.seq:
+            best[u.post_id] = u
+    return [best[p] for p in sorted(best)]

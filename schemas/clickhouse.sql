@@ -1,0 +1,52 @@
+-- Analytics store (database `likes`). Analysts query the views; the *_raw / *_parts
+-- tables absorb replays (ReplacingMergeTree) and are an implementation detail.
+CREATE DATABASE IF NOT EXISTS likes;
+
+CREATE TABLE IF NOT EXISTS likes.like_events_raw (
+    event_id     UUID,
+    action       LowCardinality(String),
+    post_id      UInt64,
+    user_id      UInt64,
+    edge_version UInt64,
+    occurred_at  DateTime64(6, 'UTC'),
+    delta        Int8
+) ENGINE = ReplacingMergeTree
+ORDER BY (post_id, event_id);
+
+CREATE VIEW IF NOT EXISTS likes.like_events AS
+SELECT event_id, action, post_id, user_id, edge_version, occurred_at, delta
+FROM likes.like_events_raw FINAL;
+
+CREATE TABLE IF NOT EXISTS likes.post_like_window_parts (
+    post_id      UInt64,
+    window_start DateTime64(3, 'UTC'),
+    window_end   DateTime64(3, 'UTC'),
+    part         String,
+    likes        UInt64,
+    unlikes      UInt64,
+    version      UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (post_id, window_start, part);
+
+CREATE VIEW IF NOT EXISTS likes.post_like_windows AS
+SELECT post_id, window_start, window_end, l AS likes, u AS unlikes,
+       toInt64(l) - toInt64(u) AS net
+FROM (
+    SELECT post_id, window_start, any(window_end) AS window_end,
+           sum(likes) AS l, sum(unlikes) AS u
+    FROM likes.post_like_window_parts FINAL
+    GROUP BY post_id, window_start
+);
+
+CREATE TABLE IF NOT EXISTS likes.hot_post_episodes (
+    post_id       UInt64,
+    became_hot_at DateTime64(3, 'UTC'),
+    cooled_at     Nullable(DateTime64(3, 'UTC')),
+    peak_rate     UInt64,
+    version       UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (post_id, became_hot_at);
+
+CREATE VIEW IF NOT EXISTS likes.hot_posts AS
+SELECT post_id, became_hot_at, cooled_at, peak_rate
+FROM likes.hot_post_episodes FINAL;

@@ -1,0 +1,57 @@
+"""Postgres compacted counts: ``post_like_counts(post_id, like_count, seq, updated_at)``.
+
+Guarantee: exactly-once effect under replay. One upsert per batch writes absolute counts
+and only where the stored ``seq`` is lower; replayed or older counts change nothing.
+Rows are written in ``post_id`` order so concurrent workers cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from flows.records import CountUpdate, latest_per_post
+from sinks.errors import SinkError
+
+UPSERT_SQL = """
+INSERT INTO post_like_counts AS c (post_id, like_count, seq, updated_at)
+SELECT p, n, s, now() FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS t(p, n, s)
+ORDER BY p
+ON CONFLICT (post_id) DO UPDATE
+    SET like_count = EXCLUDED.like_count, seq = EXCLUDED.seq, updated_at = now()
+    WHERE c.seq < EXCLUDED.seq"""
+
+
+def write_counts(conn: psycopg.Connection, updates: list[CountUpdate]) -> None:
+    """Apply ``updates`` in one transaction."""
+    rows = latest_per_post(updates)
+    if not rows:
+        return
+    try:
+        with conn.transaction():
+            conn.execute(UPSERT_SQL, ([u.post_id for u in rows], [u.count for u in rows],
+                                      [u.seq for u in rows]))
+    except psycopg.Error as e:
+        raise SinkError(f"postgres count write failed: {e}") from e
+
+
+class _PostgresCountPartition(StatelessSinkPartition[CountUpdate]):
+    def __init__(self, url: str) -> None:
+        self._conn = psycopg.connect(url, autocommit=True)
+
+    def write_batch(self, items: list[CountUpdate]) -> None:
+        write_counts(self._conn, items)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresCountSink(DynamicSink[CountUpdate]):
+    """Counts into ``post_like_counts``, versioned by ``seq``."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def build(self, step_id: str, worker_index: int,
+              worker_count: int) -> _PostgresCountPartition:
+        return _PostgresCountPartition(self._url)

@@ -1,0 +1,72 @@
+"""Redis like counts: ``likes:count:{post_id}`` as a decimal string.
+
+Guarantee: exactly-once effect under replay. Each write is an absolute count with its
+``seq`` (the sum of edge versions it reflects), applied by a compare-and-set script
+only when ``seq`` is above the stored one (``likes:count_seq:{post_id}``). A replayed or
+reordered older count is a no-op; counts never move backwards.
+"""
+
+from __future__ import annotations
+
+import redis
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from flows.records import CountUpdate, latest_per_post
+from sinks.errors import SinkError
+
+CAS_SCRIPT = """
+local cur = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if tonumber(ARGV[2]) > cur then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+def count_key(post_id: int) -> str:
+    """The count key feed services read (contract section 6)."""
+    return f"likes:count:{post_id}"
+
+
+def seq_key(post_id: int) -> str:
+    """Where the count's version lives."""
+    return f"likes:count_seq:{post_id}"
+
+
+def write_counts(client: redis.Redis, updates: list[CountUpdate]) -> int:
+    """Apply ``updates`` with compare-and-set in one round trip; return how many applied."""
+    if not updates:
+        return 0
+    script = client.register_script(CAS_SCRIPT)
+    pipe = client.pipeline(transaction=False)
+    for u in latest_per_post(updates):
+        script(keys=[count_key(u.post_id), seq_key(u.post_id)], args=[u.count, u.seq],
+               client=pipe)
+    try:
+        return sum(int(r) for r in pipe.execute())
+    except redis.RedisError as e:
+        raise SinkError(f"redis count write failed: {e}") from e
+
+
+class _RedisCountPartition(StatelessSinkPartition[CountUpdate]):
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(url, socket_timeout=10)
+
+    def write_batch(self, items: list[CountUpdate]) -> None:
+        write_counts(self._client, items)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class RedisCountSink(DynamicSink[CountUpdate]):
+    """Counts into Redis, versioned by ``seq``."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def build(self, step_id: str, worker_index: int,
+              worker_count: int) -> _RedisCountPartition:
+        return _RedisCountPartition(self._url)
