@@ -26,8 +26,9 @@ Snapshot = tuple[dict[int, tuple[int, int]], int, Any]
 class CountStage(StatefulBatchLogic[Partial, Out, Snapshot]):
     """Counts ``{post: (count, seq)}`` of one shard, and its hot detector."""
 
-    def __init__(self, hot: HotDetector, *, check_ms: int,
-                 snapshot: Snapshot | None = None) -> None:
+    def __init__(
+        self, hot: HotDetector, *, check_ms: int, snapshot: Snapshot | None = None
+    ) -> None:
         self.counts: dict[int, tuple[int, int]] = dict(snapshot[0]) if snapshot else {}
         self.max_ms: int = snapshot[1] if snapshot else 0
         self.hot = hot

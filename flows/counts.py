@@ -49,8 +49,9 @@ def group_by_partition(batch: list[tuple[int, LikeEvent]]) -> Iterable[tuple[str
     return [(str(p), [p, evs]) for p, evs in groups.items()]
 
 
-def combine_counts(shards: int, bucket_ms: int,
-                   batch: list[Accepted]) -> Iterable[tuple[str, Partial]]:
+def combine_counts(
+    shards: int, bucket_ms: int, batch: list[Accepted]
+) -> Iterable[tuple[str, Partial]]:
     """Per-batch partial sums per post, grouped per count shard (the combiner)."""
     per_shard: dict[int, Partial] = {}
     for a in batch:
@@ -63,62 +64,91 @@ def combine_counts(shards: int, bucket_ms: int,
     return [(str(s), p) for s, p in per_shard.items()]
 
 
-def _read(flow: Dataflow, s: FlowSettings, source: Source[Message] | None
-          ) -> tuple[Stream[Message], Stream[DeadLetter] | None]:
+def _read(
+    flow: Dataflow, s: FlowSettings, source: Source[Message] | None
+) -> tuple[Stream[Message], Stream[DeadLetter] | None]:
     if source is not None:
         return op.input("read_events", flow, source), None
-    kin = kop.input("read_events", flow, brokers=[s.kafka_bootstrap], topics=[s.events_topic],
-                    starting_offset=OFFSET_BEGINNING, batch_size=s.batch_size,
-                    add_config={"auto.offset.reset": "error", "fetch.wait.max.ms": "100"})
+    kin = kop.input(
+        "read_events",
+        flow,
+        brokers=[s.kafka_bootstrap],
+        topics=[s.events_topic],
+        starting_offset=OFFSET_BEGINNING,
+        batch_size=s.batch_size,
+        add_config={"auto.offset.reset": "error", "fetch.wait.max.ms": "100"},
+    )
     return kin.oks, op.flat_map("triage_errors", kin.errs, triage_error)
 
 
 def _partition_stage(s: FlowSettings) -> Any:
     def build(resume: Any) -> PartitionStage:
-        return PartitionStage(ttl_ms=s.dedupe_ttl_s * 1000, window_ms=s.window_s * 1000,
-                              lateness_ms=s.lateness_s * 1000,
-                              emit_ms=int(s.window_emit_s * 1000), snapshot=resume)
+        return PartitionStage(
+            ttl_ms=s.dedupe_ttl_s * 1000,
+            window_ms=s.window_s * 1000,
+            lateness_ms=s.lateness_s * 1000,
+            emit_ms=int(s.window_emit_s * 1000),
+            snapshot=resume,
+        )
+
     return build
 
 
 def _count_stage(s: FlowSettings) -> Any:
     def build(resume: Any) -> CountStage:
-        hot = HotDetector(window_ms=s.hot_window_s * 1000, bucket_ms=s.hot_bucket_s * 1000,
-                          threshold=s.hot_threshold,
-                          cool_threshold=max(1, int(s.hot_threshold * s.hot_cool_ratio)),
-                          snapshot=resume[2] if resume else None)
+        hot = HotDetector(
+            window_ms=s.hot_window_s * 1000,
+            bucket_ms=s.hot_bucket_s * 1000,
+            threshold=s.hot_threshold,
+            cool_threshold=max(1, int(s.hot_threshold * s.hot_cool_ratio)),
+            snapshot=resume[2] if resume else None,
+        )
         return CountStage(hot, check_ms=int(s.hot_check_s * 1000), snapshot=resume)
+
     return build
 
 
-def build_flow(s: FlowSettings, sinks: CountsSinks, source: Source[Message] | None = None,
-               flow_id: str = "likes_counts") -> Dataflow:
+def build_flow(
+    s: FlowSettings,
+    sinks: CountsSinks,
+    source: Source[Message] | None = None,
+    flow_id: str = "likes_counts",
+) -> Dataflow:
     """The counts dataflow; ``source`` replaces Kafka in tests."""
     flow = Dataflow(flow_id)
     messages, consumer_dead = _read(flow, s, source)
     decoded = op.map("decode", op.map("track_progress", messages, track), decode_message)
     split = op.branch("split_dead", decoded, lambda d: isinstance(d, DeadLetter))
-    dead = split.trues if consumer_dead is None else op.merge("all_dead", split.trues,
-                                                              consumer_dead)
+    dead: Stream[DeadLetter] = split.trues  # type: ignore[assignment]
+    if consumer_dead is not None:
+        dead = op.merge("all_dead", dead, consumer_dead)
     op.output("write_dlq", dead, sinks.dead_letters)
-    grouped = op.flat_map_batch("group_by_partition", split.falses, group_by_partition)
+    good: Stream[tuple[int, LikeEvent]] = split.falses  # type: ignore[assignment]
+    grouped = op.flat_map_batch("group_by_partition", good, group_by_partition)
     staged = op.stateful_batch("dedupe_window", grouped, _partition_stage(s))
-    kinds = op.branch("split_stage", op.map("unkey_stage", staged, lambda kv: kv[1]),
-                      lambda t: t[0] == "acc")
+    kinds = op.branch(
+        "split_stage", op.map("unkey_stage", staged, lambda kv: kv[1]), lambda t: t[0] == "acc"
+    )
     accepted = op.map("unwrap_accepted", kinds.trues, lambda t: t[1])
     op.output("write_like_events", accepted, sinks.like_events)
-    op.output("write_windows", op.map("unwrap_windows", kinds.falses, lambda t: t[1]),
-              sinks.windows)
+    op.output(
+        "write_windows", op.map("unwrap_windows", kinds.falses, lambda t: t[1]), sinks.windows
+    )
     partials = op.flat_map_batch(
-        "combine_counts", accepted,
-        lambda b: combine_counts(s.count_shards, s.hot_bucket_s * 1000, b))
-    counted = op.map("unkey_counts", op.stateful_batch("count_posts", partials,
-                                                       _count_stage(s)), lambda kv: kv[1])
+        "combine_counts",
+        accepted,
+        lambda b: combine_counts(s.count_shards, s.hot_bucket_s * 1000, b),
+    )
+    counted = op.map(
+        "unkey_counts",
+        op.stateful_batch("count_posts", partials, _count_stage(s)),
+        lambda kv: kv[1],
+    )
     outs = op.branch("split_counts", counted, lambda t: t[0] == "count")
     counts = op.map("unwrap_counts", outs.trues, lambda t: t[1])
     hot = op.map("unwrap_hot", outs.falses, lambda t: t[1])
-    for i, sink in enumerate(sinks.counts):
-        op.output(f"write_counts_{i}", counts, sink)
-    for i, sink in enumerate(sinks.hot):
-        op.output(f"write_hot_{i}", hot, sink)
+    for i, count_sink in enumerate(sinks.counts):
+        op.output(f"write_counts_{i}", counts, count_sink)
+    for i, hot_sink in enumerate(sinks.hot):
+        op.output(f"write_hot_{i}", hot, hot_sink)
     return flow

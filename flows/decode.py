@@ -25,10 +25,18 @@ log = logging.getLogger(__name__)
 Message = KafkaSourceMessage[bytes | None, bytes | None]
 Decoded = tuple[int, LikeEvent] | DeadLetter
 
-_TRANSIENT = {ConfluentError._TRANSPORT, ConfluentError._ALL_BROKERS_DOWN,
-              ConfluentError._TIMED_OUT, ConfluentError._MSG_TIMED_OUT}
-_FATAL = {ConfluentError._AUTO_OFFSET_RESET, ConfluentError.UNKNOWN_TOPIC_OR_PART,
-          ConfluentError._UNKNOWN_PARTITION, ConfluentError._UNKNOWN_TOPIC}
+_TRANSIENT = {
+    ConfluentError._TRANSPORT,
+    ConfluentError._ALL_BROKERS_DOWN,
+    ConfluentError._TIMED_OUT,
+    ConfluentError._MSG_TIMED_OUT,
+}
+_FATAL = {
+    ConfluentError._AUTO_OFFSET_RESET,
+    ConfluentError.UNKNOWN_TOPIC_OR_PART,
+    ConfluentError._UNKNOWN_PARTITION,
+    ConfluentError._UNKNOWN_TOPIC,
+}
 
 
 class FatalConsumerError(RuntimeError):
@@ -36,8 +44,14 @@ class FatalConsumerError(RuntimeError):
 
 
 def _dead(msg: Message, reason: str) -> DeadLetter:
-    return DeadLetter(msg.key, msg.value, msg.topic or "", msg.partition or 0,
-                      msg.offset if msg.offset is not None else -1, reason)
+    return DeadLetter(
+        msg.key,
+        msg.value,
+        msg.topic or "",
+        msg.partition or 0,
+        msg.offset if msg.offset is not None else -1,
+        reason,
+    )
 
 
 def decode_message(msg: Message) -> Decoded:
@@ -65,10 +79,17 @@ def triage_error(err: KafkaError[Any, Any]) -> Iterable[DeadLetter]:
 
 def dead_letter_record(d: DeadLetter) -> KafkaRecord:
     """The DLQ record: original key and bytes, the reason and coordinates in headers."""
-    return KafkaRecord(key=d.key, value=d.value or b"", headers=[
-        ("error", d.reason.encode()), ("src_topic", d.topic.encode()),
-        ("src_partition", str(d.partition).encode()), ("src_offset", str(d.offset).encode()),
-        ("event_id", f"dlq:{d.topic}:{d.partition}:{d.offset}".encode())])
+    return KafkaRecord(
+        key=d.key,
+        value=d.value or b"",
+        headers=[
+            ("error", d.reason.encode()),
+            ("src_topic", d.topic.encode()),
+            ("src_partition", str(d.partition).encode()),
+            ("src_offset", str(d.offset).encode()),
+            ("event_id", f"dlq:{d.topic}:{d.partition}:{d.offset}".encode()),
+        ],
+    )
 
 
 def hot_record(h: HotChange, window_s: int) -> KafkaRecord:
@@ -78,9 +99,18 @@ def hot_record(h: HotChange, window_s: int) -> KafkaRecord:
     def ts(ms: int) -> datetime:
         return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
-    ev = HotPostEvent(post_id=h.post_id, state=h.state, rate=h.rate, window_seconds=window_s,
-                      became_hot_at=ts(h.became_hot_at_ms), at=ts(h.at_ms),
-                      peak_rate=h.peak_rate)
+    ev = HotPostEvent(
+        post_id=h.post_id,
+        state="hot" if h.state == "hot" else "cooled",
+        rate=h.rate,
+        window_seconds=window_s,
+        became_hot_at=ts(h.became_hot_at_ms),
+        at=ts(h.at_ms),
+        peak_rate=h.peak_rate,
+    )
     eid = f"hot:{h.post_id}:{rfc3339(ts(h.became_hot_at_ms))}:{h.state}"
-    return KafkaRecord(key=str(h.post_id).encode(), value=json.dumps(
-        ev.model_dump(mode="json")).encode(), headers=[("event_id", eid.encode())])
+    return KafkaRecord(
+        key=str(h.post_id).encode(),
+        value=json.dumps(ev.model_dump(mode="json")).encode(),
+        headers=[("event_id", eid.encode())],
+    )

@@ -15,15 +15,22 @@ from flows.records import HotChange
 class HotDetector:
     """Per-post like buckets over the trailing window, and the posts currently hot."""
 
-    def __init__(self, *, window_ms: int, bucket_ms: int, threshold: int, cool_threshold: int,
-                 snapshot: tuple[dict[int, dict[int, int]], dict[int, tuple[int, int]]]
-                 | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        window_ms: int,
+        bucket_ms: int,
+        threshold: int,
+        cool_threshold: int,
+        snapshot: tuple[dict[int, dict[int, int]], dict[int, tuple[int, int]]] | None = None,
+    ) -> None:
         self.window_ms = window_ms
         self.bucket_ms = bucket_ms
         self.threshold = threshold
         self.cool_threshold = cool_threshold
         self.buckets: dict[int, dict[int, int]] = (
-            {p: dict(b) for p, b in snapshot[0].items()} if snapshot else {})
+            {p: dict(b) for p, b in snapshot[0].items()} if snapshot else {}
+        )
         # post -> (became_hot_at_ms, peak_rate)
         self.hot: dict[int, tuple[int, int]] = dict(snapshot[1]) if snapshot else {}
 
@@ -58,8 +65,7 @@ class HotDetector:
                     out.append(HotChange(post_id, "hot", r, r, now_ms, now_ms, None))
             elif r < self.cool_threshold:
                 del self.hot[post_id]
-                out.append(HotChange(post_id, "cooled", r, episode[1], episode[0], now_ms,
-                                     now_ms))
+                out.append(HotChange(post_id, "cooled", r, episode[1], episode[0], now_ms, now_ms))
             else:
                 peak = max(episode[1], r)
                 self.hot[post_id] = (episode[0], peak)

@@ -26,12 +26,20 @@ Snapshot = tuple[Any, Any, int]
 class PartitionStage(StatefulBatchLogic[tuple[int, list[LikeEvent]], Out, Snapshot]):
     """Dedupe and window state of one Kafka partition (items: ``(partition, events)``)."""
 
-    def __init__(self, *, ttl_ms: int, window_ms: int, lateness_ms: int,
-                 emit_ms: int, snapshot: Snapshot | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        ttl_ms: int,
+        window_ms: int,
+        lateness_ms: int,
+        emit_ms: int,
+        snapshot: Snapshot | None = None,
+    ) -> None:
         partition = snapshot[2] if snapshot else -1
         self.dedupe = EdgeDeduper(ttl_ms, snapshot[0] if snapshot else None)
-        self.windows = PartitionWindows(partition, window_ms, lateness_ms,
-                                        snapshot[1] if snapshot else None)
+        self.windows = PartitionWindows(
+            partition, window_ms, lateness_ms, snapshot[1] if snapshot else None
+        )
         self.partition = partition
         self.emit_ms = emit_ms
         self.duplicates = 0
@@ -50,8 +58,22 @@ class PartitionStage(StatefulBatchLogic[tuple[int, list[LikeEvent]], Out, Snapsh
                     continue
                 delta, inc = applied
                 eid = str(ev.event_id)
-                out.append(("acc", Accepted(ev.post_id, ev.user_id, ev.edge_version, delta, inc,
-                                            ev.occurred_ms, eid, ev.action, ev.author_id)))
+                out.append(
+                    (
+                        "acc",
+                        Accepted(
+                            ev.post_id,
+                            ev.user_id,
+                            ev.edge_version,
+                            delta,
+                            inc,
+                            ev.occurred_ms,
+                            eid,
+                            ev.action,
+                            ev.author_id,
+                        ),
+                    )
+                )
                 late = self.windows.add(ev.post_id, delta, ev.occurred_ms, eid)
                 if late is not None:
                     out.append(("win", late))

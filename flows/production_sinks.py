@@ -20,14 +20,14 @@ def counts_sinks(s: FlowSettings) -> CountsSinks:
     def hot_to_kafka(h: HotChange) -> KafkaRecord | None:
         return hot_record(h, s.hot_window_s) if h.state in ("hot", "cooled") else None
 
-
     return CountsSinks(
-        dead_letters=KafkaTopicSink(s.kafka_bootstrap, s.dlq_topic,
-                                    to_record=dead_letter_record),
+        dead_letters=KafkaTopicSink(s.kafka_bootstrap, s.dlq_topic, to_record=dead_letter_record),
         like_events=ClickHouseSink(ch, "like_events_raw", event_row),
         windows=ClickHouseSink(ch, "post_like_window_parts", window_row),
         counts=[RedisCountSink(s.redis_url), PostgresCountSink(s.postgres_url)],
-        hot=[RedisHotSink(s.redis_url),
-             KafkaTopicSink(s.kafka_bootstrap, s.hot_topic, to_record=hot_to_kafka),
-             ClickHouseSink(ch, "hot_post_episodes", hot_row)],
+        hot=[
+            RedisHotSink(s.redis_url),
+            KafkaTopicSink(s.kafka_bootstrap, s.hot_topic, to_record=hot_to_kafka),
+            ClickHouseSink(ch, "hot_post_episodes", hot_row),
+        ],
     )

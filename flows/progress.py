@@ -57,6 +57,10 @@ def _publish_forever(url: str, flow: str, every_s: float, stop: threading.Event)
 def start_publisher(url: str, flow: str, every_s: float = 1.0) -> threading.Event:
     """Publish progress in the background; set the returned event to stop."""
     stop = threading.Event()
-    threading.Thread(target=_publish_forever, args=(url, flow, every_s, stop), daemon=True,
-                     name=f"progress-{flow}").start()
+    threading.Thread(
+        target=_publish_forever,
+        args=(url, flow, every_s, stop),
+        daemon=True,
+        name=f"progress-{flow}",
+    ).start()
     return stop

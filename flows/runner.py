@@ -52,6 +52,11 @@ def run(name: str, *, process_id: int | None = None, addresses: list[str] | None
 
         serve_if_embedded(s.effective_clickhouse_url, s.analytics_port)
     log.info("flow %s starting (recovery %s)", name, recovery.db_dir)
-    cli_main(flow, workers_per_process=1, process_id=process_id, addresses=addresses,
-             epoch_interval=timedelta(seconds=s.snapshot_interval_s),
-             recovery_config=recovery)
+    cli_main(
+        flow,
+        workers_per_process=1,
+        process_id=process_id,
+        addresses=addresses,
+        epoch_interval=timedelta(seconds=s.snapshot_interval_s),
+        recovery_config=recovery,
+    )

@@ -16,18 +16,24 @@ from flows.records import WindowPart
 class PartitionWindows:
     """Open windows of one Kafka partition: ``{window_start: {post: [likes, unlikes]}}``."""
 
-    def __init__(self, partition: int, window_ms: int, lateness_ms: int,
-                 snapshot: tuple[dict[int, dict[int, list[int]]], int] | None = None) -> None:
+    def __init__(
+        self,
+        partition: int,
+        window_ms: int,
+        lateness_ms: int,
+        snapshot: tuple[dict[int, dict[int, list[int]]], int] | None = None,
+    ) -> None:
         self.part = f"p{partition}"
         self.window_ms = window_ms
         self.lateness_ms = lateness_ms
         self.open: dict[int, dict[int, list[int]]] = (
             {w: {p: list(c) for p, c in posts.items()} for w, posts in snapshot[0].items()}
-            if snapshot else {})
+            if snapshot
+            else {}
+        )
         self.max_ms: int = snapshot[1] if snapshot else 0
         # After a restore nothing is known to be emitted: re-emit every open row once.
-        self.dirty: set[tuple[int, int]] = {(w, p) for w, posts in self.open.items()
-                                            for p in posts}
+        self.dirty: set[tuple[int, int]] = {(w, p) for w, posts in self.open.items() for p in posts}
         self.late_events = 0
 
     @property
@@ -43,8 +49,9 @@ class PartitionWindows:
         likes, unlikes = (1, 0) if delta > 0 else (0, 1)
         if start + self.window_ms <= self.watermark and start not in self.open:
             self.late_events += 1
-            return WindowPart(post_id, start, start + self.window_ms, f"late:{event_id}",
-                              likes, unlikes, 1)
+            return WindowPart(
+                post_id, start, start + self.window_ms, f"late:{event_id}", likes, unlikes, 1
+            )
         counts = self.open.setdefault(start, {}).setdefault(post_id, [0, 0])
         counts[0] += likes
         counts[1] += unlikes
@@ -54,8 +61,15 @@ class PartitionWindows:
         return None
 
     def _row(self, start: int, post_id: int, counts: list[int]) -> WindowPart:
-        return WindowPart(post_id, start, start + self.window_ms, self.part,
-                          counts[0], counts[1], counts[0] + counts[1])
+        return WindowPart(
+            post_id,
+            start,
+            start + self.window_ms,
+            self.part,
+            counts[0],
+            counts[1],
+            counts[0] + counts[1],
+        )
 
     def close_due(self) -> list[WindowPart]:
         """Final rows (those not yet emitted with current values) of windows now closed."""
@@ -75,5 +89,6 @@ class PartitionWindows:
 
     def snapshot(self) -> tuple[dict[int, dict[int, list[int]]], int]:
         """A deep enough copy that later counting cannot alias it."""
-        return {w: {p: list(c) for p, c in posts.items()} for w, posts in self.open.items()}, \
-            self.max_ms
+        return {
+            w: {p: list(c) for p, c in posts.items()} for w, posts in self.open.items()
+        }, self.max_ms

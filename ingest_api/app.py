@@ -43,21 +43,24 @@ def _build_state(s: ApiSettings) -> AppState:
     client = aioredis.Redis.from_url(s.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
     return AppState(
         settings=s,
-        pool=make_pool(s.postgres_url, min_size=s.pg_pool_min, max_size=s.pg_pool_max,
-                       timeout=s.pg_timeout_s),
+        pool=make_pool(
+            s.postgres_url, min_size=s.pg_pool_min, max_size=s.pg_pool_max, timeout=s.pg_timeout_s
+        ),
         redis=client,
         viewer=ViewerCache(client, s.viewer_cache_ttl_s),
         limiter=RateLimiter(client, limit=s.rate_limit_requests, window_s=s.rate_limit_window_s),
     )
 
 
-async def _time_request(request: Request,
-                        call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+async def _time_request(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
     t0 = time.perf_counter()
     response = await call_next(request)
     route = request.scope.get("route")
-    REQUESTS.labels(request.method, getattr(route, "path", "unmatched"),
-                    str(response.status_code)).observe(time.perf_counter() - t0)
+    REQUESTS.labels(
+        request.method, getattr(route, "path", "unmatched"), str(response.status_code)
+    ).observe(time.perf_counter() - t0)
     return response
 
 

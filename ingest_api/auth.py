@@ -51,8 +51,13 @@ def verify(authorization: str | None, secret: str, *, leeway_s: int = 5) -> Prin
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("authorization must be a bearer token")
     try:
-        claims = jwt.decode(token.strip(), secret, algorithms=[ALGORITHM], leeway=leeway_s,
-                            options={"require": ["exp", "sub"]})
+        claims = jwt.decode(
+            token.strip(),
+            secret,
+            algorithms=[ALGORITHM],
+            leeway=leeway_s,
+            options={"require": ["exp", "sub"]},
+        )
     except jwt.ExpiredSignatureError as e:
         raise _unauthorized("token expired") from e
     except jwt.InvalidTokenError as e:

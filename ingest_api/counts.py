@@ -21,12 +21,14 @@ def count_key(post_id: int) -> str:
 
 async def _from_postgres(conn: AsyncConnection, post_ids: list[int]) -> dict[int, int]:
     cur = await conn.execute(
-        "SELECT post_id, like_count FROM post_like_counts WHERE post_id = ANY(%s)", (post_ids,))
+        "SELECT post_id, like_count FROM post_like_counts WHERE post_id = ANY(%s)", (post_ids,)
+    )
     return {int(p): int(c) for p, c in await cur.fetchall()}
 
 
-async def like_counts(r: aioredis.Redis, conn: AsyncConnection,
-                      post_ids: list[int]) -> dict[int, int]:
+async def like_counts(
+    r: aioredis.Redis, conn: AsyncConnection, post_ids: list[int]
+) -> dict[int, int]:
     """The count of every post in ``post_ids``."""
     unique = list(dict.fromkeys(post_ids))
     try:

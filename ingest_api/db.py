@@ -26,7 +26,11 @@ class EdgeStoreUnavailable(ProblemError):
 def make_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> AsyncConnectionPool:
     """A pool that does no I/O until opened."""
     return AsyncConnectionPool(
-        url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        open=False,
         kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
         check=AsyncConnectionPool.check_connection,
     )

@@ -33,8 +33,9 @@ def get_state(request: Request) -> AppState:
     return state
 
 
-def get_principal(request: Request,
-                  authorization: Annotated[str | None, Header()] = None) -> Principal:
+def get_principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
     """The caller, from its bearer token."""
     s = get_state(request).settings
     return verify(authorization, s.jwt_secret.get_secret_value(), leeway_s=s.jwt_leeway_s)

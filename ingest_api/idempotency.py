@@ -55,8 +55,9 @@ def validate_key(key: str) -> str:
     return key
 
 
-async def claim(conn: AsyncConnection, *, user_id: int, key: str, fp: str,
-                stale_s: int, ttl_h: int) -> Replay | None:
+async def claim(
+    conn: AsyncConnection, *, user_id: int, key: str, fp: str, stale_s: int, ttl_h: int
+) -> Replay | None:
     """Claim ``key`` for this request (None), or the earlier response to replay."""
     if await (await conn.execute(_CLAIM, (user_id, key, fp))).fetchone():
         return None
@@ -71,8 +72,11 @@ async def claim(conn: AsyncConnection, *, user_id: int, key: str, fp: str,
     if old_fp != fp:
         raise ProblemError(422, "Idempotency-Key was already used for a different request")
     if status is None:
-        raise ProblemError(409, "a request with this Idempotency-Key is still in flight",
-                           headers={"Retry-After": "1"})
+        raise ProblemError(
+            409,
+            "a request with this Idempotency-Key is still in flight",
+            headers={"Retry-After": "1"},
+        )
     return Replay(status_code=int(status), body=dict(response))
 
 

@@ -70,16 +70,27 @@ class LikeResult:
 
     def body(self) -> dict[str, Any]:
         """The HTTP response body."""
-        return {"post_id": self.post_id, "user_id": self.user_id, "liked": self.liked,
-                "changed": self.changed, "version": self.version}
+        return {
+            "post_id": self.post_id,
+            "user_id": self.user_id,
+            "liked": self.liked,
+            "changed": self.changed,
+            "version": self.version,
+        }
 
 
-async def set_like(conn: AsyncConnection, *, post_id: int, user_id: int, liked: bool,
-                   idem_key: str | None = None) -> LikeResult:
+async def set_like(
+    conn: AsyncConnection, *, post_id: int, user_id: int, liked: bool, idem_key: str | None = None
+) -> LikeResult:
     """Move edge ``(post_id, user_id)`` to ``liked``; 404/410 for unknown/deleted posts."""
-    params = {"post_id": post_id, "user_id": user_id, "event_id": uuid.uuid4(),
-              "edge_key": f"{post_id}:{user_id}", "idem": idem_key,
-              "action": "LikeCreated" if liked else "LikeRemoved"}
+    params = {
+        "post_id": post_id,
+        "user_id": user_id,
+        "event_id": uuid.uuid4(),
+        "edge_key": f"{post_id}:{user_id}",
+        "idem": idem_key,
+        "action": "LikeCreated" if liked else "LikeRemoved",
+    }
     async with conn.transaction():
         cur = await conn.execute(LIKE_SQL if liked else UNLIKE_SQL, params)
         deleted, new_version = await cur.fetchone() or (None, None)
@@ -93,6 +104,7 @@ async def set_like(conn: AsyncConnection, *, post_id: int, user_id: int, liked: 
             new_version = row[0] if row else 0
         result = LikeResult(post_id, user_id, liked, changed, int(new_version))
         if idem_key is not None:
-            await conn.execute(COMPLETE_IDEM_SQL,
-                               (200, json.dumps(result.body()), user_id, idem_key))
+            await conn.execute(
+                COMPLETE_IDEM_SQL, (200, json.dumps(result.body()), user_id, idem_key)
+            )
     return result

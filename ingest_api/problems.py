@@ -18,8 +18,15 @@ log = logging.getLogger(__name__)
 class ProblemError(Exception):
     """An error to report to the client as problem+json."""
 
-    def __init__(self, status: int, detail: str, *, title: str | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
@@ -28,12 +35,23 @@ class ProblemError(Exception):
         self.extra = extra
 
 
-def problem_response(status: int, detail: str, *, title: str | None = None,
-                     instance: str | None = None, headers: dict[str, str] | None = None,
-                     **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     """A problem+json response."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title or HTTPStatus(status).phrase,
-                            "status": status, "detail": detail, **extra}
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     if instance:
         body["instance"] = instance
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
@@ -41,21 +59,32 @@ def problem_response(status: int, detail: str, *, title: str | None = None,
 
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    return problem_response(exc.status, exc.detail, title=exc.title, instance=request.url.path,
-                            headers=exc.headers, **exc.extra)
+    return problem_response(
+        exc.status,
+        exc.detail,
+        title=exc.title,
+        instance=request.url.path,
+        headers=exc.headers,
+        **exc.extra,
+    )
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
-    return problem_response(422, "the request is not valid", instance=request.url.path,
-                            errors=errors)
+    return problem_response(
+        422, "the request is not valid", instance=request.url.path, errors=errors
+    )
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return problem_response(exc.status_code, str(exc.detail), instance=request.url.path,
-                            headers=getattr(exc, "headers", None))
+    return problem_response(
+        exc.status_code,
+        str(exc.detail),
+        instance=request.url.path,
+        headers=getattr(exc, "headers", None),
+    )
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

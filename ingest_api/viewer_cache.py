@@ -47,8 +47,7 @@ class ViewerCache:
             values = await self._r.hmget(viewer_key(user_id), [str(p) for p in post_ids])
         except RedisError:
             return {}
-        return {p: v in (b"1", "1") for p, v in zip(post_ids, values, strict=True)
-                if v is not None}
+        return {p: v in (b"1", "1") for p, v in zip(post_ids, values, strict=True) if v is not None}
 
     async def put_many(self, user_id: int, states: dict[int, bool]) -> None:
         """Record states read from or written to the edge store."""

@@ -18,8 +18,9 @@ from sinks import clickhouse_store
 
 def _via_owner(s: CommonSettings, sql: str) -> tuple[list[str], list[Any]] | None:
     try:
-        r = httpx.post(f"http://127.0.0.1:{s.analytics_port}/query", content=sql.encode(),
-                       timeout=120)
+        r = httpx.post(
+            f"http://127.0.0.1:{s.analytics_port}/query", content=sql.encode(), timeout=120
+        )
     except httpx.ConnectError:
         return None
     body = r.json()
@@ -38,7 +39,7 @@ def query(s: CommonSettings, sql: str) -> tuple[list[str], list[Any]]:
         clickhouse_store.ensure_schema(url)
     try:
         columns, rows = clickhouse_store.query_readonly(url, sql)
-    except Exception as e:  # noqa: BLE001 - report the database's message, not a traceback
+    except Exception as e:
         raise ValueError(str(e).splitlines()[0]) from e
     return columns, [list(r) for r in rows]
 

@@ -14,8 +14,14 @@ SLOT_NAME = "likes_outbox"
 
 def topic_tail_times(bootstrap: str, topic: str, timeout: float = 5.0) -> list[datetime]:
     """``occurred_at`` of the last message in each non-empty partition of ``topic``."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "likes-status",
-                  "enable.auto.commit": False, "enable.partition.eof": False})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "likes-status",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
     try:
         meta = c.list_topics(topic, timeout=timeout).topics[topic]
         tails = []
@@ -45,11 +51,17 @@ def cdc_lag(postgres_url: str, bootstrap: str, topic: str) -> dict[str, Any]:
         slot = conn.execute(
             "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn),"
             " pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)"
-            " FROM pg_replication_slots WHERE slot_name = %s", (SLOT_NAME,)).fetchone()
+            " FROM pg_replication_slots WHERE slot_name = %s",
+            (SLOT_NAME,),
+        ).fetchone()
     out: dict[str, Any] = {"slot": None}
     if slot:
-        out["slot"] = {"name": SLOT_NAME, "active": slot[0], "retained_wal_bytes": int(slot[1]),
-                       "unconfirmed_wal_bytes": int(slot[2])}
+        out["slot"] = {
+            "name": SLOT_NAME,
+            "active": slot[0],
+            "retained_wal_bytes": int(slot[1]),
+            "unconfirmed_wal_bytes": int(slot[2]),
+        }
     last_commit = newest[0] if newest else None
     tails = topic_tail_times(bootstrap, topic)
     last_published = max(tails) if tails else None

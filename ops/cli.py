@@ -54,9 +54,15 @@ def cmd_api(a: argparse.Namespace) -> int:
     from ingest_api.config import ApiSettings
 
     s = ApiSettings()
-    uvicorn.run("ingest_api.app:create_app", factory=True, host=a.host or s.api_host,
-                port=a.port or s.api_port, workers=s.api_workers, log_level="warning",
-                access_log=False)
+    uvicorn.run(
+        "ingest_api.app:create_app",
+        factory=True,
+        host=a.host or s.api_host,
+        port=a.port or s.api_port,
+        workers=s.api_workers,
+        log_level="warning",
+        access_log=False,
+    )
     return 0
 
 
@@ -108,8 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="likes", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str
-            ) -> argparse.ArgumentParser:
+    def add(
+        name: str, fn: Callable[[argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_)
         sp.set_defaults(fn=fn)
         return sp
@@ -125,7 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     pa.add_argument("--author", type=int, required=True)
     pa.set_defaults(fn=cmd_posts_add)
     add("status", cmd_status, "health, lags, drift, hot posts").add_argument(
-        "--json", action="store_true")
+        "--json", action="store_true"
+    )
     add("migrate", cmd_migrate, "apply pending SQL migrations")
     api = add("api", cmd_api, "run the ingest API in the foreground")
     api.add_argument("--host")
@@ -135,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     fl.add_argument("--process-id", type=int)
     fl.add_argument("--addresses", help="host:port;host:port of every process")
     an = sub.add_parser("analytics", help="ClickHouse analytics").add_subparsers(
-        dest="acmd", required=True)
+        dest="acmd", required=True
+    )
     aq = an.add_parser("query", help="run read-only SQL, also while the system runs")
     aq.add_argument("sql")
     aq.add_argument("--json", action="store_true")
@@ -147,8 +156,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``likes`` console script."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
     args = _parser().parse_args(argv)
     rc: int = args.fn(args)
     return rc

@@ -66,7 +66,7 @@ def _kafka_ok(bootstrap: str) -> bool:
     try:
         AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
         return True
-    except Exception:  # noqa: BLE001 - any client error means "not ready yet"
+    except Exception:
         return False
 
 
@@ -97,42 +97,73 @@ def build_components(s: CommonSettings) -> list[Component]:
 
     def kafka_prepare() -> None:
         java_stack.ensure_jars(layout)
-        java_stack.kafka_prepare(layout, broker_port=broker_port,
-                                 controller_port=s.kafka_controller_port)
+        java_stack.kafka_prepare(
+            layout, broker_port=broker_port, controller_port=s.kafka_controller_port
+        )
 
     def connect_prepare() -> None:
         java_stack.ensure_jars(layout)
-        java_stack.connect_prepare(layout, bootstrap=s.kafka_bootstrap,
-                                   rest_port=_port(s.connect_url))
+        java_stack.connect_prepare(
+            layout, bootstrap=s.kafka_bootstrap, rest_port=_port(s.connect_url)
+        )
 
     comps = [
-        Component("postgres", lambda: local_servers.pg_command(pg_root),
-                  lambda: local_servers.pg_ready(pg_root, s.postgres_url), marker="postgres",
-                  prepare=lambda: local_servers.pg_prepare(pg_root, pg_url.port or 5432),
-                  after_start=pg_after, user=local_servers.pg_user(), start_timeout=60),
-        Component("redis", lambda: local_servers.redis_command(s.home / "redis",
-                                                               _port(s.redis_url)),
-                  lambda: _redis_ok(s.redis_url), marker="redis-server", start_timeout=30),
-        Component("kafka", lambda: java_stack.kafka_command(layout),
-                  lambda: _kafka_ok(s.kafka_bootstrap), marker="kafka.Kafka",
-                  prepare=kafka_prepare,
-                  after_start=lambda: java_stack.create_topics(s.kafka_bootstrap)),
-        Component("connect", lambda: java_stack.connect_command(layout),
-                  lambda: java_stack.connector_state(s.connect_url) == "RUNNING",
-                  marker="ConnectStandalone", prepare=connect_prepare,
-                  env=lambda: java_stack.connect_env(
-                      pg_host=pg_url.hostname or "127.0.0.1", pg_port=pg_url.port or 5432,
-                      pg_user=pg_url.username or "", pg_password=pg_url.password or "",
-                      pg_db=pg_url.path.lstrip("/"))),
-        Component("api", lambda: [_likes_bin(), "api"],
-                  lambda: _http_ok(f"{s.api_url}/readyz"), marker="likes api",
-                  start_timeout=60),
+        Component(
+            "postgres",
+            lambda: local_servers.pg_command(pg_root),
+            lambda: local_servers.pg_ready(pg_root, s.postgres_url),
+            marker="postgres",
+            prepare=lambda: local_servers.pg_prepare(pg_root, pg_url.port or 5432),
+            after_start=pg_after,
+            user=local_servers.pg_user(),
+            start_timeout=60,
+        ),
+        Component(
+            "redis",
+            lambda: local_servers.redis_command(s.home / "redis", _port(s.redis_url)),
+            lambda: _redis_ok(s.redis_url),
+            marker="redis-server",
+            start_timeout=30,
+        ),
+        Component(
+            "kafka",
+            lambda: java_stack.kafka_command(layout),
+            lambda: _kafka_ok(s.kafka_bootstrap),
+            marker="kafka.Kafka",
+            prepare=kafka_prepare,
+            after_start=lambda: java_stack.create_topics(s.kafka_bootstrap),
+        ),
+        Component(
+            "connect",
+            lambda: java_stack.connect_command(layout),
+            lambda: java_stack.connector_state(s.connect_url) == "RUNNING",
+            marker="ConnectStandalone",
+            prepare=connect_prepare,
+            env=lambda: java_stack.connect_env(
+                pg_host=pg_url.hostname or "127.0.0.1",
+                pg_port=pg_url.port or 5432,
+                pg_user=pg_url.username or "",
+                pg_password=pg_url.password or "",
+                pg_db=pg_url.path.lstrip("/"),
+            ),
+        ),
+        Component(
+            "api",
+            lambda: [_likes_bin(), "api"],
+            lambda: _http_ok(f"{s.api_url}/readyz"),
+            marker="likes api",
+            start_timeout=60,
+        ),
     ]
     comps.extend(_flow_component(s, name) for name in FLOW_NAMES)
     return comps
 
 
 def _flow_component(s: CommonSettings, name: str) -> Component:
-    return Component(f"flow-{name}", lambda: [_likes_bin(), "flow", name],
-                     lambda: _flow_ok(s.redis_url, name), marker=f"likes flow {name}",
-                     start_timeout=60)
+    return Component(
+        f"flow-{name}",
+        lambda: [_likes_bin(), "flow", name],
+        lambda: _flow_ok(s.redis_url, name),
+        marker=f"likes flow {name}",
+        start_timeout=60,
+    )

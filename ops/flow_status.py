@@ -13,12 +13,15 @@ from ops.settings import CommonSettings
 
 def end_offsets(bootstrap: str, topic: str, timeout: float = 5.0) -> dict[int, int]:
     """The high watermark of every partition of ``topic``."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "likes-status",
-                  "enable.auto.commit": False})
+    c = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "likes-status", "enable.auto.commit": False}
+    )
     try:
         meta = c.list_topics(topic, timeout=timeout).topics[topic]
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
-                for p in meta.partitions}
+        return {
+            p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+            for p in meta.partitions
+        }
     finally:
         c.close()
 
@@ -37,6 +40,5 @@ def flow_report(s: CommonSettings) -> dict[str, Any]:
 
     ends = end_offsets(s.kafka_bootstrap, s.events_topic)
     flows = {name: flow_lag(s, name, ends) for name in FLOW_NAMES}
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=2)
-    drift = r.get("likes:last_drift")
-    return {"flows": flows, "drift": drift.decode() if drift else None}
+    r = redis.Redis.from_url(s.redis_url, socket_timeout=2, decode_responses=True)
+    return {"flows": flows, "drift": r.get("likes:last_drift")}

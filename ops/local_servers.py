@@ -62,8 +62,18 @@ def pg_prepare(data_root: Path, port: int) -> None:
         pwfile.chmod(0o644 if user else 0o600)
         if user:
             _ensure_traversable(data_root, user)
-        cmd = [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
-               "--auth=scram-sha-256", f"--pwfile={pwfile}", "--no-instructions"]
+        cmd = [
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "--no-instructions",
+        ]
         subprocess.run(cmd, check=True, capture_output=True, user=user, group=user)
     conf = data / "postgresql.conf"
     text = conf.read_text()
@@ -117,6 +127,22 @@ def pg_bootstrap(data_root: Path, app_url: str) -> None:
 def redis_command(data_dir: Path, port: int) -> list[str]:
     """argv running redis-server in the foreground with append-only persistence."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    return ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--daemonize", "no", "--protected-mode", "yes"]
+    return [
+        "redis-server",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+    ]

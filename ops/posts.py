@@ -14,9 +14,13 @@ def add_post(s: CommonSettings, post_id: int, author_id: int) -> dict[str, Any]:
     if not (0 < post_id < 2**63 and 0 < author_id < 2**63):
         raise SystemExit("ids must be positive 64-bit integers")
     with psycopg.connect(s.postgres_url) as conn:
-        conn.execute("INSERT INTO posts (post_id, author_id) VALUES (%s, %s) "
-                     "ON CONFLICT (post_id) DO NOTHING", (post_id, author_id))
-        row = conn.execute("SELECT author_id, created_at, deleted_at FROM posts "
-                           "WHERE post_id = %s", (post_id,)).fetchone()
+        conn.execute(
+            "INSERT INTO posts (post_id, author_id) VALUES (%s, %s) "
+            "ON CONFLICT (post_id) DO NOTHING",
+            (post_id, author_id),
+        )
+        row = conn.execute(
+            "SELECT author_id, created_at, deleted_at FROM posts WHERE post_id = %s", (post_id,)
+        ).fetchone()
     assert row is not None
     return {"post_id": post_id, "author_id": row[0], "created_at": row[1], "deleted_at": row[2]}

@@ -39,8 +39,9 @@ def _wait_healthy(s: CommonSettings, comp: Component) -> None:
         if process.alive(pid_file(s, comp.name), comp.marker) is None:
             raise StackError(f"{comp.name} exited during start-up; see {log_file(s, comp.name)}")
         time.sleep(0.25)
-    raise StackError(f"{comp.name} not healthy after {comp.start_timeout:.0f}s; "
-                     f"see {log_file(s, comp.name)}")
+    raise StackError(
+        f"{comp.name} not healthy after {comp.start_timeout:.0f}s; see {log_file(s, comp.name)}"
+    )
 
 
 def ensure_component(s: CommonSettings, comp: Component) -> bool:
@@ -50,8 +51,14 @@ def ensure_component(s: CommonSettings, comp: Component) -> bool:
     if process.alive(pf, comp.marker) is None:
         comp.prepare()
         log.info("starting %s", comp.name)
-        process.spawn(comp.argv(), pid_file=pf, log_file=log_file(s, comp.name),
-                      env=comp.env(), cwd=REPO_ROOT, user=comp.user)
+        process.spawn(
+            comp.argv(),
+            pid_file=pf,
+            log_file=log_file(s, comp.name),
+            env=comp.env(),
+            cwd=REPO_ROOT,
+            user=comp.user,
+        )
         started = True
     _wait_healthy(s, comp)
     if started:

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis
 
-from ops import stack
+from ops import process, stack
 from ops.cdc import cdc_lag
 from ops.components import build_components
 from ops.settings import CommonSettings
 
 
 def _hot_posts(s: CommonSettings, limit: int = 10) -> list[dict[str, Any]]:
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=2)
-    return [{"post_id": int(p), "rate": int(score)}
-            for p, score in r.zrevrange("likes:hot", 0, limit - 1, withscores=True)]
+    r = redis.Redis.from_url(s.redis_url, socket_timeout=2, decode_responses=True)
+    top = cast(list[tuple[str, float]], r.zrevrange("likes:hot", 0, limit - 1, withscores=True))
+    return [{"post_id": int(p), "rate": int(score)} for p, score in top]
 
 
 def _guard(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
-    except Exception as e:  # noqa: BLE001 - status reports what fails, it never crashes
+    except Exception as e:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
@@ -29,7 +29,7 @@ def collect(s: CommonSettings) -> dict[str, Any]:
     """Everything ``likes status`` reports, as plain data."""
     comps: dict[str, Any] = {}
     for comp in build_components(s):
-        pid = stack.process.alive(stack.pid_file(s, comp.name), comp.marker)
+        pid = process.alive(stack.pid_file(s, comp.name), comp.marker)
         comps[comp.name] = {"pid": pid, "healthy": bool(pid) and bool(_guard(comp.healthy))}
     report: dict[str, Any] = {
         "components": comps,
@@ -54,13 +54,21 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"cdc: unavailable ({cdc['error']})")
     else:
         slot = cdc.get("slot") or {}
-        lines.append(f"cdc: lag {cdc.get('lag_seconds')} s, slot retains "
-                     f"{slot.get('retained_wal_bytes')} bytes of WAL")
+        lines.append(
+            f"cdc: lag {cdc.get('lag_seconds')} s, slot retains "
+            f"{slot.get('retained_wal_bytes')} bytes of WAL"
+        )
     for name, lag in (report.get("flows") or {}).items():
         lines.append(f"flow {name}: lag {lag['lag'] if isinstance(lag, dict) else lag}")
     if report.get("drift") is not None:
         lines.append(f"drift: {report['drift']}")
     hot = report["hot_posts"]
-    lines.append("hot posts: " + (", ".join(f"{h['post_id']} ({h['rate']})" for h in hot)
-                                  if isinstance(hot, list) and hot else "none"))
+    lines.append(
+        "hot posts: "
+        + (
+            ", ".join(f"{h['post_id']} ({h['rate']})" for h in hot)
+            if isinstance(hot, list) and hot
+            else "none"
+        )
+    )
     return "\n".join(lines)

@@ -29,19 +29,19 @@ def _handler(url: str) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             if self.path != "/query":
                 self._send(404, {"error": "POST /query"})
                 return
             sql = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
             try:
                 columns, rows = clickhouse_store.query_readonly(url, sql)
-            except Exception as e:  # noqa: BLE001 - any query error goes back to the caller
+            except Exception as e:
                 self._send(400, {"error": str(e).splitlines()[0][:2000]})
                 return
             self._send(200, {"columns": columns, "rows": [list(r) for r in rows]})
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug(format, *args)
 
     return Handler

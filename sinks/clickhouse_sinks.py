@@ -27,14 +27,28 @@ def _ts(ms: int) -> datetime:
 
 def event_row(a: Accepted) -> Sequence[Any]:
     """A ``like_events_raw`` row."""
-    return (UUID(a.event_id), a.action, a.post_id, a.user_id, a.version, _ts(a.occurred_ms),
-            a.delta)
+    return (
+        UUID(a.event_id),
+        a.action,
+        a.post_id,
+        a.user_id,
+        a.version,
+        _ts(a.occurred_ms),
+        a.delta,
+    )
 
 
 def window_row(w: WindowPart) -> Sequence[Any]:
     """A ``post_like_window_parts`` row."""
-    return (w.post_id, _ts(w.window_start_ms), _ts(w.window_end_ms), w.part, w.likes,
-            w.unlikes, w.version)
+    return (
+        w.post_id,
+        _ts(w.window_start_ms),
+        _ts(w.window_end_ms),
+        w.part,
+        w.likes,
+        w.unlikes,
+        w.version,
+    )
 
 
 def hot_row(h: HotChange) -> Sequence[Any]:
@@ -44,10 +58,24 @@ def hot_row(h: HotChange) -> Sequence[Any]:
 
 
 TABLES: dict[str, list[str]] = {
-    "like_events_raw": ["event_id", "action", "post_id", "user_id", "edge_version",
-                        "occurred_at", "delta"],
-    "post_like_window_parts": ["post_id", "window_start", "window_end", "part", "likes",
-                               "unlikes", "version"],
+    "like_events_raw": [
+        "event_id",
+        "action",
+        "post_id",
+        "user_id",
+        "edge_version",
+        "occurred_at",
+        "delta",
+    ],
+    "post_like_window_parts": [
+        "post_id",
+        "window_start",
+        "window_end",
+        "part",
+        "likes",
+        "unlikes",
+        "version",
+    ],
     "hot_post_episodes": ["post_id", "became_hot_at", "cooled_at", "peak_rate", "version"],
 }
 
@@ -57,8 +85,9 @@ class _ClickHousePartition(StatelessSinkPartition[T], Generic[T]):
         self._url, self._table, self._to_row = url, table, to_row
 
     def write_batch(self, items: list[T]) -> None:
-        clickhouse_store.insert(self._url, self._table, [self._to_row(i) for i in items],
-                                TABLES[self._table])
+        clickhouse_store.insert(
+            self._url, self._table, [self._to_row(i) for i in items], TABLES[self._table]
+        )
 
     def close(self) -> None:
         return None
@@ -72,7 +101,6 @@ class ClickHouseSink(DynamicSink[T], Generic[T]):
             raise ValueError(f"unknown table {table!r}")
         self._url, self._table, self._to_row = url, table, to_row
 
-    def build(self, step_id: str, worker_index: int,
-              worker_count: int) -> _ClickHousePartition[T]:
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ClickHousePartition[T]:
         clickhouse_store.ensure_schema(self._url)
         return _ClickHousePartition(self._url, self._table, self._to_row)

@@ -33,9 +33,12 @@ def _connect(url: str) -> Client:
         return clickhouse_connect.get_client(dsn=url)
     parts = urlsplit(url)
     return clickhouse_connect.get_client(
-        host=parts.hostname or "localhost", port=parts.port or 8123,
-        username=parts.username or "default", password=parts.password or "",
-        secure=parts.scheme == "https")
+        host=parts.hostname or "localhost",
+        port=parts.port or 8123,
+        username=parts.username or "default",
+        password=parts.password or "",
+        secure=parts.scheme == "https",
+    )
 
 
 def get_client(url: str) -> Client:

@@ -31,8 +31,9 @@ ToRecord = Callable[[Any], KafkaRecord | None]
 
 
 class _KafkaTopicPartition(StatelessSinkPartition[Any]):
-    def __init__(self, config: dict[str, str], topic: str, timeout_s: float,
-                 to_record: ToRecord) -> None:
+    def __init__(
+        self, config: dict[str, str], topic: str, timeout_s: float, to_record: ToRecord
+    ) -> None:
         self._producer = Producer(config)
         self._topic = topic
         self._timeout = timeout_s
@@ -52,16 +53,22 @@ class _KafkaTopicPartition(StatelessSinkPartition[Any]):
                 continue
             while True:
                 try:
-                    self._producer.produce(self._topic, key=rec.key, value=rec.value,
-                                           headers=rec.headers, on_delivery=on_delivery)
+                    self._producer.produce(
+                        self._topic,
+                        key=rec.key,
+                        value=rec.value,
+                        headers=rec.headers,
+                        on_delivery=on_delivery,
+                    )
                     break
                 except BufferError:
                     self._producer.poll(0.1)
             self._producer.poll(0)
         remaining = self._producer.flush(self._timeout)
         if remaining or failures:
-            raise KafkaDeliveryError(f"{self._topic}: {remaining} undelivered, "
-                                     f"{len(failures)} failed: {failures[:3]}")
+            raise KafkaDeliveryError(
+                f"{self._topic}: {remaining} undelivered, {len(failures)} failed: {failures[:3]}"
+            )
 
     def close(self) -> None:
         if not self._closed:
@@ -76,14 +83,24 @@ def _identity(item: Any) -> KafkaRecord | None:
 class KafkaTopicSink(DynamicSink[Any]):
     """Produce items to ``topic`` (``to_record`` maps each, None skips), acknowledged."""
 
-    def __init__(self, bootstrap: str, topic: str, *, timeout_s: float = 30.0,
-                 to_record: ToRecord = _identity) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        timeout_s: float = 30.0,
+        to_record: ToRecord = _identity,
+    ) -> None:
         self._to_record = to_record
-        self._config = {"bootstrap.servers": bootstrap, "enable.idempotence": "true",
-                        "acks": "all", "linger.ms": "5", "compression.type": "lz4"}
+        self._config = {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": "true",
+            "acks": "all",
+            "linger.ms": "5",
+            "compression.type": "lz4",
+        }
         self._topic = topic
         self._timeout = timeout_s
 
-    def build(self, step_id: str, worker_index: int,
-              worker_count: int) -> _KafkaTopicPartition:
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _KafkaTopicPartition:
         return _KafkaTopicPartition(self._config, self._topic, self._timeout, self._to_record)

@@ -29,8 +29,10 @@ def write_counts(conn: psycopg.Connection, updates: list[CountUpdate]) -> None:
         return
     try:
         with conn.transaction():
-            conn.execute(UPSERT_SQL, ([u.post_id for u in rows], [u.count for u in rows],
-                                      [u.seq for u in rows]))
+            conn.execute(
+                UPSERT_SQL,
+                ([u.post_id for u in rows], [u.count for u in rows], [u.seq for u in rows]),
+            )
     except psycopg.Error as e:
         raise SinkError(f"postgres count write failed: {e}") from e
 
@@ -52,6 +54,5 @@ class PostgresCountSink(DynamicSink[CountUpdate]):
     def __init__(self, url: str) -> None:
         self._url = url
 
-    def build(self, step_id: str, worker_index: int,
-              worker_count: int) -> _PostgresCountPartition:
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresCountPartition:
         return _PostgresCountPartition(self._url)

@@ -42,8 +42,7 @@ def write_counts(client: redis.Redis, updates: list[CountUpdate]) -> int:
     script = client.register_script(CAS_SCRIPT)
     pipe = client.pipeline(transaction=False)
     for u in latest_per_post(updates):
-        script(keys=[count_key(u.post_id), seq_key(u.post_id)], args=[u.count, u.seq],
-               client=pipe)
+        script(keys=[count_key(u.post_id), seq_key(u.post_id)], args=[u.count, u.seq], client=pipe)
     try:
         return sum(int(r) for r in pipe.execute())
     except redis.RedisError as e:
@@ -67,6 +66,5 @@ class RedisCountSink(DynamicSink[CountUpdate]):
     def __init__(self, url: str) -> None:
         self._url = url
 
-    def build(self, step_id: str, worker_index: int,
-              worker_count: int) -> _RedisCountPartition:
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisCountPartition:
         return _RedisCountPartition(self._url)

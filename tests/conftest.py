@@ -52,10 +52,12 @@ def fresh_id() -> int:
     return _rng.randrange(10**12, 2**62)
 
 
-def register_post(client: httpx.Client, settings: CommonSettings, author: int | None = None
-                  ) -> int:
+def register_post(client: httpx.Client, settings: CommonSettings, author: int | None = None) -> int:
     post_id = fresh_id()
-    r = client.put(f"/v1/posts/{post_id}", json={"author_id": author or fresh_id()},
-                   headers=auth(settings, fresh_id(), "posts:write"))
+    r = client.put(
+        f"/v1/posts/{post_id}",
+        json={"author_id": author or fresh_id()},
+        headers=auth(settings, fresh_id(), "posts:write"),
+    )
     assert r.status_code == 201, r.text
     return post_id

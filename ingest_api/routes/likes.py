@@ -38,8 +38,7 @@ class LikesBatch(BaseModel):
     items: list[PostLikes]
 
 
-async def _mutate(request: Request, state: State, caller: Caller, post_id: int,
-                  liked: bool) -> Any:
+async def _mutate(request: Request, state: State, caller: Caller, post_id: int, liked: bool) -> Any:
     await state.limiter.check(caller.user_id)
     key = request.headers.get("Idempotency-Key")
     s = state.settings
@@ -47,22 +46,32 @@ async def _mutate(request: Request, state: State, caller: Caller, post_id: int,
         if key is not None:
             idempotency.validate_key(key)
             fp = idempotency.fingerprint(request.method, request.url.path)
-            replay = await idempotency.claim(conn, user_id=caller.user_id, key=key, fp=fp,
-                                             stale_s=s.idempotency_stale_s,
-                                             ttl_h=s.idempotency_ttl_h)
+            replay = await idempotency.claim(
+                conn,
+                user_id=caller.user_id,
+                key=key,
+                fp=fp,
+                stale_s=s.idempotency_stale_s,
+                ttl_h=s.idempotency_ttl_h,
+            )
             if replay is not None:
-                return JSONResponse(replay.body, status_code=replay.status_code,
-                                    headers={"Idempotent-Replayed": "true"})
+                return JSONResponse(
+                    replay.body,
+                    status_code=replay.status_code,
+                    headers={"Idempotent-Replayed": "true"},
+                )
         try:
-            result: LikeResult = await set_like(conn, post_id=post_id, user_id=caller.user_id,
-                                                liked=liked, idem_key=key)
+            result: LikeResult = await set_like(
+                conn, post_id=post_id, user_id=caller.user_id, liked=liked, idem_key=key
+            )
         except BaseException:
             if key is not None and not conn.broken:
                 await idempotency.release(conn, user_id=caller.user_id, key=key)
             raise
     await state.viewer.put_many(caller.user_id, {post_id: liked})
-    LIKE_TRANSITIONS.labels(action="like" if liked else "unlike",
-                            changed=str(result.changed).lower()).inc()
+    LIKE_TRANSITIONS.labels(
+        action="like" if liked else "unlike", changed=str(result.changed).lower()
+    ).inc()
     return result.body()
 
 
@@ -99,9 +108,11 @@ WHERE user_id = %s AND post_id = ANY(%s)"""
 
 
 @router.get("/likes", response_model=LikesBatch)
-async def likes_batch(state: State, caller: Caller,
-                      post_ids: Annotated[str, Query(description="comma-separated, at most 100")],
-                      ) -> dict[str, Any]:
+async def likes_batch(
+    state: State,
+    caller: Caller,
+    post_ids: Annotated[str, Query(description="comma-separated, at most 100")],
+) -> dict[str, Any]:
     """Feed batch read: counts and viewer state for many posts, in request order."""
     ids = parse_id_list(post_ids, limit=MAX_BATCH)
     viewer = await state.viewer.get_many(caller.user_id, ids)
@@ -114,8 +125,9 @@ async def likes_batch(state: State, caller: Caller,
             await state.viewer.put_many(caller.user_id, fetched)
             viewer.update(fetched)
         counts = await like_counts(state.redis, conn, ids)
-    return {"items": [{"post_id": p, "like_count": counts[p], "viewer_liked": viewer[p]}
-                      for p in ids]}
+    return {
+        "items": [{"post_id": p, "like_count": counts[p], "viewer_liked": viewer[p]} for p in ids]
+    }
 
 
 _LIKERS_SQL = """SELECT user_id, updated_at FROM post_likes
@@ -125,20 +137,28 @@ ORDER BY updated_at DESC, user_id DESC LIMIT %s"""
 
 
 @router.get("/posts/{post_id}/likers")
-async def likers(state: State, caller: Caller, post_id: PostId,
-                 limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                 cursor_: Annotated[str | None, Query(alias="cursor")] = None) -> dict[str, Any]:
+async def likers(
+    state: State,
+    caller: Caller,
+    post_id: PostId,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor_: Annotated[str | None, Query(alias="cursor")] = None,
+) -> dict[str, Any]:
     """Users who like a post, most recent first, keyset-paginated."""
     pos = cursor.decode(cursor_)
     ts, last = pos if pos else (None, None)
     async with connection(state.pool) as conn:
-        exists = await (await conn.execute("SELECT 1 FROM posts WHERE post_id = %s",
-                                           (post_id,))).fetchone()
+        exists = await (
+            await conn.execute("SELECT 1 FROM posts WHERE post_id = %s", (post_id,))
+        ).fetchone()
         if not exists:
             raise ProblemError(404, f"post {post_id} does not exist")
-        rows = await (await conn.execute(_LIKERS_SQL, (post_id, ts, ts, last, limit + 1))
-                      ).fetchall()
+        rows = await (
+            await conn.execute(_LIKERS_SQL, (post_id, ts, ts, last, limit + 1))
+        ).fetchall()
     page = rows[:limit]
     nxt = cursor.encode(page[-1][1], page[-1][0]) if len(rows) > limit else None
-    return {"items": [{"user_id": u, "liked_at": t.isoformat()} for u, t in page],
-            "next_cursor": nxt}
+    return {
+        "items": [{"user_id": u, "liked_at": t.isoformat()} for u, t in page],
+        "next_cursor": nxt,
+    }

@@ -19,18 +19,25 @@ ORDER BY updated_at DESC, post_id DESC LIMIT %s"""
 
 
 @router.get("/notifications")
-async def notifications(state: State, caller: Caller,
-                        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                        cursor_: Annotated[str | None, Query(alias="cursor")] = None,
-                        ) -> dict[str, Any]:
+async def notifications(
+    state: State,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor_: Annotated[str | None, Query(alias="cursor")] = None,
+) -> dict[str, Any]:
     """Like notifications for posts the caller authored."""
     pos = cursor.decode(cursor_)
     ts, last = pos if pos else (None, None)
     async with connection(state.pool) as conn:
-        rows = await (await conn.execute(_SQL, (caller.user_id, ts, ts, last, limit + 1))
-                      ).fetchall()
+        rows = await (
+            await conn.execute(_SQL, (caller.user_id, ts, ts, last, limit + 1))
+        ).fetchall()
     page = rows[:limit]
     nxt = cursor.encode(page[-1][3], page[-1][0]) if len(rows) > limit else None
-    return {"items": [{"post_id": p, "actor_ids": list(a), "total_actors": n,
-                       "updated_at": t.isoformat()} for p, a, n, t in page],
-            "next_cursor": nxt}
+    return {
+        "items": [
+            {"post_id": p, "actor_ids": list(a), "total_actors": n, "updated_at": t.isoformat()}
+            for p, a, n, t in page
+        ],
+        "next_cursor": nxt,
+    }

@@ -41,8 +41,12 @@ async def register_post(state: State, writer: Writer, post_id: PostId, body: Pos
         raise ProblemError(410, f"post {post_id} was deleted")
     if author != body.author_id:
         raise ProblemError(409, f"post {post_id} is registered to another author")
-    out = {"post_id": post_id, "author_id": author, "created_at": created_at.isoformat(),
-           "deleted_at": None}
+    out = {
+        "post_id": post_id,
+        "author_id": author,
+        "created_at": created_at.isoformat(),
+        "deleted_at": None,
+    }
     return JSONResponse(out, status_code=201 if created else 200)
 
 
@@ -50,9 +54,13 @@ async def register_post(state: State, writer: Writer, post_id: PostId, body: Pos
 async def delete_post(state: State, writer: Writer, post_id: PostId) -> dict[str, Any]:
     """Mark a post deleted; it can no longer be liked."""
     async with connection(state.pool) as conn:
-        row = await (await conn.execute(
-            "UPDATE posts SET deleted_at = coalesce(deleted_at, now()) WHERE post_id = %s "
-            "RETURNING author_id, deleted_at", (post_id,))).fetchone()
+        row = await (
+            await conn.execute(
+                "UPDATE posts SET deleted_at = coalesce(deleted_at, now()) WHERE post_id = %s "
+                "RETURNING author_id, deleted_at",
+                (post_id,),
+            )
+        ).fetchone()
     if row is None:
         raise ProblemError(404, f"post {post_id} does not exist")
     return {"post_id": post_id, "author_id": row[0], "deleted_at": row[1].isoformat()}

@@ -20,19 +20,25 @@ ORDER BY updated_at DESC, post_id DESC LIMIT %s"""
 
 
 @router.get("/users/{user_id}/likes")
-async def user_likes(state: State, caller: Caller, user_id: UserId,
-                     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                     cursor_: Annotated[str | None, Query(alias="cursor")] = None,
-                     ) -> dict[str, Any]:
+async def user_likes(
+    state: State,
+    caller: Caller,
+    user_id: UserId,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor_: Annotated[str | None, Query(alias="cursor")] = None,
+) -> dict[str, Any]:
     """Posts the caller likes, most recent first (only the user themself)."""
     if user_id != caller.user_id:
         raise ProblemError(403, "a user's likes are visible to that user only")
     pos = cursor.decode(cursor_)
     ts, last = pos if pos else (None, None)
     async with connection(state.pool) as conn:
-        rows = await (await conn.execute(_USER_LIKES_SQL, (user_id, ts, ts, last, limit + 1))
-                      ).fetchall()
+        rows = await (
+            await conn.execute(_USER_LIKES_SQL, (user_id, ts, ts, last, limit + 1))
+        ).fetchall()
     page = rows[:limit]
     nxt = cursor.encode(page[-1][1], page[-1][0]) if len(rows) > limit else None
-    return {"items": [{"post_id": p, "liked_at": t.isoformat()} for p, t in page],
-            "next_cursor": nxt}
+    return {
+        "items": [{"post_id": p, "liked_at": t.isoformat()} for p, t in page],
+        "next_cursor": nxt,
+    }

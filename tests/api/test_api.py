@@ -17,9 +17,11 @@ pytestmark = pytest.mark.integration
 
 def _outbox_rows(s: CommonSettings, post: int, user: int) -> list[tuple[int, str]]:
     with psycopg.connect(s.postgres_url) as conn:
-        return conn.execute("SELECT edge_version, action FROM like_outbox "
-                            "WHERE post_id = %s AND user_id = %s ORDER BY edge_version",
-                            (post, user)).fetchall()
+        return conn.execute(
+            "SELECT edge_version, action FROM like_outbox "
+            "WHERE post_id = %s AND user_id = %s ORDER BY edge_version",
+            (post, user),
+        ).fetchall()
 
 
 def test_like_unlike_transitions(api: httpx.Client, stack: CommonSettings) -> None:
@@ -27,8 +29,13 @@ def test_like_unlike_transitions(api: httpx.Client, stack: CommonSettings) -> No
     h = auth(stack, user)
     first = api.post(f"/v1/posts/{post}/like", headers=h)
     assert first.status_code == 200
-    assert first.json() == {"post_id": post, "user_id": user, "liked": True, "changed": True,
-                            "version": 1}
+    assert first.json() == {
+        "post_id": post,
+        "user_id": user,
+        "liked": True,
+        "changed": True,
+        "version": 1,
+    }
     again = api.post(f"/v1/posts/{post}/like", headers=h).json()
     assert (again["changed"], again["version"]) == (False, 1)
     un = api.delete(f"/v1/posts/{post}/like", headers=h).json()
@@ -40,8 +47,9 @@ def test_like_unlike_transitions(api: httpx.Client, stack: CommonSettings) -> No
     assert view["viewer_liked"] is False
 
 
-def test_unlike_of_never_liked_edge_writes_nothing(api: httpx.Client,
-                                                   stack: CommonSettings) -> None:
+def test_unlike_of_never_liked_edge_writes_nothing(
+    api: httpx.Client, stack: CommonSettings
+) -> None:
     post, user = register_post(api, stack), fresh_id()
     r = api.delete(f"/v1/posts/{post}/like", headers=auth(stack, user)).json()
     assert (r["liked"], r["changed"], r["version"]) == (False, False, 0)
@@ -61,12 +69,14 @@ def test_idempotency_key_replay_mismatch(api: httpx.Client, stack: CommonSetting
     mismatch = api.delete(f"/v1/posts/{post}/like", headers=h)
     assert mismatch.status_code == 422
     assert mismatch.headers["content-type"].startswith("application/problem+json")
-    other_user = api.post(f"/v1/posts/{post}/like",
-                          headers={**auth(stack, fresh_id()), "Idempotency-Key": h[
-                              "Idempotency-Key"]})
+    other_user = api.post(
+        f"/v1/posts/{post}/like",
+        headers={**auth(stack, fresh_id()), "Idempotency-Key": h["Idempotency-Key"]},
+    )
     assert other_user.status_code == 200 and "Idempotent-Replayed" not in other_user.headers
-    too_long = api.post(f"/v1/posts/{post}/like",
-                        headers={**auth(stack, user), "Idempotency-Key": "x" * 256})
+    too_long = api.post(
+        f"/v1/posts/{post}/like", headers={**auth(stack, user), "Idempotency-Key": "x" * 256}
+    )
     assert too_long.status_code == 422
 
 
@@ -76,11 +86,11 @@ def test_idempotency_key_in_flight_is_409(api: httpx.Client, stack: CommonSettin
         # a claim with no response is what a request still in flight leaves behind
         from ingest_api.idempotency import fingerprint
 
-        conn.execute("INSERT INTO idempotency_keys (user_id, idem_key, fingerprint) "
-                     "VALUES (%s, %s, %s)",
-                     (user, key, fingerprint("POST", f"/v1/posts/{post}/like")))
-    r = api.post(f"/v1/posts/{post}/like", headers={**auth(stack, user),
-                                                    "Idempotency-Key": key})
+        conn.execute(
+            "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint) VALUES (%s, %s, %s)",
+            (user, key, fingerprint("POST", f"/v1/posts/{post}/like")),
+        )
+    r = api.post(f"/v1/posts/{post}/like", headers={**auth(stack, user), "Idempotency-Key": key})
     assert r.status_code == 409
     assert r.headers["content-type"].startswith("application/problem+json")
 
@@ -92,8 +102,9 @@ def test_concurrent_identical_likes_change_once(stack: CommonSettings) -> None:
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as c:
-            return await asyncio.gather(*[
-                c.post(f"/v1/posts/{post}/like", headers=auth(stack, user)) for _ in range(40)])
+            return await asyncio.gather(
+                *[c.post(f"/v1/posts/{post}/like", headers=auth(stack, user)) for _ in range(40)]
+            )
 
     responses = asyncio.run(burst())
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses][:3]
@@ -110,11 +121,22 @@ def test_bad_post_ids_are_422(api: httpx.Client, stack: CommonSettings, raw: str
     assert r.json()["status"] == 422
 
 
-@pytest.mark.parametrize("body", [b"{}", b'{"author_id": 0}', b'{"author_id": "7"}',
-                                  b"not json", b'{"author_id": 99999999999999999999}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{}",
+        b'{"author_id": 0}',
+        b'{"author_id": "7"}',
+        b"not json",
+        b'{"author_id": 99999999999999999999}',
+    ],
+)
 def test_bad_bodies_are_422(api: httpx.Client, stack: CommonSettings, body: bytes) -> None:
-    r = api.put(f"/v1/posts/{fresh_id()}", content=body,
-                headers={**auth(stack, 1, "posts:write"), "content-type": "application/json"})
+    r = api.put(
+        f"/v1/posts/{fresh_id()}",
+        content=body,
+        headers={**auth(stack, 1, "posts:write"), "content-type": "application/json"},
+    )
     assert r.status_code == 422, r.text
 
 
@@ -138,8 +160,7 @@ def test_unknown_and_deleted_posts(api: httpx.Client, stack: CommonSettings) -> 
 
 def test_scopes_and_other_users_data(api: httpx.Client, stack: CommonSettings) -> None:
     user = fresh_id()
-    no_scope = api.put(f"/v1/posts/{fresh_id()}", json={"author_id": 1},
-                       headers=auth(stack, user))
+    no_scope = api.put(f"/v1/posts/{fresh_id()}", json={"author_id": 1}, headers=auth(stack, user))
     assert no_scope.status_code == 403
     assert api.get(f"/v1/users/{user + 1}/likes", headers=auth(stack, user)).status_code == 403
     assert api.get(f"/v1/users/{user}/likes", headers=auth(stack, user)).status_code == 200
@@ -148,11 +169,11 @@ def test_scopes_and_other_users_data(api: httpx.Client, stack: CommonSettings) -
 def test_auth_failures_over_http(api: httpx.Client, stack: CommonSettings) -> None:
     post = fresh_id()
     assert api.post(f"/v1/posts/{post}/like").status_code == 401
-    expired = {"Authorization": "Bearer " + __import__("tests.conftest").conftest.token(
-        stack, 5, ttl=-100)}
+    expired = {
+        "Authorization": "Bearer " + __import__("tests.conftest").conftest.token(stack, 5, ttl=-100)
+    }
     r = api.post(f"/v1/posts/{post}/like", headers=expired)
-    assert r.status_code == 401 and r.headers["content-type"].startswith(
-        "application/problem+json")
+    assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
 
 
 def test_reads_likers_batch_and_pagination(api: httpx.Client, stack: CommonSettings) -> None:
@@ -164,15 +185,19 @@ def test_reads_likers_batch_and_pagination(api: httpx.Client, stack: CommonSetti
     cursor = None
     while True:
         params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
-        page = api.get(f"/v1/posts/{post}/likers", params=params,
-                       headers=auth(stack, users[0])).json()
+        page = api.get(
+            f"/v1/posts/{post}/likers", params=params, headers=auth(stack, users[0])
+        ).json()
         seen += [i["user_id"] for i in page["items"]]
         cursor = page["next_cursor"]
         if not cursor:
             break
     assert sorted(seen) == sorted(users)
-    batch = api.get("/v1/likes", params={"post_ids": f"{post},{fresh_id()},{post}"},
-                    headers=auth(stack, users[0])).json()["items"]
+    batch = api.get(
+        "/v1/likes",
+        params={"post_ids": f"{post},{fresh_id()},{post}"},
+        headers=auth(stack, users[0]),
+    ).json()["items"]
     assert [i["post_id"] for i in batch][::2] == [post, post]
     assert batch[0]["viewer_liked"] is True and batch[1]["viewer_liked"] is False
     mine = api.get(f"/v1/users/{users[0]}/likes", headers=auth(stack, users[0])).json()

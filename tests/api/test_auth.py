@@ -24,20 +24,30 @@ def test_valid_token_gives_user_and_scopes() -> None:
     assert p.user_id == 42 and p.scopes == {"posts:write", "a"}
 
 
-@pytest.mark.parametrize("header", [
-    None, "", "Bearer", "Basic abc", "Bearer not-a-jwt",
-    "Bearer " + issue_token("another-secret-of-sufficient-length!!", 1),
-    "Bearer " + issue_token(SECRET, 1, ttl_s=-60),
-    "Bearer " + _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(
-        {"sub": "1", "exp": int(time.time()) + 60}) + ".",
-    "Bearer " + jwt.encode({"sub": "1"}, SECRET, algorithm="HS256"),  # no exp
-    "Bearer " + jwt.encode({"sub": "1", "exp": int(time.time()) + 60}, SECRET,
-                           algorithm="HS512"),
-    "Bearer " + jwt.encode({"sub": "abc", "exp": int(time.time()) + 60}, SECRET),
-    "Bearer " + jwt.encode({"sub": "0", "exp": int(time.time()) + 60}, SECRET),
-    "Bearer " + jwt.encode({"sub": str(2**63), "exp": int(time.time()) + 60}, SECRET),
-    "Bearer " + jwt.encode({"sub": 5, "exp": int(time.time()) + 60}, SECRET),
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Basic abc",
+        "Bearer not-a-jwt",
+        "Bearer " + issue_token("another-secret-of-sufficient-length!!", 1),
+        "Bearer " + issue_token(SECRET, 1, ttl_s=-60),
+        "Bearer "
+        + _b64({"alg": "none", "typ": "JWT"})
+        + "."
+        + _b64({"sub": "1", "exp": int(time.time()) + 60})
+        + ".",
+        "Bearer " + jwt.encode({"sub": "1"}, SECRET, algorithm="HS256"),  # no exp
+        "Bearer "
+        + jwt.encode({"sub": "1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS512"),
+        "Bearer " + jwt.encode({"sub": "abc", "exp": int(time.time()) + 60}, SECRET),
+        "Bearer " + jwt.encode({"sub": "0", "exp": int(time.time()) + 60}, SECRET),
+        "Bearer " + jwt.encode({"sub": str(2**63), "exp": int(time.time()) + 60}, SECRET),
+        "Bearer " + jwt.encode({"sub": 5, "exp": int(time.time()) + 60}, SECRET),
+    ],
+)
 def test_bad_tokens_are_401(header: str | None) -> None:
     with pytest.raises(ProblemError) as e:
         verify(header, SECRET)

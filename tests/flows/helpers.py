@@ -19,15 +19,21 @@ PARTITIONS = 4
 
 def event(post: int, user: int, version: int, ms: int, author: int = 1) -> dict[str, Any]:
     """One event value as Debezium publishes it."""
-    return {"event_id": str(uuid.UUID(int=random.getrandbits(128))),
-            "action": "LikeCreated" if version % 2 else "LikeRemoved",
-            "post_id": post, "user_id": user, "edge_version": version,
-            "occurred_at": datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(),
-            "idempotency_key": None, "author_id": author}
+    return {
+        "event_id": str(uuid.UUID(int=random.getrandbits(128))),
+        "action": "LikeCreated" if version % 2 else "LikeRemoved",
+        "post_id": post,
+        "user_id": user,
+        "edge_version": version,
+        "occurred_at": datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(),
+        "idempotency_key": None,
+        "author_id": author,
+    }
 
 
-def workload(n: int, posts: int, users: int, seed: int = 7, viral: int | None = None,
-             spacing_ms: int = 5) -> list[dict[str, Any]]:
+def workload(
+    n: int, posts: int, users: int, seed: int = 7, viral: int | None = None, spacing_ms: int = 5
+) -> list[dict[str, Any]]:
     """``n`` in-order edge transitions (likes and unlikes) over the given posts and users."""
     rng = random.Random(seed)
     random.seed(seed)
@@ -53,8 +59,15 @@ def to_messages(events: list[dict[str, Any]]) -> list[KafkaSourceMessage[bytes, 
     for ev in events:
         p = partition_of(ev)
         key = f"{ev['post_id']}:{ev['user_id']}".encode()
-        out.append(KafkaSourceMessage(key=key, value=json.dumps(ev).encode(),
-                                      topic="likes.events", partition=p, offset=offsets[p]))
+        out.append(
+            KafkaSourceMessage(
+                key=key,
+                value=json.dumps(ev).encode(),
+                topic="likes.events",
+                partition=p,
+                offset=offsets[p],
+            )
+        )
         offsets[p] += 1
     return out
 

@@ -15,6 +15,7 @@ from bytewax.testing import TestingSink, TestingSource
 from flows.config import FlowSettings
 from flows.counts import CountsSinks, build_flow
 from flows.records import Accepted, CountUpdate, DeadLetter, HotChange, WindowPart
+from tests.flows.conftest import Runner
 from tests.flows.helpers import (
     T0_MS,
     apply_counts,
@@ -25,10 +26,10 @@ from tests.flows.helpers import (
     truth,
     workload,
 )
-from tests.flows.conftest import Runner
 
-SETTINGS = FlowSettings(count_shards=8, window_s=1, lateness_s=0, hot_threshold=50,
-                        hot_window_s=10, hot_bucket_s=1)
+SETTINGS = FlowSettings(
+    count_shards=8, window_s=1, lateness_s=0, hot_threshold=50, hot_window_s=10, hot_bucket_s=1
+)
 
 
 class Outputs:
@@ -42,13 +43,22 @@ class Outputs:
         self.hot: list[HotChange] = []
 
     def sinks(self) -> CountsSinks:
-        return CountsSinks(TestingSink(self.dead), TestingSink(self.events),
-                           TestingSink(self.windows), [TestingSink(self.counts)],
-                           [TestingSink(self.hot)])
+        return CountsSinks(
+            TestingSink(self.dead),
+            TestingSink(self.events),
+            TestingSink(self.windows),
+            [TestingSink(self.counts)],
+            [TestingSink(self.hot)],
+        )
 
 
-def run_flow(entry_point: Runner, msgs: list[Any], s: FlowSettings = SETTINGS,
-             batch_size: int = 50, **kw: Any) -> Outputs:
+def run_flow(
+    entry_point: Runner,
+    msgs: list[Any],
+    s: FlowSettings = SETTINGS,
+    batch_size: int = 50,
+    **kw: Any,
+) -> Outputs:
     out = Outputs()
     entry_point(build_flow(s, out.sinks(), TestingSource(msgs, batch_size=batch_size)), **kw)
     return out
@@ -82,12 +92,19 @@ def test_duplicates_and_stale_copies_change_nothing(entry_point: Runner) -> None
 def test_poison_messages_go_to_dead_letters_and_flow_continues(entry_point: Runner) -> None:
     events = workload(200, posts=5, users=10)
     msgs = to_messages(events)
-    bad = [KafkaSourceMessage(key=b"k", value=b"\xff not json", topic="likes.events",
-                              partition=0, offset=10_000),
-           KafkaSourceMessage(key=b"k", value=json.dumps({**events[0], "post_id": -3}).encode(),
-                              topic="likes.events", partition=1, offset=10_001),
-           KafkaSourceMessage(key=None, value=None, topic="likes.events", partition=2,
-                              offset=10_002)]
+    bad = [
+        KafkaSourceMessage(
+            key=b"k", value=b"\xff not json", topic="likes.events", partition=0, offset=10_000
+        ),
+        KafkaSourceMessage(
+            key=b"k",
+            value=json.dumps({**events[0], "post_id": -3}).encode(),
+            topic="likes.events",
+            partition=1,
+            offset=10_001,
+        ),
+        KafkaSourceMessage(key=None, value=None, topic="likes.events", partition=2, offset=10_002),
+    ]
     out = run_flow(entry_point, msgs[:50] + bad + msgs[50:])
     assert sorted(d.offset for d in out.dead) == [10_000, 10_001, 10_002]
     assert {d.value for d in out.dead} >= {b"\xff not json"}
@@ -99,7 +116,7 @@ def test_late_event_becomes_a_correction_row(entry_point: Runner) -> None:
     # all on one edge-partition-independent post; the late one is 5 s behind
     evs = [event(1, u, 1, T0_MS + 5000 + u) for u in range(1, 20)]
     late = event(1, 99, 1, T0_MS)
-    msgs = to_messages(evs + [late])
+    msgs = to_messages([*evs, late])
     out = run_flow(entry_point, msgs, batch_size=5)
     windows = apply_windows(out.windows)
     assert sum(likes for likes, _ in windows.values()) == 20
@@ -112,7 +129,7 @@ def test_viral_post_becomes_hot_then_cools(entry_point: Runner) -> None:
     out = run_flow(entry_point, to_messages(viral + later), batch_size=10)
     states = [h.state for h in out.hot if h.post_id == 8 and h.state != "update"]
     assert states == ["hot", "cooled"]
-    cooled = [h for h in out.hot if h.state == "cooled"][0]
+    cooled = next(h for h in out.hot if h.state == "cooled")
     assert cooled.peak_rate >= SETTINGS.hot_threshold
 
 
@@ -122,18 +139,22 @@ def test_crash_and_resume_matches_clean_run(tmp_path: Path) -> None:
     events = workload(2500, posts=25, users=50, seed=5, viral=3)
     msgs = to_messages(events)
     clean = Outputs()
-    run_main(build_flow(SETTINGS, clean.sinks(), TestingSource(msgs, batch_size=25)),
-             epoch_interval=timedelta(0))
+    run_main(
+        build_flow(SETTINGS, clean.sinks(), TestingSource(msgs, batch_size=25)),
+        epoch_interval=timedelta(0),
+    )
     db = tmp_path / "db"
     db.mkdir()
     init_db_dir(db, 1)
     crashed = Outputs()
-    with_abort = msgs[:1300] + [TestingSource.ABORT()] + msgs[1300:]
-    flow = build_flow(SETTINGS, crashed.sinks(), TestingSource(with_abort, batch_size=25),
-                      flow_id="crash")
+    with_abort = [*msgs[:1300], TestingSource.ABORT(), *msgs[1300:]]
+    flow = build_flow(
+        SETTINGS, crashed.sinks(), TestingSource(with_abort, batch_size=25), flow_id="crash"
+    )
     for _ in range(2):
-        run_main(flow, epoch_interval=timedelta(milliseconds=15),
-                 recovery_config=RecoveryConfig(str(db)))
+        run_main(
+            flow, epoch_interval=timedelta(milliseconds=15), recovery_config=RecoveryConfig(str(db))
+        )
     assert apply_counts(crashed.counts) == apply_counts(clean.counts) == truth(events)
     assert apply_windows(crashed.windows) == apply_windows(clean.windows)
     assert {a.event_id for a in crashed.events} == {a.event_id for a in clean.events}

@@ -1,0 +1,32 @@
+"""Helpers for end-to-end checks: drive load, wait for the projections to converge."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ops.drift import DriftReport, measure
+from ops.settings import CommonSettings
+from ops.workload import Workload, WorkloadResult, register_posts, run_workload
+from tests.conftest import fresh_id
+
+
+def new_posts(s: CommonSettings, n: int) -> list[int]:
+    posts = [fresh_id() for _ in range(n)]
+    asyncio.run(register_posts(s.api_url, s.jwt_secret.get_secret_value(), posts, fresh_id()))
+    return posts
+
+
+def drive(s: CommonSettings, posts: list[int], operations: int, **kw: object) -> WorkloadResult:
+    w = Workload(posts=posts, operations=operations, seed=fresh_id() % 10_000, **kw)  # type: ignore[arg-type]
+    return asyncio.run(run_workload(s.api_url, s.jwt_secret.get_secret_value(), w))
+
+
+def converge(s: CommonSettings, posts: list[int], timeout: float = 180) -> DriftReport:
+    """Poll until no projection drifts for ``posts`` (or the timeout): the final report."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = measure(s, posts)
+        if report.clean or time.monotonic() > deadline:
+            return report
+        time.sleep(2)
