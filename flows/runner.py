@@ -46,11 +46,11 @@ def run(name: str, *, process_id: int | None = None, addresses: list[str] | None
     s = FlowSettings()
     flow = build_production_flow(name, s)
     recovery = ensure_recovery(s, name)
-    start_publisher(s.redis_url, name)
     if name == "counts":
         from sinks.analytics_server import serve_if_embedded
 
         serve_if_embedded(s.effective_clickhouse_url, s.analytics_port)
+    start_publisher(s.redis_url, name)
     log.info("flow %s starting (recovery %s)", name, recovery.db_dir)
     cli_main(
         flow,

@@ -12,8 +12,10 @@ from confluent_kafka import Consumer, TopicPartition
 SLOT_NAME = "likes_outbox"
 
 
-def topic_tail_times(bootstrap: str, topic: str, timeout: float = 5.0) -> list[datetime]:
-    """``occurred_at`` of the last message in each non-empty partition of ``topic``."""
+def topic_tail_times(
+    bootstrap: str, topic: str, timeout: float = 5.0, depth: int = 20
+) -> list[datetime]:
+    """``occurred_at`` of the last ``depth`` messages of each partition of ``topic``."""
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -28,12 +30,12 @@ def topic_tail_times(bootstrap: str, topic: str, timeout: float = 5.0) -> list[d
         for p in meta.partitions:
             _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
             if high > 0:
-                tails.append(TopicPartition(topic, p, high - 1))
+                tails.append(TopicPartition(topic, p, max(0, high - depth)))
         if not tails:
             return []
         c.assign(tails)
         out = []
-        for msg in c.consume(len(tails), timeout=timeout):
+        for msg in c.consume(len(tails) * depth, timeout=timeout):
             if msg.error() is None and msg.value():
                 try:
                     out.append(datetime.fromisoformat(json.loads(msg.value())["occurred_at"]))

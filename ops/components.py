@@ -16,6 +16,7 @@ import httpx
 import redis
 
 from ops import java_stack, local_servers
+from ops.cdc import SLOT_NAME
 from ops.settings import REPO_ROOT, CommonSettings
 from schemas.migrate import apply_migrations
 
@@ -103,6 +104,9 @@ def build_components(s: CommonSettings) -> list[Component]:
 
     def connect_prepare() -> None:
         java_stack.ensure_jars(layout)
+        if not local_servers.slot_exists(s.postgres_url, SLOT_NAME):
+            # stored source offsets would point past a new database's WAL: start clean
+            (s.home / "connect" / "offsets.dat").unlink(missing_ok=True)
         java_stack.connect_prepare(
             layout, bootstrap=s.kafka_bootstrap, rest_port=_port(s.connect_url)
         )

@@ -124,6 +124,15 @@ def pg_bootstrap(data_root: Path, app_url: str) -> None:
             )
 
 
+def slot_exists(app_url: str, slot: str) -> bool:
+    """True if replication slot ``slot`` exists in the edge store."""
+    with psycopg.connect(app_url, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+    return row is not None
+
+
 def redis_command(data_dir: Path, port: int) -> list[str]:
     """argv running redis-server in the foreground with append-only persistence."""
     data_dir.mkdir(parents=True, exist_ok=True)

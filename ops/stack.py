@@ -44,10 +44,22 @@ def _wait_healthy(s: CommonSettings, comp: Component) -> None:
     )
 
 
+def _healthy_within(comp: Component, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not comp.healthy():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
 def ensure_component(s: CommonSettings, comp: Component) -> bool:
     """Start ``comp`` unless it already runs; wait until healthy. True if it was started."""
     pf = pid_file(s, comp.name)
     started = False
+    if process.alive(pf, comp.marker) is not None and not _healthy_within(comp, 30):
+        log.warning("%s runs but is not healthy; restarting it", comp.name)
+        process.stop(pf, comp.marker, timeout=30)
     if process.alive(pf, comp.marker) is None:
         comp.prepare()
         log.info("starting %s", comp.name)

@@ -52,12 +52,11 @@ def get_client(url: str) -> Client:
 def ensure_schema(url: str) -> None:
     """Create the database, tables and views if missing (idempotent)."""
     client = get_client(url)
-    statements = [s.strip() for s in DDL_FILE.read_text().split(";")]
+    text = "\n".join(ln for ln in DDL_FILE.read_text().splitlines() if not ln.startswith("--"))
     with LOCK:
-        for stmt in statements:
-            body = "\n".join(ln for ln in stmt.splitlines() if not ln.startswith("--")).strip()
-            if body:
-                client.command(body)
+        for stmt in (s.strip() for s in text.split(";")):
+            if stmt:
+                client.command(stmt)
 
 
 def insert(url: str, table: str, rows: Sequence[Sequence[Any]], columns: list[str]) -> None:
