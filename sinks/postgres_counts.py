@@ -11,7 +11,7 @@ import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.records import CountUpdate, latest_per_post
-from sinks.errors import SinkError
+from sinks.retry import with_retries
 
 UPSERT_SQL = """
 INSERT INTO post_like_counts AS c (post_id, like_count, seq, updated_at)
@@ -27,25 +27,38 @@ def write_counts(conn: psycopg.Connection, updates: list[CountUpdate]) -> None:
     rows = latest_per_post(updates)
     if not rows:
         return
-    try:
-        with conn.transaction():
-            conn.execute(
-                UPSERT_SQL,
-                ([u.post_id for u in rows], [u.count for u in rows], [u.seq for u in rows]),
-            )
-    except psycopg.Error as e:
-        raise SinkError(f"postgres count write failed: {e}") from e
+    with conn.transaction():
+        conn.execute(
+            UPSERT_SQL,
+            ([u.post_id for u in rows], [u.count for u in rows], [u.seq for u in rows]),
+        )
 
 
 class _PostgresCountPartition(StatelessSinkPartition[CountUpdate]):
     def __init__(self, url: str) -> None:
-        self._conn = psycopg.connect(url, autocommit=True)
+        self._url = url
+        self._conn: psycopg.Connection | None = None
 
-    def write_batch(self, items: list[CountUpdate]) -> None:
+    def _write(self, items: list[CountUpdate]) -> None:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
         write_counts(self._conn, items)
 
+    def _reset(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+
+    def write_batch(self, items: list[CountUpdate]) -> None:
+        with_retries(
+            "postgres counts",
+            lambda: self._write(items),
+            (psycopg.OperationalError,),
+            on_retry=self._reset,
+        )
+
     def close(self) -> None:
-        self._conn.close()
+        self._reset()
 
 
 class PostgresCountSink(DynamicSink[CountUpdate]):

@@ -12,7 +12,9 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.records import CountUpdate, latest_per_post
-from sinks.errors import SinkError
+from sinks.retry import with_retries
+
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 
 CAS_SCRIPT = """
 local cur = tonumber(redis.call('GET', KEYS[2]) or '-1')
@@ -43,10 +45,7 @@ def write_counts(client: redis.Redis, updates: list[CountUpdate]) -> int:
     pipe = client.pipeline(transaction=False)
     for u in latest_per_post(updates):
         script(keys=[count_key(u.post_id), seq_key(u.post_id)], args=[u.count, u.seq], client=pipe)
-    try:
-        return sum(int(r) for r in pipe.execute())
-    except redis.RedisError as e:
-        raise SinkError(f"redis count write failed: {e}") from e
+    return sum(int(r) for r in pipe.execute())
 
 
 class _RedisCountPartition(StatelessSinkPartition[CountUpdate]):
@@ -54,7 +53,7 @@ class _RedisCountPartition(StatelessSinkPartition[CountUpdate]):
         self._client = redis.Redis.from_url(url, socket_timeout=10)
 
     def write_batch(self, items: list[CountUpdate]) -> None:
-        write_counts(self._client, items)
+        with_retries("redis counts", lambda: write_counts(self._client, items), TRANSIENT)
 
     def close(self) -> None:
         self._client.close()

@@ -10,7 +10,8 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.records import HotChange
-from sinks.errors import SinkError
+from sinks.redis_counts import TRANSIENT
+from sinks.retry import with_retries
 
 HOT_KEY = "likes:hot"
 
@@ -25,10 +26,7 @@ def write_hot(client: redis.Redis, changes: list[HotChange]) -> None:
             pipe.zrem(HOT_KEY, str(h.post_id))
         else:
             pipe.zadd(HOT_KEY, {str(h.post_id): h.rate})
-    try:
-        pipe.execute()
-    except redis.RedisError as e:
-        raise SinkError(f"redis hot write failed: {e}") from e
+    pipe.execute()
 
 
 class _RedisHotPartition(StatelessSinkPartition[HotChange]):
@@ -36,7 +34,7 @@ class _RedisHotPartition(StatelessSinkPartition[HotChange]):
         self._client = redis.Redis.from_url(url, socket_timeout=10)
 
     def write_batch(self, items: list[HotChange]) -> None:
-        write_hot(self._client, items)
+        with_retries("redis hot", lambda: write_hot(self._client, items), TRANSIENT)
 
     def close(self) -> None:
         self._client.close()
