@@ -1,0 +1,61 @@
+"""Store outages seen from the API: 503 with nothing half-written when Postgres is down;
+read-your-writes when Redis is down and after it comes back with stale cache."""
+
+from __future__ import annotations
+
+import httpx
+import psycopg
+import pytest
+
+from ops.settings import CommonSettings
+from tests.conftest import auth, fresh_id, register_post
+from tests.faults.kill import kill9, make_up
+
+pytestmark = pytest.mark.integration
+
+
+def test_postgres_down_gives_503_and_writes_nothing(
+    api: httpx.Client, stack: CommonSettings
+) -> None:
+    post, user = register_post(api, stack), fresh_id()
+    kill9(stack, "postgres")
+    try:
+        r = api.post(
+            f"/v1/posts/{post}/like", headers={**auth(stack, user), "Idempotency-Key": "pg-down"}
+        )
+        assert r.status_code == 503, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert api.get("/readyz").status_code == 503
+    finally:
+        make_up(stack)
+    with psycopg.connect(stack.postgres_url) as conn:
+        edge = conn.execute(
+            "SELECT 1 FROM post_likes WHERE post_id = %s AND user_id = %s", (post, user)
+        ).fetchone()
+        outbox = conn.execute("SELECT 1 FROM like_outbox WHERE post_id = %s", (post,)).fetchone()
+    assert edge is None and outbox is None
+    retry = api.post(
+        f"/v1/posts/{post}/like", headers={**auth(stack, user), "Idempotency-Key": "pg-down"}
+    )
+    assert retry.status_code == 200 and retry.json()["changed"] is True
+
+
+def test_read_your_writes_through_a_redis_outage(api: httpx.Client, stack: CommonSettings) -> None:
+    post, user = register_post(api, stack), fresh_id()
+    h = auth(stack, user)
+
+    def viewer_liked() -> bool:
+        items = api.get("/v1/likes", params={"post_ids": str(post)}, headers=h).json()["items"]
+        return bool(items[0]["viewer_liked"])
+
+    assert api.post(f"/v1/posts/{post}/like", headers=h).status_code == 200
+    assert viewer_liked() is True  # now cached in Redis as liked
+    kill9(stack, "redis")
+    try:
+        assert api.delete(f"/v1/posts/{post}/like", headers=h).json()["liked"] is False
+        assert viewer_liked() is False
+        single = api.get(f"/v1/posts/{post}/likes", headers=h)
+        assert single.status_code == 200 and single.json()["viewer_liked"] is False
+    finally:
+        make_up(stack)  # Redis returns with its append-only file: the stale "liked" entry
+    assert viewer_liked() is False
