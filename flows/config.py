@@ -37,6 +37,7 @@ class FlowSettings(CommonSettings):
     hot_cool_ratio: float = 0.5
     hot_check_s: float = 2.0
     recovery_partitions: int = 4
+    trending_half_life_s: float = 3600.0
 
     def recovery_path(self, flow: str) -> Path:
         """Where flow ``flow`` keeps its Bytewax recovery partitions."""

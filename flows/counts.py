@@ -41,12 +41,14 @@ class CountsSinks:
     hot: list[Sink[HotChange]]
 
 
-def group_by_partition(batch: list[tuple[int, LikeEvent]]) -> Iterable[tuple[str, list[Any]]]:
+def group_by_partition(
+    batch: list[tuple[int, LikeEvent]],
+) -> Iterable[tuple[str, tuple[int, list[LikeEvent]]]]:
     """One item per Kafka partition per batch, so the exchange moves lists, not events."""
     groups: dict[int, list[LikeEvent]] = {}
     for partition, ev in batch:
         groups.setdefault(partition, []).append(ev)
-    return [(str(p), [p, evs]) for p, evs in groups.items()]
+    return [(str(p), (p, evs)) for p, evs in groups.items()]
 
 
 def combine_counts(
@@ -64,9 +66,10 @@ def combine_counts(
     return [(str(s), p) for s, p in per_shard.items()]
 
 
-def _read(
+def read_events(
     flow: Dataflow, s: FlowSettings, source: Source[Message] | None
 ) -> tuple[Stream[Message], Stream[DeadLetter] | None]:
+    """A flow's input: ``likes.events`` (consumer errors triaged) or a test source."""
     if source is not None:
         return op.input("read_events", flow, source), None
     kin = kop.input(
@@ -116,7 +119,7 @@ def build_flow(
 ) -> Dataflow:
     """The counts dataflow; ``source`` replaces Kafka in tests."""
     flow = Dataflow(flow_id)
-    messages, consumer_dead = _read(flow, s, source)
+    messages, consumer_dead = read_events(flow, s, source)
     decoded = op.map("decode", op.map("track_progress", messages, track), decode_message)
     split = op.branch("split_dead", decoded, lambda d: isinstance(d, DeadLetter))
     dead: Stream[DeadLetter] = split.trues  # type: ignore[assignment]

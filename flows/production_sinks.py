@@ -5,12 +5,15 @@ from __future__ import annotations
 from flows.config import FlowSettings
 from flows.counts import CountsSinks
 from flows.decode import dead_letter_record, hot_record
+from flows.fanout import FanoutSinks
 from flows.records import HotChange
 from sinks.clickhouse_sinks import ClickHouseSink, event_row, hot_row, window_row
 from sinks.kafka_topic import KafkaRecord, KafkaTopicSink
 from sinks.postgres_counts import PostgresCountSink
+from sinks.postgres_notifications import PostgresNotificationSink
 from sinks.redis_counts import RedisCountSink
 from sinks.redis_hot import RedisHotSink
+from sinks.redis_trending import RedisTrendingSink
 
 
 def counts_sinks(s: FlowSettings) -> CountsSinks:
@@ -30,4 +33,13 @@ def counts_sinks(s: FlowSettings) -> CountsSinks:
             KafkaTopicSink(s.kafka_bootstrap, s.hot_topic, to_record=hot_to_kafka),
             ClickHouseSink(ch, "hot_post_episodes", hot_row),
         ],
+    )
+
+
+def fanout_sinks(s: FlowSettings) -> FanoutSinks:
+    """Notifications in Postgres, trending scores in Redis, the DLQ."""
+    return FanoutSinks(
+        dead_letters=KafkaTopicSink(s.kafka_bootstrap, s.dlq_topic, to_record=dead_letter_record),
+        notifications=PostgresNotificationSink(s.postgres_url),
+        trending=RedisTrendingSink(s.redis_url),
     )

@@ -19,7 +19,7 @@ from flows.config import FlowSettings
 from flows.progress import start_publisher
 
 log = logging.getLogger(__name__)
-FLOWS = ("counts",)
+FLOWS = ("counts", "fanout")
 
 
 def build_production_flow(name: str, s: FlowSettings) -> Dataflow:
@@ -29,6 +29,11 @@ def build_production_flow(name: str, s: FlowSettings) -> Dataflow:
         from flows.production_sinks import counts_sinks
 
         return build_flow(s, counts_sinks(s))
+    if name == "fanout":
+        from flows.fanout import build_flow as build_fanout
+        from flows.production_sinks import fanout_sinks
+
+        return build_fanout(s, fanout_sinks(s))
     raise SystemExit(f"unknown flow {name!r}; known: {', '.join(FLOWS)}")
 
 

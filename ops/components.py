@@ -20,7 +20,7 @@ from ops.cdc import SLOT_NAME
 from ops.settings import REPO_ROOT, CommonSettings
 from schemas.migrate import apply_migrations
 
-FLOW_NAMES: tuple[str, ...] = ("counts",)
+FLOW_NAMES: tuple[str, ...] = ("counts", "fanout")
 FLOW_HEARTBEAT_MAX_AGE_S = 10.0
 
 
@@ -33,7 +33,7 @@ class Component:
     healthy: Callable[[], bool]
     marker: str
     prepare: Callable[[], None] = lambda: None
-    after_start: Callable[[], None] = lambda: None
+    after_healthy: Callable[[], None] = lambda: None
     env: Callable[[], dict[str, str]] = lambda: {}
     user: str | None = None
     start_timeout: float = 120.0
@@ -118,7 +118,7 @@ def build_components(s: CommonSettings) -> list[Component]:
             lambda: local_servers.pg_ready(pg_root, s.postgres_url),
             marker="postgres",
             prepare=lambda: local_servers.pg_prepare(pg_root, pg_url.port or 5432),
-            after_start=pg_after,
+            after_healthy=pg_after,
             user=local_servers.pg_user(),
             start_timeout=60,
         ),
@@ -135,7 +135,7 @@ def build_components(s: CommonSettings) -> list[Component]:
             lambda: _kafka_ok(s.kafka_bootstrap),
             marker="kafka.Kafka",
             prepare=kafka_prepare,
-            after_start=lambda: java_stack.create_topics(s.kafka_bootstrap),
+            after_healthy=lambda: java_stack.create_topics(s.kafka_bootstrap),
         ),
         Component(
             "connect",

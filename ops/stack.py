@@ -73,8 +73,7 @@ def ensure_component(s: CommonSettings, comp: Component) -> bool:
         )
         started = True
     _wait_healthy(s, comp)
-    if started:
-        comp.after_start()
+    comp.after_healthy()  # idempotent: migrations, topics
     return started
 
 

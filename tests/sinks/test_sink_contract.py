@@ -17,8 +17,10 @@ from ops.settings import CommonSettings
 from sinks import clickhouse_store
 from sinks.clickhouse_sinks import ClickHouseSink, event_row, hot_row, window_row
 from sinks.postgres_counts import PostgresCountSink
+from sinks.postgres_notifications import PostgresNotificationSink
 from sinks.redis_counts import RedisCountSink
 from sinks.redis_hot import HOT_KEY, RedisHotSink
+from sinks.redis_trending import TRENDING_KEY, RedisTrendingSink
 from tests.conftest import fresh_id
 
 pytestmark = pytest.mark.integration
@@ -148,7 +150,39 @@ def _clickhouse_hot(s: CommonSettings, chdb_url: str) -> Case:
     )
 
 
+def _notifications(s: CommonSettings, chdb_url: str) -> Case:
+    author, post = fresh_id(), fresh_id()
+    batch = [
+        Accepted(post, 11, 1, 1, 1, T0, "e1", "LikeCreated", author),
+        Accepted(post, 12, 1, 1, 1, T0 + 5, "e2", "LikeCreated", author),
+        Accepted(post, 11, 3, 1, 2, T0 + 9, "e3", "LikeCreated", author),
+    ]  # re-like
+
+    def read() -> Any:
+        with psycopg.connect(s.postgres_url) as conn:
+            return conn.execute(
+                "SELECT actor_ids, total_actors FROM notifications WHERE recipient_id = %s",
+                (author,),
+            ).fetchall()
+
+    return Case(PostgresNotificationSink(s.postgres_url), batch, batch[:1], read)
+
+
+def _trending(s: CommonSettings, chdb_url: str) -> Case:
+    p = fresh_id()
+    r = redis.Redis.from_url(s.redis_url)
+    batch = [(p, 3.5), (p + 1, 2.0), (p, 4.25), (p + 1, None)]
+    return Case(
+        RedisTrendingSink(s.redis_url),
+        batch,
+        [],
+        lambda: (r.zscore(TRENDING_KEY, str(p)), r.zscore(TRENDING_KEY, str(p + 1))),
+    )
+
+
 CASES = [
+    _notifications,
+    _trending,
     _redis_counts,
     _postgres_counts,
     _redis_hot,
@@ -186,3 +220,9 @@ def test_expected_values(stack: CommonSettings, chdb_url: str) -> None:
     part2 = r.sink.build("contract", 0, 1)
     part2.write_batch(r.batch + r.stale)
     assert r.read() == [b"2", b"5"]
+
+
+def test_notifications_aggregate(stack: CommonSettings, chdb_url: str) -> None:
+    c = _notifications(stack, chdb_url)
+    c.sink.build("contract", 0, 1).write_batch(c.batch)
+    assert c.read() == [([12, 11], 2)], "two distinct actors, newest first, re-like not counted"

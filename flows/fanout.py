@@ -1,0 +1,93 @@
+"""The fanout flow: ``likes.events`` to notifications and the trending ranking signal.
+
+Guarantees under replay and crash (Bytewax recovery, at-least-once input): a like
+notifies a post's author at most once per actor (the actor ledger's primary key makes a
+replay a no-op, in the same transaction as the aggregate), and trending scores are
+absolute values that a replay rewrites identically. Step ids are permanent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from flows.config import FlowSettings
+from flows.counts import group_by_partition, read_events
+from flows.decode import Message, decode_message
+from flows.fanout_stages import DedupeStage, TrendOut, TrendStage
+from flows.progress import track
+from flows.records import Accepted, DeadLetter
+from schemas.events import LikeEvent
+
+
+@dataclass
+class FanoutSinks:
+    """Where each output of the fanout flow goes (tests pass ``TestingSink``s)."""
+
+    dead_letters: Sink[DeadLetter]
+    notifications: Sink[Accepted]
+    trending: Sink[TrendOut]
+
+
+def notifies(a: Accepted) -> bool:
+    """A new like by someone other than the post's author."""
+    return a.delta > 0 and a.author_id is not None and a.author_id != a.user_id
+
+
+def combine_likes(shards: int, batch: list[Accepted]) -> Iterable[tuple[str, dict[int, list[int]]]]:
+    """Like times per post, grouped per trending shard."""
+    per_shard: dict[int, dict[int, list[int]]] = {}
+    for a in batch:
+        if a.delta > 0:
+            per_shard.setdefault(a.post_id % shards, {}).setdefault(a.post_id, []).append(
+                a.occurred_ms
+            )
+    return [(str(s), p) for s, p in per_shard.items()]
+
+
+def build_flow(
+    s: FlowSettings,
+    sinks: FanoutSinks,
+    source: Source[Message] | None = None,
+    flow_id: str = "likes_fanout",
+) -> Dataflow:
+    """The fanout dataflow; ``source`` replaces Kafka in tests."""
+    flow = Dataflow(flow_id)
+    messages, consumer_dead = read_events(flow, s, source)
+    decoded = op.map("decode", op.map("track_progress", messages, track), decode_message)
+    split = op.branch("split_dead", decoded, lambda d: isinstance(d, DeadLetter))
+    dead: Stream[DeadLetter] = split.trues  # type: ignore[assignment]
+    if consumer_dead is not None:
+        dead = op.merge("all_dead", dead, consumer_dead)
+    op.output("write_dlq", dead, sinks.dead_letters)
+    good: Stream[tuple[int, LikeEvent]] = split.falses  # type: ignore[assignment]
+    grouped = op.flat_map_batch("group_by_partition", good, group_by_partition)
+    ttl_ms = s.dedupe_ttl_s * 1000
+
+    def dedupe_builder(resume: Any) -> DedupeStage:
+        return DedupeStage(ttl_ms, resume)
+
+    accepted = op.map(
+        "unkey_accepted", op.stateful_batch("dedupe", grouped, dedupe_builder), lambda kv: kv[1]
+    )
+    op.output(
+        "write_notifications",
+        op.filter("select_notifications", accepted, notifies),
+        sinks.notifications,
+    )
+
+    def trend_builder(resume: Any) -> TrendStage:
+        return TrendStage(s.trending_half_life_s, resume)
+
+    partials = op.flat_map_batch(
+        "combine_likes", accepted, lambda b: combine_likes(s.count_shards, b)
+    )
+    scores = op.stateful_batch("trend_posts", partials, trend_builder)
+    op.output("write_trending", op.map("unkey_trending", scores, lambda kv: kv[1]), sinks.trending)
+    return flow
