@@ -33,6 +33,7 @@ class Case:
     batch: list[Any]
     stale: list[Any]
     read: Callable[[], Any]
+    cleanup: Callable[[], Any] = lambda: None
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +89,7 @@ def _redis_hot(s: CommonSettings, chdb_url: str) -> Case:
         batch,
         [],
         lambda: (r.zscore(HOT_KEY, str(p)), r.zscore(HOT_KEY, str(p + 1))),
+        lambda: r.zrem(HOT_KEY, str(p), str(p + 1)),
     )
 
 
@@ -177,6 +179,7 @@ def _trending(s: CommonSettings, chdb_url: str) -> Case:
         batch,
         [],
         lambda: (r.zscore(TRENDING_KEY, str(p)), r.zscore(TRENDING_KEY, str(p + 1))),
+        lambda: r.zrem(TRENDING_KEY, str(p), str(p + 1)),
     )
 
 
@@ -194,7 +197,9 @@ CASES = [
 
 @pytest.fixture(params=CASES, ids=lambda f: f.__name__.strip("_"))
 def case(request: pytest.FixtureRequest, stack: CommonSettings, chdb_url: str) -> Iterator[Case]:
-    yield request.param(stack, chdb_url)
+    c = request.param(stack, chdb_url)
+    yield c
+    c.cleanup()  # shared sorted sets must not keep test members
 
 
 def test_write_replay_stale_close_twice(case: Case) -> None:
