@@ -8,6 +8,7 @@ with Kafka's end offsets to report lag. Best effort: a Redis outage only hides l
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import TypeVar
@@ -28,7 +29,7 @@ def progress_key(flow: str) -> str:
 
 
 def heartbeat_key(flow: str) -> str:
-    """The Redis key a running flow process refreshes every second."""
+    """The Redis key a running flow process refreshes every second: ``"<pid> <time>"``."""
     return f"likes:flow_heartbeat:{flow}"
 
 
@@ -47,7 +48,7 @@ def _publish_forever(url: str, flow: str, every_s: float, stop: threading.Event)
         with _lock:
             snapshot = dict(_offsets)
         try:
-            client.set(heartbeat_key(flow), str(time.time()), ex=60)
+            client.set(heartbeat_key(flow), f"{os.getpid()} {time.time()}", ex=60)
             if snapshot:
                 client.hset(progress_key(flow), mapping={str(p): o for p, o in snapshot.items()})
         except redis.RedisError as e:

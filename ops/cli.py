@@ -102,6 +102,14 @@ def cmd_analytics(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(a: argparse.Namespace) -> int:
+    from ops.reconcile import reconcile
+
+    left, summary = reconcile(CommonSettings(), fix=a.repair)
+    _print(summary, a.json)
+    return 0 if left.clean else 1
+
+
 def cmd_status(a: argparse.Namespace) -> int:
     from ops.status import collect, render
 
@@ -138,6 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     api = add("api", cmd_api, "run the ingest API in the foreground")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
+    rc = add("reconcile", cmd_reconcile, "compare projections with the edge store")
+    rc.add_argument("--repair", action="store_true", help="fix the drift found")
+    rc.add_argument("--json", action="store_true")
     fl = add("flow", cmd_flow, "run a dataflow in the foreground (with recovery)")
     fl.add_argument("name")
     fl.add_argument("--process-id", type=int)

@@ -71,14 +71,21 @@ def _kafka_ok(bootstrap: str) -> bool:
         return False
 
 
-def _flow_ok(redis_url: str, name: str) -> bool:
+def _flow_ok(s: CommonSettings, name: str) -> bool:
+    """The flow process recorded in its PID file is the one refreshing the heartbeat."""
     from flows.progress import heartbeat_key
+    from ops.process import read_pid
 
     try:
-        beat = redis.Redis.from_url(redis_url, socket_timeout=1).get(heartbeat_key(name))
+        client = redis.Redis.from_url(s.redis_url, socket_timeout=1, decode_responses=True)
+        beat = client.get(heartbeat_key(name))
     except redis.RedisError:
         return False
-    return beat is not None and time.time() - float(beat) < FLOW_HEARTBEAT_MAX_AGE_S
+    if beat is None:
+        return False
+    pid, _, at = str(beat).partition(" ")
+    fresh = time.time() - float(at or 0) < FLOW_HEARTBEAT_MAX_AGE_S
+    return fresh and read_pid(s.home / "run" / f"flow-{name}.pid") == int(pid)
 
 
 def _likes_bin() -> str:
@@ -167,7 +174,7 @@ def _flow_component(s: CommonSettings, name: str) -> Component:
     return Component(
         f"flow-{name}",
         lambda: [_likes_bin(), "flow", name],
-        lambda: _flow_ok(s.redis_url, name),
+        lambda: _flow_ok(s, name),
         marker=f"likes flow {name}",
         start_timeout=60,
     )
