@@ -49,7 +49,7 @@ def main() -> None:
     counts = r.mget([f"likes:count:{p}" for p in top])
     print("\nfeed service (Redis MGET likes:count:*):")
     for p, c in zip(top, counts, strict=True):
-        print(f"  post {p}: {c or 0} likes")
+        print(f"  post {p}: {c if c is not None else 0!s} likes")
     print("  hot:", r.zrevrange("likes:hot", 0, 4, withscores=True))
     print("  trending:", r.zrevrange("likes:trending", 0, 4))
     cols, rows = query(s, "SELECT post_id, sum(likes) AS likes, sum(unlikes) AS unlikes, "
