@@ -6,6 +6,8 @@ every statement of one request runs in one transaction, so nothing is half-writt
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +25,20 @@ class EdgeStoreUnavailable(ProblemError):
         super().__init__(503, detail, headers={"Retry-After": "1"})
 
 
+_last_used: weakref.WeakKeyDictionary[AsyncConnection, float] = weakref.WeakKeyDictionary()
+IDLE_CHECK_S = 2.0
+
+
+async def _check_if_idle(conn: AsyncConnection) -> None:
+    """Probe a connection only if it sat idle: busy ones just proved themselves."""
+    if time.monotonic() - _last_used.get(conn, 0.0) > IDLE_CHECK_S:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+async def _mark_used(conn: AsyncConnection) -> None:
+    _last_used[conn] = time.monotonic()
+
+
 def make_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> AsyncConnectionPool:
     """A pool that does no I/O until opened."""
     return AsyncConnectionPool(
@@ -32,7 +48,8 @@ def make_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Asyn
         timeout=timeout,
         open=False,
         kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
-        check=AsyncConnectionPool.check_connection,
+        check=_check_if_idle,
+        reset=_mark_used,
     )
 
 

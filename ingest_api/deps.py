@@ -27,24 +27,29 @@ class AppState:
     limiter: RateLimiter
 
 
-def get_state(request: Request) -> AppState:
+def app_state(request: Request) -> AppState:
     """The process-wide state built at start-up."""
     state: AppState = request.app.state.likes
     return state
 
 
-def get_principal(
+async def get_state(request: Request) -> AppState:
+    """Dependency form of :func:`app_state` (async: FastAPI runs it inline, no thread)."""
+    return app_state(request)
+
+
+async def get_principal(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
     """The caller, from its bearer token."""
-    s = get_state(request).settings
+    s = app_state(request).settings
     return verify(authorization, s.jwt_secret.get_secret_value(), leeway_s=s.jwt_leeway_s)
 
 
 def require_scope(scope: str) -> object:
     """A dependency that demands ``scope`` in the caller's token."""
 
-    def dep(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def dep(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if scope not in principal.scopes:
             raise ProblemError(403, f"token lacks scope {scope!r}")
         return principal

@@ -3,7 +3,8 @@
 A key is claimed in its own commit before the work; the work's own transaction
 completes it with the response. A retry of a completed key replays that response,
 a retry with another request is 422, a retry while the first is in flight is 409.
-A claim whose request died without completing is taken over after ``stale_s``.
+A claim whose request died without completing (its database session is gone, or
+``stale_s`` passed) is taken over by the next retry.
 """
 
 from __future__ import annotations
@@ -18,17 +19,22 @@ from ingest_api.problems import ProblemError
 
 MAX_KEY_LEN = 255
 
-_CLAIM = """INSERT INTO idempotency_keys (user_id, idem_key, fingerprint) VALUES (%s, %s, %s)
+_CLAIM = """INSERT INTO idempotency_keys
+    (user_id, idem_key, fingerprint, owner_pid, owner_epoch)
+VALUES (%s, %s, %s, pg_backend_pid(), pg_postmaster_start_time())
 ON CONFLICT DO NOTHING RETURNING 1"""
-_LOOKUP = """SELECT fingerprint, status_code, response,
-       created_at < now() - make_interval(secs => %s) AS stale,
+_ORPHANED = """(status_code IS NULL AND (
+    created_at < now() - make_interval(secs => %s)
+    OR owner_epoch IS DISTINCT FROM pg_postmaster_start_time()
+    OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = owner_pid)))"""
+_LOOKUP = f"""SELECT fingerprint, status_code, response, {_ORPHANED} AS stale,
        created_at < now() - make_interval(hours => %s) AS expired
 FROM idempotency_keys WHERE user_id = %s AND idem_key = %s"""
-_TAKEOVER = """UPDATE idempotency_keys
-SET fingerprint = %s, status_code = NULL, response = NULL, created_at = now(), completed_at = NULL
+_TAKEOVER = f"""UPDATE idempotency_keys
+SET fingerprint = %s, status_code = NULL, response = NULL, created_at = now(), completed_at = NULL,
+    owner_pid = pg_backend_pid(), owner_epoch = pg_postmaster_start_time()
 WHERE user_id = %s AND idem_key = %s
-  AND ((status_code IS NULL AND created_at < now() - make_interval(secs => %s))
-       OR created_at < now() - make_interval(hours => %s))
+  AND ({_ORPHANED} OR created_at < now() - make_interval(hours => %s))
 RETURNING 1"""
 _RELEASE = """DELETE FROM idempotency_keys
 WHERE user_id = %s AND idem_key = %s AND status_code IS NULL"""

@@ -1,8 +1,9 @@
-"""The like/unlike state transition: one transaction, one commit.
+"""The like/unlike state transition: one statement, so one transaction and one commit.
 
 In that commit: the edge upsert (version + 1 only on a real change), the outbox row
-(only on a change) and the completion of the caller's idempotency record. A repeated
-like, or an unlike of an edge not liked, changes nothing and writes nothing.
+(only on a change) and the completion of the caller's idempotency record with the
+response. A repeated like, or an unlike of an edge not liked, changes nothing and
+writes nothing. One statement is also one round trip: the hot path of the API.
 """
 
 from __future__ import annotations
@@ -23,13 +24,33 @@ _PAYLOAD = """jsonb_build_object(
     'occurred_at', to_char(up.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
     'idempotency_key', %(idem)s::text, 'author_id', p.author_id)"""
 
-_OUTBOX = f"""ob AS (
+# cur is the edge as of the statement's snapshot; with no change of ours it gives the
+# version to report, unless a concurrent transaction moved the edge meanwhile (then its
+# state differs from the target and the caller reads the edge again).
+_TAIL = f"""cur AS (
+    SELECT version, state FROM post_likes WHERE post_id = %(post_id)s AND user_id = %(user_id)s),
+ob AS (
     INSERT INTO like_outbox (event_id, edge_key, post_id, user_id, action, edge_version,
                              occurred_at, idempotency_key, payload)
     SELECT %(event_id)s, %(edge_key)s, %(post_id)s, %(user_id)s, %(action)s::text, up.version,
            up.updated_at, %(idem)s::text, {_PAYLOAD}
-    FROM up, p)
-SELECT (SELECT deleted_at IS NOT NULL FROM p), (SELECT version FROM up)"""
+    FROM up, p),
+res AS (
+    SELECT EXISTS (SELECT 1 FROM up) AS changed,
+           coalesce((SELECT version FROM up), (SELECT version FROM cur), 0) AS version,
+           EXISTS (SELECT 1 FROM up)
+             OR coalesce((SELECT state FROM cur), 'unliked') = %(state)s AS consistent),
+idem AS (
+    UPDATE idempotency_keys SET status_code = 200, completed_at = now(),
+        response = jsonb_build_object('post_id', %(post_id)s::bigint,
+            'user_id', %(user_id)s::bigint, 'liked', %(liked)s::boolean,
+            'changed', res.changed, 'version', res.version)
+    FROM res, p
+    WHERE %(idem)s::text IS NOT NULL AND user_id = %(user_id)s AND idem_key = %(idem)s
+      AND p.deleted_at IS NULL AND res.consistent
+    RETURNING 1)
+SELECT (SELECT deleted_at IS NOT NULL FROM p), res.changed, res.version, res.consistent
+FROM res"""
 
 LIKE_SQL = f"""
 WITH p AS (SELECT post_id, author_id, deleted_at FROM posts WHERE post_id = %(post_id)s),
@@ -40,7 +61,7 @@ up AS (
         SET state = 'liked', updated_at = now(), version = e.version + 1
         WHERE e.state <> 'liked'
     RETURNING e.version, e.updated_at),
-{_OUTBOX}"""
+{_TAIL}"""
 
 UNLIKE_SQL = f"""
 WITH p AS (SELECT post_id, author_id, deleted_at FROM posts WHERE post_id = %(post_id)s),
@@ -50,7 +71,7 @@ up AS (
     WHERE e.post_id = p.post_id AND e.user_id = %(user_id)s AND e.state = 'liked'
       AND p.deleted_at IS NULL
     RETURNING e.version, e.updated_at),
-{_OUTBOX}"""
+{_TAIL}"""
 
 CURRENT_SQL = "SELECT version FROM post_likes WHERE post_id = %s AND user_id = %s"
 COMPLETE_IDEM_SQL = """
@@ -82,7 +103,10 @@ class LikeResult:
 async def set_like(
     conn: AsyncConnection, *, post_id: int, user_id: int, liked: bool, idem_key: str | None = None
 ) -> LikeResult:
-    """Move edge ``(post_id, user_id)`` to ``liked``; 404/410 for unknown/deleted posts."""
+    """Move edge ``(post_id, user_id)`` to ``liked``; 404/410 for unknown/deleted posts.
+
+    ``conn`` must be in autocommit mode: the statement is its own transaction.
+    """
     params = {
         "post_id": post_id,
         "user_id": user_id,
@@ -90,21 +114,20 @@ async def set_like(
         "edge_key": f"{post_id}:{user_id}",
         "idem": idem_key,
         "action": "LikeCreated" if liked else "LikeRemoved",
+        "liked": liked,
+        "state": "liked" if liked else "unliked",
     }
-    async with conn.transaction():
-        cur = await conn.execute(LIKE_SQL if liked else UNLIKE_SQL, params)
-        deleted, new_version = await cur.fetchone() or (None, None)
-        if deleted is None:
-            raise ProblemError(404, f"post {post_id} does not exist")
-        if deleted:
-            raise ProblemError(410, f"post {post_id} was deleted")
-        changed = new_version is not None
-        if not changed:
-            row = await (await conn.execute(CURRENT_SQL, (post_id, user_id))).fetchone()
-            new_version = row[0] if row else 0
-        result = LikeResult(post_id, user_id, liked, changed, int(new_version))
-        if idem_key is not None:
-            await conn.execute(
-                COMPLETE_IDEM_SQL, (200, json.dumps(result.body()), user_id, idem_key)
-            )
+    cur = await conn.execute(LIKE_SQL if liked else UNLIKE_SQL, params)
+    deleted, changed, version, consistent = await cur.fetchone() or (None, False, 0, True)
+    if deleted is None:
+        raise ProblemError(404, f"post {post_id} does not exist")
+    if deleted:
+        raise ProblemError(410, f"post {post_id} was deleted")
+    if consistent:
+        return LikeResult(post_id, user_id, liked, bool(changed), int(version))
+    # a concurrent transaction moved the edge after our snapshot: report it as it is now
+    row = await (await conn.execute(CURRENT_SQL, (post_id, user_id))).fetchone()
+    result = LikeResult(post_id, user_id, liked, False, int(row[0]) if row else 0)
+    if idem_key is not None:
+        await conn.execute(COMPLETE_IDEM_SQL, (200, json.dumps(result.body()), user_id, idem_key))
     return result

@@ -37,12 +37,15 @@ def main() -> None:
     secret = s.jwt_secret.get_secret_value()
     asyncio.run(register_posts(s.api_url, secret, posts, author=base))
     print(f"registered {len(posts)} posts; post {posts[0]} will go viral")
-    res = asyncio.run(run_workload(s.api_url, secret, Workload(posts=posts,
-                                                                operations=a.operations)))
-    print(f"sent {res.ops} requests in {res.seconds:.1f}s ({res.ops / res.seconds:.0f}/s), "
-          f"p50 {_percentile(res.latencies_ms, 50):.1f} ms, "
-          f"p99 {_percentile(res.latencies_ms, 99):.1f} ms; {res.replayed} retries replayed, "
-          f"errors {res.errors or 'none'}")
+    res = asyncio.run(
+        run_workload(s.api_url, secret, Workload(posts=posts, operations=a.operations))
+    )
+    print(
+        f"sent {res.ops} requests in {res.seconds:.1f}s ({res.ops / res.seconds:.0f}/s), "
+        f"p50 {_percentile(res.latencies_ms, 50):.1f} ms, "
+        f"p99 {_percentile(res.latencies_ms, 99):.1f} ms; {res.replayed} retries replayed, "
+        f"errors {res.errors or 'none'}"
+    )
     time.sleep(5)
     r = redis.Redis.from_url(s.redis_url, decode_responses=True)
     top = posts[:5]
@@ -52,10 +55,13 @@ def main() -> None:
         print(f"  post {p}: {c if c is not None else 0!s} likes")
     print("  hot:", r.zrevrange("likes:hot", 0, 4, withscores=True))
     print("  trending:", r.zrevrange("likes:trending", 0, 4))
-    cols, rows = query(s, "SELECT post_id, sum(likes) AS likes, sum(unlikes) AS unlikes, "
-                          f"sum(net) AS net FROM likes.post_like_windows WHERE post_id >= {base} "
-                          f"AND post_id < {base + a.posts} GROUP BY post_id "
-                          "ORDER BY likes DESC LIMIT 5")
+    cols, rows = query(
+        s,
+        "SELECT post_id, sum(likes) AS likes, sum(unlikes) AS unlikes, "
+        f"sum(net) AS net FROM likes.post_like_windows WHERE post_id >= {base} "
+        f"AND post_id < {base + a.posts} GROUP BY post_id "
+        "ORDER BY likes DESC LIMIT 5",
+    )
     print("\nanalyst (ClickHouse likes.post_like_windows, top posts):")
     print("  " + "\t".join(cols))
     for row in rows:

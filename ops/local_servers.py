@@ -10,7 +10,9 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -49,9 +51,59 @@ def _ensure_traversable(path: Path, user: str) -> None:
     os.chown(path, uid, uid)
 
 
+def _kill_orphaned_backends(data: Path) -> int:
+    """SIGKILL server processes left running in ``data`` by a postmaster that was killed.
+
+    They keep the old shared memory attached, which stops a new postmaster from starting.
+    """
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "cwd").resolve() != data.resolve():
+                continue
+            os.kill(int(proc.name), signal.SIGKILL)
+            killed += 1
+        except OSError:
+            continue
+    return killed
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _drop_stale_lock(data: Path, wait_s: float = 10.0) -> None:
+    """Remove ``postmaster.pid`` once the postmaster it names has died.
+
+    A killed postmaster is still exiting for a moment, and then a zombie until its parent
+    reaps it; either way it still answers ``kill(pid, 0)`` and a new server would refuse
+    to start. A zombie holds nothing, so its lock is stale.
+    """
+    lock = data / "postmaster.pid"
+    try:
+        pid = int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + wait_s
+    while (state := _proc_state(pid)) is not None and state not in ("Z", "X"):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if state else b""
+        if cmdline or time.monotonic() > deadline:
+            return  # a live server (or one that will not die): leave its lock alone
+        time.sleep(0.05)
+    lock.unlink(missing_ok=True)
+
+
 def pg_prepare(data_root: Path, port: int) -> None:
-    """Create the cluster once (idempotent) and write its settings."""
+    """Create the cluster once (idempotent), write its settings, clear a killed one's orphans."""
     data = data_root / "data"
+    if data.exists():
+        _kill_orphaned_backends(data)
+        _drop_stale_lock(data)
     user = pg_user()
     if not (data / "PG_VERSION").exists():
         shutil.rmtree(data, ignore_errors=True)

@@ -72,7 +72,7 @@ async def _mutate(request: Request, state: State, caller: Caller, post_id: int, 
     LIKE_TRANSITIONS.labels(
         action="like" if liked else "unlike", changed=str(result.changed).lower()
     ).inc()
-    return result.body()
+    return JSONResponse(result.body())
 
 
 @router.post("/posts/{post_id}/like", response_model=LikeState)

@@ -80,19 +80,29 @@ def test_idempotency_key_replay_mismatch(api: httpx.Client, stack: CommonSetting
     assert too_long.status_code == 422
 
 
+def _claim_from_a_session(s: CommonSettings, user: int, key: str, post: int) -> psycopg.Connection:
+    """What a request still in flight leaves behind: a claim owned by a live session."""
+    from ingest_api.idempotency import fingerprint
+
+    conn = psycopg.connect(s.postgres_url, autocommit=True)
+    conn.execute(
+        "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, owner_pid, "
+        "owner_epoch) VALUES (%s, %s, %s, pg_backend_pid(), pg_postmaster_start_time())",
+        (user, key, fingerprint("POST", f"/v1/posts/{post}/like")),
+    )
+    return conn
+
+
 def test_idempotency_key_in_flight_is_409(api: httpx.Client, stack: CommonSettings) -> None:
     post, user, key = register_post(api, stack), fresh_id(), f"k-{uuid.uuid4()}"
-    with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
-        # a claim with no response is what a request still in flight leaves behind
-        from ingest_api.idempotency import fingerprint
-
-        conn.execute(
-            "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint) VALUES (%s, %s, %s)",
-            (user, key, fingerprint("POST", f"/v1/posts/{post}/like")),
-        )
-    r = api.post(f"/v1/posts/{post}/like", headers={**auth(stack, user), "Idempotency-Key": key})
+    owner = _claim_from_a_session(stack, user, key, post)
+    headers = {**auth(stack, user), "Idempotency-Key": key}
+    r = api.post(f"/v1/posts/{post}/like", headers=headers)
     assert r.status_code == 409
     assert r.headers["content-type"].startswith("application/problem+json")
+    owner.close()  # the holder dies without completing: the next retry takes over at once
+    retry = api.post(f"/v1/posts/{post}/like", headers=headers)
+    assert retry.status_code == 200 and retry.json()["changed"] is True
 
 
 def test_concurrent_identical_likes_change_once(stack: CommonSettings) -> None:

@@ -18,7 +18,7 @@ def test_postgres_down_gives_503_and_writes_nothing(
     api: httpx.Client, stack: CommonSettings
 ) -> None:
     post, user = register_post(api, stack), fresh_id()
-    kill9(stack, "postgres")
+    kill9(stack, "postgres", group=True)  # the server and every backend: unreachable
     try:
         r = api.post(
             f"/v1/posts/{post}/like", headers={**auth(stack, user), "Idempotency-Key": "pg-down"}
@@ -59,3 +59,17 @@ def test_read_your_writes_through_a_redis_outage(api: httpx.Client, stack: Commo
     finally:
         make_up(stack)  # Redis returns with its append-only file: the stale "liked" entry
     assert viewer_liked() is False
+
+
+def test_kill_postmaster_only_then_up(api: httpx.Client, stack: CommonSettings) -> None:
+    """Backends orphaned by a killed postmaster do not stop ``make up`` from restarting it."""
+    post = register_post(api, stack)
+    kill9(stack, "postgres")
+    make_up(stack)
+    r = api.post(f"/v1/posts/{post}/like", headers=auth(stack, fresh_id()))
+    for _ in range(20):  # pooled connections to the old server fail once each at most
+        if r.status_code == 200:
+            break
+        assert r.status_code == 503, r.text
+        r = api.post(f"/v1/posts/{post}/like", headers=auth(stack, fresh_id()))
+    assert r.status_code == 200
