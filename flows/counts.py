@@ -17,15 +17,15 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
+from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 from confluent_kafka import OFFSET_BEGINNING
 
 from flows.config import FlowSettings
 from flows.count_stage import CountStage, Partial
-from flows.decode import Message, decode_message, triage_error
+from flows.decode import Message, decode_batch, triage_error
 from flows.hot import HotDetector
 from flows.partition_stage import PartitionStage
-from flows.progress import track
 from flows.records import Accepted, CountUpdate, DeadLetter, HotChange, WindowPart
 from schemas.events import LikeEvent
 
@@ -39,16 +39,6 @@ class CountsSinks:
     windows: Sink[WindowPart]
     counts: list[Sink[CountUpdate]]
     hot: list[Sink[HotChange]]
-
-
-def group_by_partition(
-    batch: list[tuple[int, LikeEvent]],
-) -> Iterable[tuple[str, tuple[int, list[LikeEvent]]]]:
-    """One item per Kafka partition per batch, so the exchange moves lists, not events."""
-    groups: dict[int, list[LikeEvent]] = {}
-    for partition, ev in batch:
-        groups.setdefault(partition, []).append(ev)
-    return [(str(p), (p, evs)) for p, evs in groups.items()]
 
 
 def combine_counts(
@@ -82,6 +72,19 @@ def read_events(
         add_config={"auto.offset.reset": "error", "fetch.wait.max.ms": "100"},
     )
     return kin.oks, op.flat_map("triage_errors", kin.errs, triage_error)
+
+
+def decode_and_group(
+    messages: Stream[Message], consumer_dead: Stream[DeadLetter] | None
+) -> tuple[KeyedStream[tuple[int, list[LikeEvent]]], Stream[DeadLetter]]:
+    """Events grouped per Kafka partition (keyed by it), and every dead letter."""
+    routed = op.flat_map_batch("decode", messages, decode_batch)
+    split = op.branch("split_dead", routed, lambda t: t[0] == "dead")
+    dead: Stream[DeadLetter] = op.map("unwrap_dead", split.trues, lambda t: t[1])
+    if consumer_dead is not None:
+        dead = op.merge("all_dead", dead, consumer_dead)
+    grouped = op.map("unwrap_events", split.falses, lambda t: t[1])
+    return grouped, dead
 
 
 def _partition_stage(s: FlowSettings) -> Any:
@@ -120,23 +123,14 @@ def build_flow(
     """The counts dataflow; ``source`` replaces Kafka in tests."""
     flow = Dataflow(flow_id)
     messages, consumer_dead = read_events(flow, s, source)
-    decoded = op.map("decode", op.map("track_progress", messages, track), decode_message)
-    split = op.branch("split_dead", decoded, lambda d: isinstance(d, DeadLetter))
-    dead: Stream[DeadLetter] = split.trues  # type: ignore[assignment]
-    if consumer_dead is not None:
-        dead = op.merge("all_dead", dead, consumer_dead)
+    grouped, dead = decode_and_group(messages, consumer_dead)
     op.output("write_dlq", dead, sinks.dead_letters)
-    good: Stream[tuple[int, LikeEvent]] = split.falses  # type: ignore[assignment]
-    grouped = op.flat_map_batch("group_by_partition", good, group_by_partition)
     staged = op.stateful_batch("dedupe_window", grouped, _partition_stage(s))
-    kinds = op.branch(
-        "split_stage", op.map("unkey_stage", staged, lambda kv: kv[1]), lambda t: t[0] == "acc"
-    )
-    accepted = op.map("unwrap_accepted", kinds.trues, lambda t: t[1])
+    outs = op.map("unkey_stage", staged, lambda kv: kv[1])
+    accepted = op.flat_map("flatten_accepted", outs, lambda o: o.accepted)
     op.output("write_like_events", accepted, sinks.like_events)
-    op.output(
-        "write_windows", op.map("unwrap_windows", kinds.falses, lambda t: t[1]), sinks.windows
-    )
+    windows = op.flat_map("flatten_windows", outs, lambda o: o.windows)
+    op.output("write_windows", windows, sinks.windows)
     partials = op.flat_map_batch(
         "combine_counts",
         accepted,
@@ -147,9 +141,9 @@ def build_flow(
         op.stateful_batch("count_posts", partials, _count_stage(s)),
         lambda kv: kv[1],
     )
-    outs = op.branch("split_counts", counted, lambda t: t[0] == "count")
-    counts = op.map("unwrap_counts", outs.trues, lambda t: t[1])
-    hot = op.map("unwrap_hot", outs.falses, lambda t: t[1])
+    kinds = op.branch("split_counts", counted, lambda t: t[0] == "count")
+    counts = op.map("unwrap_counts", kinds.trues, lambda t: t[1])
+    hot = op.map("unwrap_hot", kinds.falses, lambda t: t[1])
     for i, count_sink in enumerate(sinks.counts):
         op.output(f"write_counts_{i}", counts, count_sink)
     for i, hot_sink in enumerate(sinks.hot):

@@ -17,6 +17,7 @@ from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from confluent_kafka import KafkaError as ConfluentError
 from pydantic import ValidationError
 
+from flows.progress import track_batch
 from flows.records import DeadLetter, HotChange
 from schemas.events import HotPostEvent, LikeEvent, rfc3339
 from sinks.kafka_topic import KafkaRecord
@@ -64,6 +65,25 @@ def decode_message(msg: Message) -> Decoded:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first.get("loc", ())) or "value"
         return _dead(msg, f"invalid event: {where}: {first.get('msg', '')}"[:500])
+
+
+Routed = tuple[str, Any]  # ("dead", DeadLetter) | ("events", (key, (partition, [LikeEvent])))
+
+
+def decode_batch(batch: list[Message]) -> list[Routed]:
+    """Decode a batch; valid events grouped per Kafka partition (one item each, so the
+    exchange to the partition's stage moves a list), dead letters one by one."""
+    track_batch(batch)
+    groups: dict[int, list[LikeEvent]] = {}
+    out: list[Routed] = []
+    for msg in batch:
+        decoded = decode_message(msg)
+        if isinstance(decoded, DeadLetter):
+            out.append(("dead", decoded))
+        else:
+            groups.setdefault(decoded[0], []).append(decoded[1])
+    out.extend(("events", (str(p), (p, evs))) for p, evs in groups.items())
+    return out
 
 
 def triage_error(err: KafkaError[Any, Any]) -> Iterable[DeadLetter]:

@@ -33,7 +33,7 @@ class EdgeDeduper:
         self.max_ms: int = snapshot[1] if snapshot else 0
         self._swept_ms = self.max_ms
 
-    def apply(self, ev: LikeEvent) -> tuple[int, int] | None:
+    def apply(self, ev: LikeEvent, occurred_ms: int | None = None) -> tuple[int, int] | None:
         """``(delta, seq_inc)`` of a new transition, or None for a duplicate/stale event."""
         key = edge_key(ev.post_id, ev.user_id)
         liked = ev.liked
@@ -45,7 +45,7 @@ class EdgeDeduper:
             if ev.edge_version <= version:
                 return None
             delta, inc = int(liked) - (packed & 1), ev.edge_version - version
-        ts = ev.occurred_ms
+        ts = ev.occurred_ms if occurred_ms is None else occurred_ms
         self.edges[key] = _pack(ev.edge_version, liked, ts // 1000)
         if ts > self.max_ms:
             self.max_ms = ts

@@ -13,17 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow, Stream
+from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from flows.config import FlowSettings
-from flows.counts import group_by_partition, read_events
-from flows.decode import Message, decode_message
+from flows.counts import decode_and_group, read_events
+from flows.decode import Message
 from flows.fanout_stages import DedupeStage, TrendOut, TrendStage
-from flows.progress import track
 from flows.records import Accepted, DeadLetter
-from schemas.events import LikeEvent
 
 
 @dataclass
@@ -60,20 +58,14 @@ def build_flow(
     """The fanout dataflow; ``source`` replaces Kafka in tests."""
     flow = Dataflow(flow_id)
     messages, consumer_dead = read_events(flow, s, source)
-    decoded = op.map("decode", op.map("track_progress", messages, track), decode_message)
-    split = op.branch("split_dead", decoded, lambda d: isinstance(d, DeadLetter))
-    dead: Stream[DeadLetter] = split.trues  # type: ignore[assignment]
-    if consumer_dead is not None:
-        dead = op.merge("all_dead", dead, consumer_dead)
+    grouped, dead = decode_and_group(messages, consumer_dead)
     op.output("write_dlq", dead, sinks.dead_letters)
-    good: Stream[tuple[int, LikeEvent]] = split.falses  # type: ignore[assignment]
-    grouped = op.flat_map_batch("group_by_partition", good, group_by_partition)
     ttl_ms = s.dedupe_ttl_s * 1000
 
     def dedupe_builder(resume: Any) -> DedupeStage:
         return DedupeStage(ttl_ms, resume)
 
-    accepted = op.map(
+    accepted = op.flat_map(
         "unkey_accepted", op.stateful_batch("dedupe", grouped, dedupe_builder), lambda kv: kv[1]
     )
     op.output(

@@ -15,14 +15,17 @@ SWEEP_EVERY_MS = 10 * 60 * 1000
 TrendOut = tuple[int, float | None]  # (post, score) or (post, None) when forgotten
 
 
-class DedupeStage(StatefulBatchLogic[tuple[int, list[LikeEvent]], Accepted, Any]):
-    """Edge-version dedupe of one Kafka partition; emits each new transition once."""
+class DedupeStage(StatefulBatchLogic[tuple[int, list[LikeEvent]], list[Accepted], Any]):
+    """Edge-version dedupe of one Kafka partition; emits each new transition once (one
+    list per batch)."""
 
     def __init__(self, ttl_ms: int, snapshot: Any = None) -> None:
         self.dedupe = EdgeDeduper(ttl_ms, snapshot)
 
-    def on_batch(self, values: list[tuple[int, list[LikeEvent]]]) -> tuple[list[Accepted], bool]:
-        out = []
+    def on_batch(
+        self, values: list[tuple[int, list[LikeEvent]]]
+    ) -> tuple[list[list[Accepted]], bool]:
+        out: list[Accepted] = []
         for _, group in values:
             for ev in group:
                 applied = self.dedupe.apply(ev)
@@ -35,13 +38,13 @@ class DedupeStage(StatefulBatchLogic[tuple[int, list[LikeEvent]], Accepted, Any]
                             applied[0],
                             applied[1],
                             ev.occurred_ms,
-                            str(ev.event_id),
+                            ev.event_id,
                             ev.action,
                             ev.author_id,
                         )
                     )
         self.dedupe.maybe_evict()
-        return out, StatefulBatchLogic.RETAIN
+        return [out], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Any:
         return self.dedupe.snapshot()

@@ -1,9 +1,9 @@
 """The per-Kafka-partition stage: dedupe by edge version, then tumbling windows.
 
 Keyed by Kafka partition, so each edge (whose events share one partition) has one
-owner and event-time progress never mixes partitions. Emits ``("acc", Accepted)`` for
-every new transition and ``("win", WindowPart)`` rows: on close, and every
-``emit_ms`` of wall time for windows still open (so idle input still drains).
+owner and event-time progress never mixes partitions. Emits one ``StageOutput`` per
+batch: every new transition, and window rows (on close, and every ``emit_ms`` of wall
+time for windows still open, so idle input still drains).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from flows.dedupe import EdgeDeduper
-from flows.records import Accepted, WindowPart
+from flows.records import Accepted, StageOutput, WindowPart
 from flows.windows import PartitionWindows
 from schemas.events import LikeEvent
 
-Out = tuple[str, Accepted | WindowPart]
+Out = StageOutput
 Snapshot = tuple[Any, Any, int]
 
 
@@ -46,54 +46,57 @@ class PartitionStage(StatefulBatchLogic[tuple[int, list[LikeEvent]], Out, Snapsh
         self._next_emit: float | None = None
 
     def on_batch(self, values: list[tuple[int, list[LikeEvent]]]) -> tuple[list[Out], bool]:
-        out: list[Out] = []
+        accepted: list[Accepted] = []
+        rows: list[WindowPart] = []
         for partition, group in values:
             if partition != self.partition:
                 self.partition = partition
                 self.windows.part = f"p{partition}"
             for ev in group:
-                applied = self.dedupe.apply(ev)
+                ms = ev.occurred_ms
+                applied = self.dedupe.apply(ev, ms)
                 if applied is None:
                     self.duplicates += 1
                     continue
                 delta, inc = applied
-                eid = str(ev.event_id)
-                out.append(
-                    (
-                        "acc",
-                        Accepted(
-                            ev.post_id,
-                            ev.user_id,
-                            ev.edge_version,
-                            delta,
-                            inc,
-                            ev.occurred_ms,
-                            eid,
-                            ev.action,
-                            ev.author_id,
-                        ),
+                eid = ev.event_id
+                accepted.append(
+                    Accepted(
+                        ev.post_id,
+                        ev.user_id,
+                        ev.edge_version,
+                        delta,
+                        inc,
+                        ms,
+                        eid,
+                        ev.action,
+                        ev.author_id,
                     )
                 )
-                late = self.windows.add(ev.post_id, delta, ev.occurred_ms, eid)
+                late = self.windows.add(ev.post_id, delta, ms, eid)
                 if late is not None:
-                    out.append(("win", late))
-        out.extend(("win", row) for row in self.windows.close_due())
+                    rows.append(late)
+        rows.extend(self.windows.close_due())
         self.dedupe.maybe_evict()
         if self.windows.dirty and self._next_emit is None:
             self._next_emit = time.time() + self.emit_ms / 1000
-        return out, StatefulBatchLogic.RETAIN
+        return [StageOutput(accepted, rows)], StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         if self._next_emit is None:
             return None
         return datetime.fromtimestamp(self._next_emit, tz=UTC)
 
+    def _flush(self) -> list[Out]:
+        rows = self.windows.flush_dirty()
+        return [StageOutput([], rows)] if rows else []
+
     def on_notify(self) -> tuple[list[Out], bool]:
         self._next_emit = None
-        return [("win", row) for row in self.windows.flush_dirty()], StatefulBatchLogic.RETAIN
+        return self._flush(), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Out], bool]:
-        return [("win", row) for row in self.windows.flush_dirty()], StatefulBatchLogic.RETAIN
+        return self._flush(), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Snapshot:
         return self.dedupe.snapshot(), self.windows.snapshot(), self.partition

@@ -14,13 +14,12 @@ import time
 from typing import TypeVar
 
 import redis
-
-from flows.decode import Message
+from bytewax.connectors.kafka import KafkaSourceMessage
 
 log = logging.getLogger(__name__)
 _offsets: dict[int, int] = {}
 _lock = threading.Lock()
-M = TypeVar("M", bound=Message)
+M = TypeVar("M", bound=KafkaSourceMessage)  # type: ignore[type-arg]
 
 
 def progress_key(flow: str) -> str:
@@ -31,6 +30,18 @@ def progress_key(flow: str) -> str:
 def heartbeat_key(flow: str) -> str:
     """The Redis key a running flow process refreshes every second: ``"<pid> <time>"``."""
     return f"likes:flow_heartbeat:{flow}"
+
+
+def track_batch(batch: list[M]) -> None:
+    """Record that every message of ``batch`` was read."""
+    newest: dict[int, int] = {}
+    for msg in batch:
+        if msg.offset is not None and msg.partition is not None:
+            newest[msg.partition] = max(msg.offset + 1, newest.get(msg.partition, 0))
+    with _lock:
+        for p, o in newest.items():
+            if o > _offsets.get(p, 0):
+                _offsets[p] = o
 
 
 def track(msg: M) -> M:

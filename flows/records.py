@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +20,7 @@ class Accepted:
     delta: int
     seq_inc: int
     occurred_ms: int
-    event_id: str
+    event_id: UUID
     action: str
     author_id: int | None
 
@@ -39,6 +40,15 @@ class WindowPart:
     likes: int
     unlikes: int
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class StageOutput:
+    """What the partition stage emits per batch: one item, so downstream steps run per
+    batch rather than per event."""
+
+    accepted: list[Accepted]
+    windows: list[WindowPart]
 
 
 @dataclass(frozen=True, slots=True)

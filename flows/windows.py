@@ -41,7 +41,9 @@ class PartitionWindows:
         """Windows ending at or before this event time are closed."""
         return self.max_ms - self.lateness_ms
 
-    def add(self, post_id: int, delta: int, occurred_ms: int, event_id: str) -> WindowPart | None:
+    def add(
+        self, post_id: int, delta: int, occurred_ms: int, event_id: object
+    ) -> WindowPart | None:
         """Count one transition; return a correction row if its window already closed."""
         if delta == 0:
             return None

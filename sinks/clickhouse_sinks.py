@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
-from uuid import UUID
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
@@ -28,7 +27,7 @@ def _ts(ms: int) -> datetime:
 def event_row(a: Accepted) -> Sequence[Any]:
     """A ``like_events_raw`` row."""
     return (
-        UUID(a.event_id),
+        a.event_id,
         a.action,
         a.post_id,
         a.user_id,
