@@ -74,8 +74,11 @@ def ensure_wrk() -> str | None:
     if path:
         return path
     log("wrk missing: installing the Debian package")
-    for cmd in (["apt-get", "install", "-y", "-q", "wrk"], ["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "wrk"]):  # fmt: skip
+    for cmd in (
+        ["apt-get", "install", "-y", "-q", "wrk"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "wrk"],
+    ):
         subprocess.run(cmd, capture_output=True, check=False, timeout=300)
         if shutil.which("wrk"):
             break
@@ -100,8 +103,9 @@ class WrkResult:
 class WrkLoad:
     """A wrk script over fixed token and post files."""
 
-    def __init__(self, tokens: list[str], posts: list[int], hot: int | None = None,
-                 hot_share: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self, tokens: list[str], posts: list[int], hot: int | None = None, hot_share: float = 0.0
+    ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
         (self.dir / "tokens.txt").write_text("\n".join(tokens) + "\n")
         (self.dir / "posts.txt").write_text("\n".join(str(p) for p in posts) + "\n")
@@ -122,13 +126,30 @@ class WrkLoad:
         )
         return path
 
-    def run(self, url: str, *, connections: int, seconds: float, threads: int = 2,
-            hot_share: float | None = None) -> WrkResult:  # fmt: skip
+    def run(
+        self,
+        url: str,
+        *,
+        connections: int,
+        seconds: float,
+        threads: int = 2,
+        hot_share: float | None = None,
+    ) -> WrkResult:
         wrk = ensure_wrk()
         if wrk is None:
             raise RuntimeError("wrk is not available and could not be installed")
-        cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-               "--timeout", "10s", "-s", str(self.script(hot_share)), url]  # fmt: skip
+        threads = max(1, min(threads, connections))
+        cmd = [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(self.script(hot_share)),
+            url,
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
         if line is None:
@@ -239,9 +260,12 @@ class RawHttp:
 
 
 def pick_request_factory(
-    posts: list[int], tokens: list[str], hot: int | None = None, hot_share: float = 0.0,
+    posts: list[int],
+    tokens: list[str],
+    hot: int | None = None,
+    hot_share: float = 0.0,
     seed: int | None = None,
-) -> Any:  # fmt: skip
+) -> Any:
     rng = random.Random(seed)
 
     def make() -> tuple[str, str]:

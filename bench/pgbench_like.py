@@ -1,10 +1,13 @@
 """pgbench running the API's own like transaction (``ingest_api.likes_tx.LIKE_SQL``).
 
-The script is derived from ``LIKE_SQL`` itself, so it stays the same transaction when the
-API's SQL changes: ``BEGIN; <edge upsert + outbox insert>; COMMIT``, a random post among
-the registered ones (or the hot post with a given share) and a random user from a pool
-of the same size as the API's. Only the parameters become pgbench variables; the event
-id, which the API generates in Python, is one ``gen_random_uuid()`` per transaction.
+The script is derived, when it runs, from ``LIKE_SQL`` and from how ``set_like`` runs it,
+so it stays the same transaction when the API's SQL changes: the statement (edge upsert,
+outbox insert, and whatever else ``LIKE_SQL`` does), inside ``BEGIN``/``COMMIT`` if
+``set_like`` opens a transaction block, else as its own autocommit transaction as the
+API does; a random post among the registered ones (or the hot post with a given share)
+and a random user. Only the parameters become pgbench variables, with the values of a
+like without Idempotency-Key; the event id, which the API makes in Python, is one
+``gen_random_uuid()`` per transaction.
 """
 
 from __future__ import annotations
@@ -34,9 +37,12 @@ def like_script(hot_permille: int = 0) -> str:
         "%(edge_key)s": "(:post::text || ':' || :usr::text)",
         "%(idem)s": "NULL",
         "%(action)s": "'LikeCreated'",
+        "%(state)s": "'liked'",
+        "%(liked)s": "true",
     }
     for k, v in subs.items():
         sql = sql.replace(k, v)
+
     # pgbench takes ":MI" inside a string literal for a variable: spell the colons of
     # constant literals as escapes (the same constant for Postgres, parsed once).
     def esc(m: re.Match[str]) -> str:
@@ -54,7 +60,17 @@ def like_script(hot_permille: int = 0) -> str:
         )
     else:
         post = "\\set post :pbase + random(1, :nposts)"
-    return f"{post}\n\\set usr :ubase + random(1, :nusers)\nBEGIN;\n{sql};\nCOMMIT;\n"
+    body = f"BEGIN;\n{sql};\nCOMMIT;\n" if uses_transaction_block() else f"{sql};\n"
+    return f"{post}\n\\set usr :ubase + random(1, :nusers)\n{body}"
+
+
+def uses_transaction_block() -> bool:
+    """Whether ``set_like`` wraps LIKE_SQL in ``conn.transaction()`` (else autocommit)."""
+    import inspect
+
+    from ingest_api import likes_tx
+
+    return "transaction()" in inspect.getsource(likes_tx.set_like)
 
 
 @dataclass
@@ -100,12 +116,33 @@ def run_pgbench(
         script.write_text(like_script(hot_permille if hot else 0))
         conn, env = _conn_args()
         cmd = [
-            PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", str(threads),
-            "-T", str(max(1, round(seconds))), "-f", str(script),
-            "-D", f"pbase={pbase}", "-D", f"nposts={nposts}", "-D", f"ubase={ubase}",
-            "-D", f"nusers={nusers}", "-D", f"hot={hot or 0}",
-            "-l", "--log-prefix", str(tmp / "log"), *conn,
-        ]  # fmt: skip
+            PGBENCH,
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            str(threads),
+            "-T",
+            str(max(1, round(seconds))),
+            "-f",
+            str(script),
+            "-D",
+            f"pbase={pbase}",
+            "-D",
+            f"nposts={nposts}",
+            "-D",
+            f"ubase={ubase}",
+            "-D",
+            f"nusers={nusers}",
+            "-D",
+            f"hot={hot or 0}",
+            "-l",
+            "--log-prefix",
+            str(tmp / "log"),
+            *conn,
+        ]
         if rate:
             cmd[1:1] = ["-R", f"{rate:.1f}"]
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 120)

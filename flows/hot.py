@@ -33,6 +33,7 @@ class HotDetector:
         )
         # post -> (became_hot_at_ms, peak_rate)
         self.hot: dict[int, tuple[int, int]] = dict(snapshot[1]) if snapshot else {}
+        self._emitted: dict[int, int] = {}  # last rate emitted per hot post (not snapshotted)
 
     def add(self, post_id: int, occurred_ms: int, likes: int) -> None:
         """Count ``likes`` new likes of ``post_id`` at event time ``occurred_ms``."""
@@ -62,13 +63,16 @@ class HotDetector:
             if episode is None:
                 if r >= self.threshold:
                     self.hot[post_id] = (now_ms, r)
+                    self._emitted[post_id] = r
                     out.append(HotChange(post_id, "hot", r, r, now_ms, now_ms, None))
             elif r < self.cool_threshold:
                 del self.hot[post_id]
+                self._emitted.pop(post_id, None)
                 out.append(HotChange(post_id, "cooled", r, episode[1], episode[0], now_ms, now_ms))
-            else:
+            elif self._emitted.get(post_id) != r:  # only a changed rate is news
                 peak = max(episode[1], r)
                 self.hot[post_id] = (episode[0], peak)
+                self._emitted[post_id] = r
                 out.append(HotChange(post_id, "update", r, peak, episode[0], now_ms, None))
         return out
 

@@ -37,23 +37,33 @@ def seq_key(post_id: int) -> str:
     return f"likes:count_seq:{post_id}"
 
 
-def write_counts(client: redis.Redis, updates: list[CountUpdate]) -> int:
+def write_counts(client: redis.Redis, updates: list[CountUpdate], sha: str | None = None) -> int:
     """Apply ``updates`` with compare-and-set in one round trip; return how many applied."""
     if not updates:
         return 0
-    script = client.register_script(CAS_SCRIPT)
+    sha = sha or client.script_load(CAS_SCRIPT)
     pipe = client.pipeline(transaction=False)
     for u in latest_per_post(updates):
-        script(keys=[count_key(u.post_id), seq_key(u.post_id)], args=[u.count, u.seq], client=pipe)
+        pipe.evalsha(sha, 2, count_key(u.post_id), seq_key(u.post_id), u.count, u.seq)
     return sum(int(r) for r in pipe.execute())
 
 
 class _RedisCountPartition(StatelessSinkPartition[CountUpdate]):
     def __init__(self, url: str) -> None:
         self._client = redis.Redis.from_url(url, socket_timeout=10)
+        self._sha: str | None = None
+
+    def _write(self, items: list[CountUpdate]) -> None:
+        if self._sha is None:
+            self._sha = self._client.script_load(CAS_SCRIPT)
+        try:
+            write_counts(self._client, items, self._sha)
+        except redis.exceptions.NoScriptError:  # Redis restarted and lost its script cache
+            self._sha = None
+            raise redis.ConnectionError("script cache lost") from None
 
     def write_batch(self, items: list[CountUpdate]) -> None:
-        with_retries("redis counts", lambda: write_counts(self._client, items), TRANSIENT)
+        with_retries("redis counts", lambda: self._write(items), TRANSIENT)
 
     def close(self) -> None:
         self._client.close()

@@ -74,9 +74,10 @@ def test_hot_hysteresis() -> None:
     assert h.evaluate([1], 500) == []
     h.add(1, 1000, 2)
     assert [c.state for c in h.evaluate([1], 1500)] == ["hot"]
-    # still hot: an evaluation inside the episode is a (peak) update
-    assert [c.state for c in h.evaluate([1], 10_500)] == ["update"]
+    assert h.evaluate([1], 10_500) == [], "an unchanged rate is no news"
+    h.add(1, 10_000, 1)
+    assert [(c.state, c.rate) for c in h.evaluate([1], 10_600)] == [("update", 12)]
     cooled = h.evaluate([1], 11_500)
-    assert [c.state for c in cooled] == ["cooled"] and cooled[0].peak_rate == 11
+    assert [c.state for c in cooled] == ["cooled"] and cooled[0].peak_rate == 12
     h.sweep(50_000)
     assert h.buckets == {}
