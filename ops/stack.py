@@ -17,6 +17,9 @@ from ops.settings import REPO_ROOT, CommonSettings
 log = logging.getLogger(__name__)
 
 
+START_ATTEMPTS = 2
+
+
 class StackError(RuntimeError):
     """A component could not be started or did not become healthy."""
 
@@ -60,19 +63,29 @@ def ensure_component(s: CommonSettings, comp: Component) -> bool:
     if process.alive(pf, comp.marker) is not None and not _healthy_within(comp, 30):
         log.warning("%s runs but is not healthy; restarting it", comp.name)
         process.stop(pf, comp.marker, timeout=30)
-    if process.alive(pf, comp.marker) is None:
-        comp.prepare()
-        log.info("starting %s", comp.name)
-        process.spawn(
-            comp.argv(),
-            pid_file=pf,
-            log_file=log_file(s, comp.name),
-            env=comp.env(),
-            cwd=REPO_ROOT,
-            user=comp.user,
-        )
-        started = True
-    _wait_healthy(s, comp)
+    if process.alive(pf, comp.marker) is not None:
+        _wait_healthy(s, comp)
+    else:
+        for attempt in range(1, START_ATTEMPTS + 1):
+            comp.prepare()
+            log.info("starting %s", comp.name)
+            process.spawn(
+                comp.argv(),
+                pid_file=pf,
+                log_file=log_file(s, comp.name),
+                env=comp.env(),
+                cwd=REPO_ROOT,
+                user=comp.user,
+            )
+            started = True
+            try:
+                _wait_healthy(s, comp)
+                break
+            except StackError:
+                if attempt == START_ATTEMPTS:
+                    raise
+                log.warning("%s did not come up (attempt %d); retrying", comp.name, attempt)
+                process.stop(pf, comp.marker, timeout=30)
     comp.after_healthy()  # idempotent: migrations, topics
     return started
 
