@@ -158,7 +158,13 @@ def bench_dedupe_memory(ctx: Any) -> Result:
         f"One snapshot of this state (EdgeDeduper.snapshot copies the dict, Bytewax pickles "
         f"it) costs {m['snapshot_copy_ms']:.0f} ms copy + {m['snapshot_pickle_ms']:.0f} ms "
         f"pickle and {m['snapshot_pickled_bytes_per_edge']:.0f} B/edge for {n:,} edges; the "
-        "counts flow snapshots every snapshot_interval_s (2 s), so this recurs with the "
-        "full state size, not with the changes."
+        f"counts flow snapshots every snapshot_interval_s ({_interval()} s), so this recurs "
+        "with the full state size, not with the changes."
     )
     return res
+
+
+def _interval() -> int:
+    from flows.config import FlowSettings
+
+    return FlowSettings().snapshot_interval_s
