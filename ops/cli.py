@@ -62,6 +62,7 @@ def cmd_api(a: argparse.Namespace) -> int:
         workers=s.api_workers,
         log_level="warning",
         access_log=False,
+        timeout_keep_alive=30,
     )
     return 0
 

@@ -25,6 +25,7 @@ class WorkloadResult:
     ops: int = 0
     acked: int = 0
     retries: int = 0
+    transport_retries: int = 0
     replayed: int = 0
     errors: dict[int, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
@@ -64,6 +65,26 @@ async def register_posts(api_url: str, secret: str, posts: list[int], author: in
             )
 
 
+async def _send_retrying(
+    c: httpx.AsyncClient, method: str, post: int, headers: dict[str, str], res: WorkloadResult
+) -> httpx.Response:
+    """One request; a dropped connection is retried with the same Idempotency-Key, as a
+    mobile client would (409 meanwhile means the first attempt is still in flight)."""
+    lost = False
+    for _ in range(50):
+        try:
+            r = await c.request(method, f"/v1/posts/{post}/like", headers=headers)
+        except httpx.TransportError:
+            lost = True
+            res.transport_retries += 1
+            await asyncio.sleep(0.05)
+            continue
+        if not (lost and r.status_code == 409):
+            return r
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{method} like of post {post} kept failing")
+
+
 async def run_workload(api_url: str, secret: str, w: Workload) -> WorkloadResult:
     """Send ``w.operations`` like/unlike requests; return what was acknowledged."""
     rng = random.Random(w.seed)
@@ -86,7 +107,7 @@ async def run_workload(api_url: str, secret: str, w: Workload) -> WorkloadResult
         attempts = 2 if rng.random() < w.retry_share else 1
         for attempt in range(attempts):
             t0 = time.perf_counter()
-            r = await (c.delete if unlike else c.post)(f"/v1/posts/{post}/like", headers=headers)
+            r = await _send_retrying(c, "DELETE" if unlike else "POST", post, headers, res)
             res.latencies_ms.append((time.perf_counter() - t0) * 1000)
             res.ops += 1
             res.retries += attempt
