@@ -44,15 +44,6 @@ def track_batch(batch: list[M]) -> None:
                 _offsets[p] = o
 
 
-def track(msg: M) -> M:
-    """Record that ``msg`` was read (the flow's first stateless step)."""
-    if msg.offset is not None and msg.partition is not None:
-        with _lock:
-            if msg.offset + 1 > _offsets.get(msg.partition, 0):
-                _offsets[msg.partition] = msg.offset + 1
-    return msg
-
-
 def _publish_forever(url: str, flow: str, every_s: float, stop: threading.Event) -> None:
     client = redis.Redis.from_url(url, socket_timeout=2)
     while not stop.wait(every_s):

@@ -11,12 +11,9 @@ import redis.asyncio as aioredis
 from psycopg import AsyncConnection
 from redis.exceptions import RedisError
 
+from schemas.redis_keys import count_key
+
 log = logging.getLogger(__name__)
-
-
-def count_key(post_id: int) -> str:
-    """The Redis key of a post's like count (contract section 6)."""
-    return f"likes:count:{post_id}"
 
 
 async def _from_postgres(conn: AsyncConnection, post_ids: list[int]) -> dict[int, int]:

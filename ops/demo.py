@@ -18,6 +18,7 @@ from ops.analytics import query
 from ops.drift import measure
 from ops.settings import CommonSettings
 from ops.workload import Workload, register_posts, run_workload
+from schemas.redis_keys import HOT_KEY, TRENDING_KEY, count_key
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -49,12 +50,12 @@ def main() -> None:
     time.sleep(5)
     r = redis.Redis.from_url(s.redis_url, decode_responses=True)
     top = posts[:5]
-    counts = r.mget([f"likes:count:{p}" for p in top])
+    counts = r.mget([count_key(p) for p in top])
     print("\nfeed service (Redis MGET likes:count:*):")
     for p, c in zip(top, counts, strict=True):
         print(f"  post {p}: {c if c is not None else 0!s} likes")
-    print("  hot:", r.zrevrange("likes:hot", 0, 4, withscores=True))
-    print("  trending:", r.zrevrange("likes:trending", 0, 4))
+    print("  hot:", r.zrevrange(HOT_KEY, 0, 4, withscores=True))
+    print("  trending:", r.zrevrange(TRENDING_KEY, 0, 4))
     cols, rows = query(
         s,
         "SELECT post_id, sum(likes) AS likes, sum(unlikes) AS unlikes, "

@@ -15,6 +15,7 @@ import redis
 
 from ops.analytics import query
 from ops.settings import CommonSettings
+from schemas.redis_keys import count_key
 
 PROJECTIONS = ("redis", "postgres", "clickhouse")
 
@@ -57,7 +58,7 @@ def redis_counts(s: CommonSettings, posts: list[int]) -> dict[int, int]:
     out: dict[int, int] = {}
     for i in range(0, len(posts), 1000):
         chunk = posts[i : i + 1000]
-        for p, v in zip(chunk, r.mget([f"likes:count:{p}" for p in chunk]), strict=True):
+        for p, v in zip(chunk, r.mget([count_key(p) for p in chunk]), strict=True):
             out[p] = int(v) if v is not None else 0
     return out
 

@@ -22,6 +22,7 @@ import redis
 
 from ops.drift import DriftReport, measure
 from ops.settings import CommonSettings
+from schemas.redis_keys import count_key
 
 LAST_DRIFT_KEY = "likes:last_drift"
 
@@ -73,7 +74,7 @@ def repair(s: CommonSettings, report: DriftReport) -> None:
     """Write the edge store's counts over every drifting projection value."""
     r = redis.Redis.from_url(s.redis_url)
     for p, _, want in report.drift.get("redis", []):
-        r.set(f"likes:count:{p}", want)
+        r.set(count_key(p), want)
     fixes = report.drift.get("postgres", [])
     if fixes:
         with psycopg.connect(s.postgres_url) as conn:

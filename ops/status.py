@@ -10,11 +10,12 @@ from ops import process, stack
 from ops.cdc import cdc_lag
 from ops.components import build_components
 from ops.settings import CommonSettings
+from schemas.redis_keys import HOT_KEY
 
 
 def _hot_posts(s: CommonSettings, limit: int = 10) -> list[dict[str, Any]]:
     r = redis.Redis.from_url(s.redis_url, socket_timeout=2, decode_responses=True)
-    top = cast(list[tuple[str, float]], r.zrevrange("likes:hot", 0, limit - 1, withscores=True))
+    top = cast(list[tuple[str, float]], r.zrevrange(HOT_KEY, 0, limit - 1, withscores=True))
     return [{"post_id": int(p), "rate": int(score)} for p, score in top]
 
 

@@ -12,6 +12,7 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.records import CountUpdate, latest_per_post
+from schemas.redis_keys import count_key, count_seq_key
 from sinks.retry import with_retries
 
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
@@ -27,16 +28,6 @@ return 0
 """
 
 
-def count_key(post_id: int) -> str:
-    """The count key feed services read (contract section 6)."""
-    return f"likes:count:{post_id}"
-
-
-def seq_key(post_id: int) -> str:
-    """Where the count's version lives."""
-    return f"likes:count_seq:{post_id}"
-
-
 def write_counts(client: redis.Redis, updates: list[CountUpdate], sha: str | None = None) -> int:
     """Apply ``updates`` with compare-and-set in one round trip; return how many applied."""
     if not updates:
@@ -44,7 +35,7 @@ def write_counts(client: redis.Redis, updates: list[CountUpdate], sha: str | Non
     sha = sha or client.script_load(CAS_SCRIPT)
     pipe = client.pipeline(transaction=False)
     for u in latest_per_post(updates):
-        pipe.evalsha(sha, 2, count_key(u.post_id), seq_key(u.post_id), u.count, u.seq)
+        pipe.evalsha(sha, 2, count_key(u.post_id), count_seq_key(u.post_id), u.count, u.seq)
     return sum(int(r) for r in pipe.execute())
 
 

@@ -10,10 +10,9 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.records import HotChange
+from schemas.redis_keys import HOT_KEY
 from sinks.redis_counts import TRANSIENT
 from sinks.retry import with_retries
-
-HOT_KEY = "likes:hot"
 
 
 def write_hot(client: redis.Redis, changes: list[HotChange]) -> None:

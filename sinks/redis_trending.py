@@ -10,10 +10,9 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.fanout_stages import TrendOut
+from schemas.redis_keys import TRENDING_KEY
 from sinks.redis_counts import TRANSIENT
 from sinks.retry import with_retries
-
-TRENDING_KEY = "likes:trending"
 
 
 def write_trending(client: redis.Redis, items: list[TrendOut]) -> None:

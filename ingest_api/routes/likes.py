@@ -145,19 +145,13 @@ async def likers(
     cursor_: Annotated[str | None, Query(alias="cursor")] = None,
 ) -> dict[str, Any]:
     """Users who like a post, most recent first, keyset-paginated."""
-    pos = cursor.decode(cursor_)
-    ts, last = pos if pos else (None, None)
     async with connection(state.pool) as conn:
         exists = await (
             await conn.execute("SELECT 1 FROM posts WHERE post_id = %s", (post_id,))
         ).fetchone()
         if not exists:
             raise ProblemError(404, f"post {post_id} does not exist")
-        rows = await (
-            await conn.execute(_LIKERS_SQL, (post_id, ts, ts, last, limit + 1))
-        ).fetchall()
-    page = rows[:limit]
-    nxt = cursor.encode(page[-1][1], page[-1][0]) if len(rows) > limit else None
+        page, nxt = await cursor.keyset_page(conn, _LIKERS_SQL, post_id, limit, cursor_, 1, 0)
     return {
         "items": [{"user_id": u, "liked_at": t.isoformat()} for u, t in page],
         "next_cursor": nxt,

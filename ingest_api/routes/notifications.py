@@ -26,14 +26,8 @@ async def notifications(
     cursor_: Annotated[str | None, Query(alias="cursor")] = None,
 ) -> dict[str, Any]:
     """Like notifications for posts the caller authored."""
-    pos = cursor.decode(cursor_)
-    ts, last = pos if pos else (None, None)
     async with connection(state.pool) as conn:
-        rows = await (
-            await conn.execute(_SQL, (caller.user_id, ts, ts, last, limit + 1))
-        ).fetchall()
-    page = rows[:limit]
-    nxt = cursor.encode(page[-1][3], page[-1][0]) if len(rows) > limit else None
+        page, nxt = await cursor.keyset_page(conn, _SQL, caller.user_id, limit, cursor_, 3, 0)
     return {
         "items": [
             {"post_id": p, "actor_ids": list(a), "total_actors": n, "updated_at": t.isoformat()}

@@ -30,14 +30,8 @@ async def user_likes(
     """Posts the caller likes, most recent first (only the user themself)."""
     if user_id != caller.user_id:
         raise ProblemError(403, "a user's likes are visible to that user only")
-    pos = cursor.decode(cursor_)
-    ts, last = pos if pos else (None, None)
     async with connection(state.pool) as conn:
-        rows = await (
-            await conn.execute(_USER_LIKES_SQL, (user_id, ts, ts, last, limit + 1))
-        ).fetchall()
-    page = rows[:limit]
-    nxt = cursor.encode(page[-1][1], page[-1][0]) if len(rows) > limit else None
+        page, nxt = await cursor.keyset_page(conn, _USER_LIKES_SQL, user_id, limit, cursor_, 1, 0)
     return {
         "items": [{"post_id": p, "liked_at": t.isoformat()} for p, t in page],
         "next_cursor": nxt,

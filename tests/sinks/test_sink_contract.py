@@ -14,13 +14,14 @@ from bytewax.outputs import DynamicSink
 
 from flows.records import Accepted, CountUpdate, HotChange, WindowPart
 from ops.settings import CommonSettings
+from schemas.redis_keys import HOT_KEY, TRENDING_KEY
 from sinks import clickhouse_store
 from sinks.clickhouse_sinks import ClickHouseSink, event_row, hot_row, window_row
 from sinks.postgres_counts import PostgresCountSink
 from sinks.postgres_notifications import PostgresNotificationSink
 from sinks.redis_counts import RedisCountSink
-from sinks.redis_hot import HOT_KEY, RedisHotSink
-from sinks.redis_trending import TRENDING_KEY, RedisTrendingSink
+from sinks.redis_hot import RedisHotSink
+from sinks.redis_trending import RedisTrendingSink
 from tests.conftest import fresh_id
 
 pytestmark = pytest.mark.integration
