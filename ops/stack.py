@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
 from pathlib import Path
 
@@ -34,12 +35,24 @@ def log_file(s: CommonSettings, name: str) -> Path:
     return s.home / "log" / f"{name}.log"
 
 
-def _wait_healthy(s: CommonSettings, comp: Component) -> None:
+def _wait_healthy(
+    s: CommonSettings, comp: Component, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Wait until ``comp`` is healthy; fail early if it exited.
+
+    A process we just spawned is judged by its exit status, not by its command line,
+    which only shows the marker once ``exec`` has happened.
+    """
     deadline = time.monotonic() + comp.start_timeout
     while time.monotonic() < deadline:
         if comp.healthy():
             return
-        if process.alive(pid_file(s, comp.name), comp.marker) is None:
+        exited = (
+            (proc.poll() is not None)
+            if proc is not None
+            else (process.alive(pid_file(s, comp.name), comp.marker) is None)
+        )
+        if exited:
             raise StackError(f"{comp.name} exited during start-up; see {log_file(s, comp.name)}")
         time.sleep(0.25)
     raise StackError(
@@ -69,7 +82,7 @@ def ensure_component(s: CommonSettings, comp: Component) -> bool:
         for attempt in range(1, START_ATTEMPTS + 1):
             comp.prepare()
             log.info("starting %s", comp.name)
-            process.spawn(
+            proc = process.spawn(
                 comp.argv(),
                 pid_file=pf,
                 log_file=log_file(s, comp.name),
@@ -79,13 +92,15 @@ def ensure_component(s: CommonSettings, comp: Component) -> bool:
             )
             started = True
             try:
-                _wait_healthy(s, comp)
+                _wait_healthy(s, comp, proc)
                 break
             except StackError:
                 if attempt == START_ATTEMPTS:
                     raise
                 log.warning("%s did not come up (attempt %d); retrying", comp.name, attempt)
-                process.stop(pf, comp.marker, timeout=30)
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
     comp.after_healthy()  # idempotent: migrations, topics
     return started
 
