@@ -27,12 +27,17 @@ COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 
 # Then the project itself, installed editable so that paths relative to the
-# repository root (ops.settings.REPO_ROOT, schemas/migrations) stay valid.
-COPY flows/ flows/
-COPY sinks/ sinks/
+# repository root (core.settings.REPO_ROOT, schemas/migrations) stay valid.
+COPY core/ core/
 COPY schemas/ schemas/
+COPY sinks/ sinks/
+COPY analytics/ analytics/
+COPY flows/ flows/
 COPY ingest_api/ ingest_api/
 COPY ops/ ops/
+COPY devstack/ devstack/
+COPY loadgen/ loadgen/
+COPY cli/ cli/
 RUN uv sync --frozen --no-dev
 
 

@@ -29,16 +29,17 @@ test: setup ## Set up, start the stack, run unit, integration and end-to-end tes
 test-unit: setup ## Unit tests only (no services)
 	@$(PYTEST) -q -m "not integration and not e2e"
 
-lint: setup ## ruff and mypy
+lint: setup ## ruff, mypy and import-linter (layers, no cycles)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
+	@$(VENV)/bin/lint-imports
 
 bench: up ## Benchmarks; results in bench/results/
 	@$(VENV)/bin/python -m bench.run
 
 demo: ## A realistic workload against a running system, then what users see
-	@$(VENV)/bin/python -m ops.demo
+	@$(VENV)/bin/python -m loadgen.demo
 
 clean: down ## Stop and delete all local runtime data (.local)
 	rm -rf .local

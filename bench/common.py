@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ops.settings import REPO_ROOT, CommonSettings
+from core.settings import REPO_ROOT, CommonSettings
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
@@ -557,7 +557,7 @@ def sweep_leftovers() -> list[str]:
 
 def wait_healthy(timeout: float = 180.0, need_flow: bool = False) -> dict[str, Any]:
     """Wait until the stack's own health checks pass (others' fault tests restart parts)."""
-    from ops.components import build_components
+    from devstack.components import build_components
 
     wanted = {"postgres", "redis", "kafka", "api"} | (
         {"connect", "flow-counts"} if need_flow else set()
@@ -591,7 +591,7 @@ def truncate_pg(url: str) -> None:
 
 
 def stack_pids() -> dict[str, int | None]:
-    from ops import stack
+    from devstack import stack
 
     return stack.running(settings())
 
@@ -620,16 +620,16 @@ def live_lag() -> int | None:
     try:
         import redis
 
-        from flows.progress import progress_key
-        from ops.components import FLOW_NAMES
+        from devstack.components import FLOW_NAMES
         from ops.flow_status import end_offsets
+        from schemas.redis_keys import flow_progress_key
 
         s = settings()
         ends = end_offsets(s.kafka_bootstrap, s.events_topic)
         r = redis.Redis.from_url(s.redis_url, socket_timeout=2)
         lag = 0
         for name in FLOW_NAMES:
-            done = {int(k): int(v) for k, v in r.hgetall(progress_key(name)).items()}
+            done = {int(k): int(v) for k, v in r.hgetall(flow_progress_key(name)).items()}
             lag += sum(max(0, end - done.get(p, 0)) for p, end in ends.items())
         r.close()
         return lag

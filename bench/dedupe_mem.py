@@ -165,6 +165,6 @@ def bench_dedupe_memory(ctx: Any) -> Result:
 
 
 def _interval() -> int:
-    from flows.config import FlowSettings
+    from core.settings import FlowSettings
 
     return FlowSettings().snapshot_interval_s

@@ -193,7 +193,7 @@ def run_ours(
     pre: Prefilled, env: Env, *, mode: str = "full", processes: int = 1, quick: bool = False
 ) -> dict[str, Any]:
     """The counts flow to the end of the topic, with fresh stores and recovery."""
-    from flows.config import FlowSettings
+    from core.settings import FlowSettings
     from flows.runner import ensure_recovery
 
     clear_redis(env.redis_url)

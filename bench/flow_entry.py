@@ -55,7 +55,7 @@ def main() -> None:
     from bytewax.run import cli_main
     from confluent_kafka import OFFSET_BEGINNING
 
-    from flows.config import FlowSettings
+    from core.settings import FlowSettings
     from flows.counts import CountsSinks, build_flow
     from flows.runner import ensure_recovery
 

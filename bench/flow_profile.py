@@ -117,7 +117,7 @@ def main() -> None:
     from clickhouse_connect.driver import options
     from confluent_kafka import OFFSET_BEGINNING
 
-    from flows.config import FlowSettings
+    from core.settings import FlowSettings
     from flows.counts import build_flow
     from flows.production_sinks import counts_sinks
     from flows.runner import ensure_recovery

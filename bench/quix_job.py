@@ -39,8 +39,8 @@ def main() -> None:
     from quixstreams import Application, State
     from quixstreams.sinks import BatchingSink, SinkBatch
 
-    from flows.config import FlowSettings
-    from flows.records import CountUpdate
+    from core.records import CountUpdate
+    from core.settings import FlowSettings
     from schemas.events import LikeEvent
     from sinks.redis_counts import write_counts
 

@@ -22,7 +22,7 @@ def main() -> None:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
     from pydantic import ValidationError
 
-    from ops.settings import CommonSettings
+    from core.settings import CommonSettings
     from schemas.events import LikeEvent
 
     c = Consumer(

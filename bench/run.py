@@ -57,7 +57,7 @@ def code_version() -> dict[str, object]:
     """The commit measured, and uncommitted changes outside bench/ (read-only git)."""
     import subprocess
 
-    from ops.settings import REPO_ROOT
+    from core.settings import REPO_ROOT
 
     def git(*args: str) -> str:
         done = subprocess.run(

@@ -14,8 +14,8 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
+from core.records import CountUpdate, HotChange
 from flows.hot import HotDetector
-from flows.records import CountUpdate, HotChange
 
 # post_id -> (delta, seq_inc, max_occurred_ms, {bucket_ms: likes})
 Partial = dict[int, tuple[int, int, int, dict[int, int]]]

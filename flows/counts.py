@@ -21,12 +21,12 @@ from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 from confluent_kafka import OFFSET_BEGINNING
 
-from flows.config import FlowSettings
+from core.records import Accepted, CountUpdate, DeadLetter, HotChange, WindowPart
+from core.settings import FlowSettings
 from flows.count_stage import CountStage, Partial
 from flows.decode import Message, decode_batch, triage_error
 from flows.hot import HotDetector
 from flows.partition_stage import PartitionStage
-from flows.records import Accepted, CountUpdate, DeadLetter, HotChange, WindowPart
 from schemas.events import LikeEvent
 
 

@@ -17,8 +17,8 @@ from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from confluent_kafka import KafkaError as ConfluentError
 from pydantic import ValidationError
 
+from core.records import DeadLetter, HotChange
 from flows.progress import track_batch
-from flows.records import DeadLetter, HotChange
 from schemas.events import HotPostEvent, LikeEvent, rfc3339
 from sinks.kafka_topic import KafkaRecord
 

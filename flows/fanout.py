@@ -17,11 +17,11 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows.config import FlowSettings
+from core.records import Accepted, DeadLetter, TrendOut
+from core.settings import FlowSettings
 from flows.counts import decode_and_group, read_events
 from flows.decode import Message
-from flows.fanout_stages import DedupeStage, TrendOut, TrendStage
-from flows.records import Accepted, DeadLetter
+from flows.fanout_stages import DedupeStage, TrendStage
 
 
 @dataclass

@@ -6,13 +6,12 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
+from core.records import Accepted, TrendOut
 from flows.dedupe import EdgeDeduper
-from flows.records import Accepted
 from flows.trending import TrendingScores
 from schemas.events import LikeEvent
 
 SWEEP_EVERY_MS = 10 * 60 * 1000
-TrendOut = tuple[int, float | None]  # (post, score) or (post, None) when forgotten
 
 
 class DedupeStage(StatefulBatchLogic[tuple[int, list[LikeEvent]], list[Accepted], Any]):

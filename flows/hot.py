@@ -9,7 +9,7 @@ event time.
 
 from __future__ import annotations
 
-from flows.records import HotChange
+from core.records import HotChange
 
 
 class HotDetector:

@@ -14,8 +14,8 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
+from core.records import Accepted, StageOutput, WindowPart
 from flows.dedupe import EdgeDeduper
-from flows.records import Accepted, StageOutput, WindowPart
 from flows.windows import PartitionWindows
 from schemas.events import LikeEvent
 

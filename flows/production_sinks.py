@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flows.config import FlowSettings
+from core.records import HotChange
+from core.settings import FlowSettings
 from flows.counts import CountsSinks
 from flows.decode import dead_letter_record, hot_record
 from flows.fanout import FanoutSinks
-from flows.records import HotChange
 from sinks.clickhouse_sinks import ClickHouseSink, event_row, hot_row, window_row
 from sinks.kafka_topic import KafkaRecord, KafkaTopicSink
 from sinks.postgres_counts import PostgresCountSink

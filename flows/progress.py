@@ -16,20 +16,12 @@ from typing import TypeVar
 import redis
 from bytewax.connectors.kafka import KafkaSourceMessage
 
+from schemas.redis_keys import flow_heartbeat_key, flow_progress_key
+
 log = logging.getLogger(__name__)
 _offsets: dict[int, int] = {}
 _lock = threading.Lock()
 M = TypeVar("M", bound=KafkaSourceMessage)  # type: ignore[type-arg]
-
-
-def progress_key(flow: str) -> str:
-    """The Redis hash of a flow's next offsets per partition."""
-    return f"likes:flow_progress:{flow}"
-
-
-def heartbeat_key(flow: str) -> str:
-    """The Redis key a running flow process refreshes every second: ``"<pid> <time>"``."""
-    return f"likes:flow_heartbeat:{flow}"
 
 
 def track_batch(batch: list[M]) -> None:
@@ -50,9 +42,11 @@ def _publish_forever(url: str, flow: str, every_s: float, stop: threading.Event)
         with _lock:
             snapshot = dict(_offsets)
         try:
-            client.set(heartbeat_key(flow), f"{os.getpid()} {time.time()}", ex=60)
+            client.set(flow_heartbeat_key(flow), f"{os.getpid()} {time.time()}", ex=60)
             if snapshot:
-                client.hset(progress_key(flow), mapping={str(p): o for p, o in snapshot.items()})
+                client.hset(
+                    flow_progress_key(flow), mapping={str(p): o for p, o in snapshot.items()}
+                )
         except redis.RedisError as e:
             log.debug("progress publish failed: %s", e)
 

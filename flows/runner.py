@@ -15,7 +15,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from flows.config import FlowSettings
+from core.settings import FlowSettings
 from flows.progress import start_publisher
 
 log = logging.getLogger(__name__)

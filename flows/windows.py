@@ -10,7 +10,7 @@ them (provisionally while a window is open, or again after a replay) never adds.
 
 from __future__ import annotations
 
-from flows.records import WindowPart
+from core.records import WindowPart
 
 
 class PartitionWindows:

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest_api.config import ApiSettings
+from core.settings import ApiSettings
 from ingest_api.db import make_pool
 from ingest_api.deps import AppState
 from ingest_api.idempotency import PURGE_SQL

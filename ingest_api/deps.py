@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Header, Path, Request
 from psycopg_pool import AsyncConnectionPool
 
+from core.settings import ApiSettings
 from ingest_api.auth import MAX_ID, Principal, verify
-from ingest_api.config import ApiSettings
 from ingest_api.problems import ProblemError
 from ingest_api.ratelimit import RateLimiter
 from ingest_api.viewer_cache import ViewerCache

@@ -1,1 +1,1 @@
-"""ops package."""
+"""Operator tools: status, reconcile, analytics queries, CDC lag, post registry."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from ops.settings import CommonSettings
+from core.settings import CommonSettings
 from sinks import clickhouse_store
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-SLOT_NAME = "likes_outbox"
+from schemas.cdc import SLOT_NAME
 
 
 def topic_tail_times(

@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 import redis
 
+from core.settings import CommonSettings
 from ops.analytics import query
-from ops.settings import CommonSettings
 from schemas.redis_keys import count_key
 
 PROJECTIONS = ("redis", "postgres", "clickhouse")

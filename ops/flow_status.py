@@ -7,8 +7,8 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from flows.progress import progress_key
-from ops.settings import CommonSettings
+from core.settings import CommonSettings
+from schemas.redis_keys import flow_progress_key
 
 
 def end_offsets(bootstrap: str, topic: str, timeout: float = 5.0) -> dict[int, int]:
@@ -29,14 +29,14 @@ def end_offsets(bootstrap: str, topic: str, timeout: float = 5.0) -> dict[int, i
 def flow_lag(s: CommonSettings, flow: str, ends: dict[int, int]) -> dict[str, Any]:
     """Messages not yet processed by ``flow``, in total and per partition."""
     r = redis.Redis.from_url(s.redis_url, socket_timeout=2)
-    done = {int(k): int(v) for k, v in r.hgetall(progress_key(flow)).items()}
+    done = {int(k): int(v) for k, v in r.hgetall(flow_progress_key(flow)).items()}
     per = {p: max(0, end - done.get(p, 0)) for p, end in sorted(ends.items())}
     return {"lag": sum(per.values()), "per_partition": per}
 
 
 def flow_report(s: CommonSettings) -> dict[str, Any]:
     """Per-flow lag, and the last drift figures recorded by ``likes reconcile``."""
-    from ops.components import FLOW_NAMES
+    from devstack.components import FLOW_NAMES
 
     ends = end_offsets(s.kafka_bootstrap, s.events_topic)
     flows = {name: flow_lag(s, name, ends) for name in FLOW_NAMES}

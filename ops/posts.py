@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 
-from ops.settings import CommonSettings
+from core.settings import CommonSettings
 
 
 def add_post(s: CommonSettings, post_id: int, author_id: int) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 import redis
 
+from core.settings import CommonSettings
 from ops.drift import DriftReport, measure
-from ops.settings import CommonSettings
 from schemas.redis_keys import count_key
 
 LAST_DRIFT_KEY = "likes:last_drift"

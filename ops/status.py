@@ -6,10 +6,10 @@ from typing import Any, cast
 
 import redis
 
-from ops import process, stack
+from core.settings import CommonSettings
+from devstack import process, stack
+from devstack.components import build_components
 from ops.cdc import cdc_lag
-from ops.components import build_components
-from ops.settings import CommonSettings
 from schemas.redis_keys import HOT_KEY
 
 

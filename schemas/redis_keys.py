@@ -15,3 +15,13 @@ def count_key(post_id: int) -> str:
 def count_seq_key(post_id: int) -> str:
     """The version (sum of edge versions) of the count stored at :func:`count_key`."""
     return f"likes:count_seq:{post_id}"
+
+
+def flow_progress_key(flow: str) -> str:
+    """The hash of a flow's next offset per Kafka partition (``likes status`` lag)."""
+    return f"likes:flow_progress:{flow}"
+
+
+def flow_heartbeat_key(flow: str) -> str:
+    """The key a running flow process refreshes every second: ``"<pid> <unix time>"``."""
+    return f"likes:flow_heartbeat:{flow}"

@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from flows.records import Accepted, HotChange, WindowPart
+from core.records import Accepted, HotChange, WindowPart
 from sinks import clickhouse_store
 
 T = TypeVar("T")

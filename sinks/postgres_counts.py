@@ -10,7 +10,7 @@ from __future__ import annotations
 import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from flows.records import CountUpdate, latest_per_post
+from core.records import CountUpdate, latest_per_post
 from sinks.retry import with_retries
 
 UPSERT_SQL = """

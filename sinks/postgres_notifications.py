@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from flows.records import Accepted
+from core.records import Accepted
 from sinks.retry import with_retries
 
 RECENT_ACTORS = 10

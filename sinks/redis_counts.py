@@ -11,7 +11,7 @@ from __future__ import annotations
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from flows.records import CountUpdate, latest_per_post
+from core.records import CountUpdate, latest_per_post
 from schemas.redis_keys import count_key, count_seq_key
 from sinks.retry import with_retries
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from flows.records import HotChange
+from core.records import HotChange
 from schemas.redis_keys import HOT_KEY
 from sinks.redis_counts import TRANSIENT
 from sinks.retry import with_retries

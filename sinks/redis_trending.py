@@ -9,7 +9,7 @@ from __future__ import annotations
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from flows.fanout_stages import TrendOut
+from core.records import TrendOut
 from schemas.redis_keys import TRENDING_KEY
 from sinks.redis_counts import TRANSIENT
 from sinks.retry import with_retries

@@ -1,7 +1,7 @@
 """Shared fixtures: the real local stack (started, never mocked) and API clients.
 
 Integration tests need Postgres, Redis, Kafka, Connect, the API and the flows. The
-``stack`` fixture brings them up through the project's own ``ops.stack.up``; if that
+``stack`` fixture brings them up through the project's own ``devstack.stack.up``; if that
 fails the tests fail: nothing here skips for a missing service.
 """
 
@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from core.settings import CommonSettings
+from devstack import stack as stack_ops
 from ingest_api.auth import issue_token
-from ops import stack as stack_ops
-from ops.settings import CommonSettings
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import httpx
 import psycopg
 import pytest
 
-from ops.settings import CommonSettings
+from core.settings import CommonSettings
 from tests.conftest import auth, fresh_id, register_post
 
 pytestmark = pytest.mark.integration

@@ -5,8 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ingest_api.config import ApiSettings
-from ops.settings import CommonSettings
+from core.settings import ApiSettings, CommonSettings
 from tests.conftest import auth, fresh_id, register_post
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from ops.settings import CommonSettings
+from core.settings import CommonSettings
 from tests.conftest import auth, fresh_id, register_post
 from tests.kafka_watch import TopicWatcher
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+from core.settings import CommonSettings
+from loadgen.workload import Workload, WorkloadResult, register_posts, run_workload
 from ops.drift import DriftReport, measure
-from ops.settings import CommonSettings
-from ops.workload import Workload, WorkloadResult, register_posts, run_workload
 from tests.conftest import fresh_id
 
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
-from ops.settings import CommonSettings
+from core.settings import CommonSettings
 from tests.conftest import auth, fresh_id
 from tests.e2e.pipeline import converge, drive, new_posts
 from tests.kafka_watch import TopicWatcher

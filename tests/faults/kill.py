@@ -6,9 +6,9 @@ import os
 import signal
 import time
 
-from ops import process, stack
-from ops.components import build_components
-from ops.settings import CommonSettings
+from core.settings import CommonSettings
+from devstack import process, stack
+from devstack.components import build_components
 
 
 def _dead(pid: int) -> bool:

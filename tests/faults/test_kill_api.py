@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from ops.settings import CommonSettings
+from core.settings import CommonSettings
 from tests.conftest import fresh_id, token
 from tests.e2e.pipeline import new_posts
 from tests.faults.kill import kill9, make_up

@@ -10,8 +10,8 @@ import time
 import psycopg
 import pytest
 
-from ops.settings import CommonSettings
-from ops.workload import Workload, run_workload
+from core.settings import CommonSettings
+from loadgen.workload import Workload, run_workload
 from tests.e2e.pipeline import new_posts
 from tests.faults.kill import kill9, make_up
 from tests.kafka_watch import TopicWatcher

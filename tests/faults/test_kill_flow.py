@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ops.settings import CommonSettings
+from core.settings import CommonSettings
 from tests.e2e.pipeline import converge, drive, new_posts
 from tests.e2e.test_pipeline import assert_fanout_converges
 from tests.faults.kill import kill9, make_up

@@ -7,7 +7,7 @@ import httpx
 import psycopg
 import pytest
 
-from ops.settings import CommonSettings
+from core.settings import CommonSettings
 from tests.conftest import auth, fresh_id, register_post
 from tests.faults.kill import kill9, make_up
 

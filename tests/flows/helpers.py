@@ -11,7 +11,7 @@ from typing import Any
 
 from bytewax.connectors.kafka import KafkaSourceMessage
 
-from flows.records import CountUpdate, WindowPart
+from core.records import CountUpdate, WindowPart
 
 T0_MS = int(datetime(2026, 11, 21, 10, 0, tzinfo=UTC).timestamp() * 1000)
 PARTITIONS = 4

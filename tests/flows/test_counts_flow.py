@@ -12,9 +12,9 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource
 
-from flows.config import FlowSettings
+from core.records import Accepted, CountUpdate, DeadLetter, HotChange, WindowPart
+from core.settings import FlowSettings
 from flows.counts import CountsSinks, build_flow
-from flows.records import Accepted, CountUpdate, DeadLetter, HotChange, WindowPart
 from tests.flows.conftest import Runner
 from tests.flows.helpers import (
     T0_MS,

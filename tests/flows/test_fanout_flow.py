@@ -10,9 +10,9 @@ from typing import Any
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from flows.config import FlowSettings
+from core.records import Accepted, DeadLetter
+from core.settings import FlowSettings
 from flows.fanout import FanoutSinks, build_flow
-from flows.records import Accepted, DeadLetter
 from flows.trending import TrendingScores
 from tests.flows.conftest import Runner
 from tests.flows.helpers import T0_MS, event, to_messages, workload

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 import redis
 
+from core.settings import CommonSettings
 from ops.drift import measure
-from ops.settings import CommonSettings
 from sinks.analytics_server import post_repairs
 from tests.conftest import auth, fresh_id, register_post
 from tests.e2e.pipeline import converge

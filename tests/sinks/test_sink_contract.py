@@ -12,8 +12,8 @@ import pytest
 import redis
 from bytewax.outputs import DynamicSink
 
-from flows.records import Accepted, CountUpdate, HotChange, WindowPart
-from ops.settings import CommonSettings
+from core.records import Accepted, CountUpdate, HotChange, WindowPart
+from core.settings import CommonSettings
 from schemas.redis_keys import HOT_KEY, TRENDING_KEY
 from sinks import clickhouse_store
 from sinks.clickhouse_sinks import ClickHouseSink, event_row, hot_row, window_row

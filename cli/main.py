@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from ops.settings import CommonSettings
+from core.settings import CommonSettings
 
 
 def _print(obj: object, as_json: bool) -> None:
@@ -51,7 +51,7 @@ def cmd_migrate(a: argparse.Namespace) -> int:
 def cmd_api(a: argparse.Namespace) -> int:
     import uvicorn
 
-    from ingest_api.config import ApiSettings
+    from core.settings import ApiSettings
 
     s = ApiSettings()
     uvicorn.run(
@@ -68,7 +68,7 @@ def cmd_api(a: argparse.Namespace) -> int:
 
 
 def cmd_stack(a: argparse.Namespace) -> int:
-    from ops import stack
+    from devstack import stack
 
     s = CommonSettings()
     if a.action == "up":
@@ -77,7 +77,7 @@ def cmd_stack(a: argparse.Namespace) -> int:
     elif a.action == "down":
         print("stopped:", ", ".join(stack.down(s)) or "nothing was running")
     else:
-        from ops.live import run_foreground
+        from cli.live import run_foreground
 
         return run_foreground(s)
     return 0

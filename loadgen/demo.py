@@ -14,10 +14,10 @@ import time
 
 import redis
 
+from core.settings import CommonSettings
+from loadgen.workload import Workload, register_posts, run_workload
 from ops.analytics import query
 from ops.drift import measure
-from ops.settings import CommonSettings
-from ops.workload import Workload, register_posts, run_workload
 from schemas.redis_keys import HOT_KEY, TRENDING_KEY, count_key
 
 

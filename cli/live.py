@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from ops import stack
-from ops.settings import CommonSettings
+from core.settings import CommonSettings
+from devstack import stack
 from ops.status import collect, render
 
 

@@ -39,7 +39,7 @@ import httpx
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-_CONNECTOR_NAME = "likes-outbox"
+from schemas.cdc import CONNECTOR_NAME as _CONNECTOR_NAME
 
 _HOUR_MS = 60 * 60 * 1000
 _DAY_MS = 24 * _HOUR_MS

@@ -11,9 +11,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from ops import process
-from ops.components import Component, build_components
-from ops.settings import REPO_ROOT, CommonSettings
+from core.settings import REPO_ROOT, CommonSettings
+from devstack import process
+from devstack.components import Component, build_components
 
 log = logging.getLogger(__name__)
 

@@ -78,6 +78,10 @@ class HotChange:
         return self.peak_rate + (1 << 40 if self.cooled_at_ms is not None else 0)
 
 
+TrendOut = tuple[int, float | None]
+"""A post's trending score, or ``(post, None)`` when the post is forgotten."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A message a flow could not process: its original bytes and why."""

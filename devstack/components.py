@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 
-from ops import java_stack, local_servers
-from ops.cdc import SLOT_NAME
-from ops.settings import REPO_ROOT, CommonSettings
+from core.settings import REPO_ROOT, CommonSettings
+from devstack import java_stack, local_servers
+from schemas.cdc import SLOT_NAME
 from schemas.migrate import apply_migrations
 
 FLOW_NAMES: tuple[str, ...] = ("counts", "fanout")
@@ -73,12 +73,12 @@ def _kafka_ok(bootstrap: str) -> bool:
 
 def _flow_ok(s: CommonSettings, name: str) -> bool:
     """The flow process recorded in its PID file is the one refreshing the heartbeat."""
-    from flows.progress import heartbeat_key
-    from ops.process import read_pid
+    from devstack.process import read_pid
+    from schemas.redis_keys import flow_heartbeat_key
 
     try:
         client = redis.Redis.from_url(s.redis_url, socket_timeout=1, decode_responses=True)
-        beat = client.get(heartbeat_key(name))
+        beat = client.get(flow_heartbeat_key(name))
     except redis.RedisError:
         return False
     if beat is None:

@@ -1,0 +1,1 @@
+"""Analyst access to ClickHouse: read-only SQL that cannot touch the pipeline."""

@@ -1,0 +1,1 @@
+"""The ``likes`` command, the top layer: parses arguments and calls the layers below."""

@@ -1,0 +1,108 @@
+"""The one settings family, read from ``LIKES_*`` environment variables.
+
+Defaults make the local stack (started by ``make up``) work with no variable set.
+:class:`CommonSettings` holds where the stores are; each process kind extends it
+(:class:`ApiSettings`, :class:`FlowSettings`). Values are passed explicitly into sinks
+and flows rather than imported deep inside them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class CommonSettings(BaseSettings):
+    """Where the stores are and where local runtime data lives."""
+
+    model_config = SettingsConfigDict(env_prefix="LIKES_", extra="ignore")
+
+    home: Path = Field(default=REPO_ROOT / ".local", description="runtime data, logs, PID files")
+    api_url: str = "http://127.0.0.1:8000"
+    postgres_url: str = "postgresql://likes:likes@127.0.0.1:55432/likes"
+    redis_url: str = "redis://127.0.0.1:56379/0"
+    kafka_bootstrap: str = "127.0.0.1:59092"
+    kafka_controller_port: int = 59093
+    connect_url: str = "http://127.0.0.1:58083"
+    clickhouse_url: str = ""
+    analytics_port: int = 58124
+    jwt_secret: SecretStr = SecretStr("likestream-dev-secret-not-for-production")
+    events_topic: str = "likes.events"
+    dlq_topic: str = "likes.events.dlq"
+    hot_topic: str = "likes.hot_posts"
+
+    @property
+    def effective_clickhouse_url(self) -> str:
+        """The ClickHouse URL; embedded chDB under ``home`` unless set."""
+        return self.clickhouse_url or f"chdb://{(self.home / 'chdb').resolve()}"
+
+    def public_dict(self) -> dict[str, str]:
+        """Effective settings for display, secrets masked."""
+        out: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            out[name] = "**********" if isinstance(value, SecretStr) else str(value)
+        out["clickhouse_url"] = self.effective_clickhouse_url
+        return out
+
+
+class ApiSettings(CommonSettings):
+    """The API's knobs; every field is ``LIKES_<NAME>`` in the environment."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 1
+    pg_pool_min: int = 4
+    pg_pool_max: int = 32
+    pg_timeout_s: float = 3.0
+    rate_limit_requests: int = 120
+    rate_limit_window_s: int = 10
+    viewer_cache_ttl_s: int = 3600
+    idempotency_ttl_h: int = 24
+    idempotency_stale_s: int = 30
+    outbox_retention_s: int = 3600
+    jwt_leeway_s: int = 5
+
+
+class FlowSettings(CommonSettings):
+    """Flow knobs; every field is ``LIKES_<NAME>`` in the environment.
+
+    Defaults, and why:
+    - ``snapshot_interval_s`` (10): each snapshot pickles the whole dedupe state (about
+      100 ms of CPU per million edges) and stalls reading while it is written; a longer
+      epoch only means a longer replay after a crash, which the sinks absorb.
+    - ``dedupe_ttl_s`` (7 days): an edge idle that long is forgotten; a duplicate of its
+      last event arriving later is counted again, which ``likes reconcile`` repairs. Kafka
+      retention (7 days) bounds how old a redelivered event can be.
+    - ``window_s`` (60): analysts' per-post tumbling windows; ``lateness_s`` (10) is how
+      far event time may run behind the partition's newest event before a window closes;
+      later events still reach ClickHouse as correction rows, never vanish.
+    - ``hot_threshold`` (120 likes in ``hot_window_s`` = 60 s, i.e. 2 likes/s sustained)
+      marks a post hot; it cools below ``hot_cool_ratio`` (0.5) of that: the gap is the
+      hysteresis that keeps a post near the line from flapping.
+    """
+
+    recovery_dir: Path | None = None
+    snapshot_interval_s: int = 10
+    backup_interval_s: int = 60
+    batch_size: int = 1000
+    count_shards: int = 64
+    dedupe_ttl_s: int = 7 * 24 * 3600
+    window_s: int = 60
+    lateness_s: int = 10
+    window_emit_s: float = 2.0
+    hot_window_s: int = 60
+    hot_bucket_s: int = 5
+    hot_threshold: int = 120
+    hot_cool_ratio: float = 0.5
+    hot_check_s: float = 2.0
+    recovery_partitions: int = 4
+    trending_half_life_s: float = 3600.0
+
+    def recovery_path(self, flow: str) -> Path:
+        """Where flow ``flow`` keeps its Bytewax recovery partitions."""
+        return (self.recovery_dir or self.home / "recovery") / flow

@@ -1,0 +1,1 @@
+"""Load generation against a running system: the workload clients and ``make demo``."""
