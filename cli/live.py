@@ -1,4 +1,7 @@
-"""``make run``: the stack in the foreground with a live status display; Ctrl-C stops it."""
+"""``make run``: the stack in the foreground with a live status display; Ctrl-C stops it.
+
+The supervisor restarts whatever dies meanwhile; the display shows restarts.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +33,6 @@ def run_foreground(s: CommonSettings, refresh_s: float = 2.0) -> int:
             console.print(f"{name:<14} healthy ({secs:.1f}s)")
         with Live(Text("collecting status..."), console=console, refresh_per_second=1) as live:
             while not stopping:
-                stack.up(s)  # restart whatever died
                 live.update(Text(render(collect(s)) + "\n\nCtrl-C stops the stack."))
                 time.sleep(refresh_s)
     except KeyboardInterrupt:

@@ -83,6 +83,13 @@ def cmd_stack(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run_component(a: argparse.Namespace) -> int:
+    from devstack.launch import exec_component
+
+    exec_component(CommonSettings(), a.name)
+    return 1  # not reached: exec replaced this process
+
+
 def cmd_flow(a: argparse.Namespace) -> int:
     from flows.runner import run
 
@@ -161,6 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     aq.add_argument("sql")
     aq.add_argument("--json", action="store_true")
     aq.set_defaults(fn=cmd_analytics)
+    rcomp = add("run-component", cmd_run_component, "what the supervisor runs for a component")
+    rcomp.add_argument("name")
     st = add("stack", cmd_stack, "the local stack: up, down, or run in the foreground")
     st.add_argument("action", choices=["up", "down", "run"])
     return p

@@ -30,6 +30,7 @@ class CommonSettings(BaseSettings):
     connect_url: str = "http://127.0.0.1:58083"
     clickhouse_url: str = ""
     analytics_port: int = 58124
+    supervisor_port: int = 59001
     jwt_secret: SecretStr = SecretStr("likestream-dev-secret-not-for-production")
     events_topic: str = "likes.events"
     dlq_topic: str = "likes.events.dlq"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,7 +16,7 @@ import httpx
 import redis
 
 from core.settings import REPO_ROOT, CommonSettings
-from devstack import java_stack, local_servers
+from devstack import java_stack, local_servers, process
 from schemas.cdc import SLOT_NAME
 from schemas.migrate import apply_migrations
 
@@ -26,18 +26,26 @@ FLOW_HEARTBEAT_MAX_AGE_S = 10.0
 
 @dataclass
 class Component:
-    """One supervised process: how to prepare, start and health-check it."""
+    """One supervised program: how to set it up, launch it, and tell that it is healthy.
+
+    ``setup`` runs in ``make up`` before the first start (slow, once: jar downloads).
+    ``prepare`` runs in the launcher before every start, including the supervisor's
+    restarts after a crash (fast and idempotent: render configs, clear a dead server's
+    leftovers). ``after_healthy`` runs in ``make up`` once the component is healthy
+    (idempotent: migrations, topics).
+    """
 
     name: str
     argv: Callable[[], list[str]]
     healthy: Callable[[], bool]
-    marker: str
+    setup: Callable[[], None] = lambda: None
     prepare: Callable[[], None] = lambda: None
     after_healthy: Callable[[], None] = lambda: None
     env: Callable[[], dict[str, str]] = lambda: {}
     user: str | None = None
     start_timeout: float = 120.0
-    extra: dict[str, str] = field(default_factory=dict)
+    stop_signal: str = "TERM"
+    stop_as_group: bool = False
 
 
 def _port(url: str) -> int:
@@ -73,7 +81,6 @@ def _kafka_ok(bootstrap: str) -> bool:
 
 def _flow_ok(s: CommonSettings, name: str) -> bool:
     """The flow process recorded in its PID file is the one refreshing the heartbeat."""
-    from devstack.process import read_pid
     from schemas.redis_keys import flow_heartbeat_key
 
     try:
@@ -85,7 +92,7 @@ def _flow_ok(s: CommonSettings, name: str) -> bool:
         return False
     pid, _, at = str(beat).partition(" ")
     fresh = time.time() - float(at or 0) < FLOW_HEARTBEAT_MAX_AGE_S
-    return fresh and read_pid(s.home / "run" / f"flow-{name}.pid") == int(pid)
+    return fresh and process.read_pid(s.home / "run" / f"flow-{name}.pid") == int(pid)
 
 
 def _likes_bin() -> str:
@@ -103,14 +110,15 @@ def build_components(s: CommonSettings) -> list[Component]:
         local_servers.pg_bootstrap(pg_root, s.postgres_url)
         apply_migrations(s.postgres_url)
 
-    def kafka_prepare() -> None:
+    def jars() -> None:
         java_stack.ensure_jars(layout)
+
+    def kafka_prepare() -> None:
         java_stack.kafka_prepare(
             layout, broker_port=broker_port, controller_port=s.kafka_controller_port
         )
 
     def connect_prepare() -> None:
-        java_stack.ensure_jars(layout)
         if not local_servers.slot_exists(s.postgres_url, SLOT_NAME):
             # stored source offsets would point past a new database's WAL: start clean
             (s.home / "connect" / "offsets.dat").unlink(missing_ok=True)
@@ -123,24 +131,23 @@ def build_components(s: CommonSettings) -> list[Component]:
             "postgres",
             lambda: local_servers.pg_command(pg_root),
             lambda: local_servers.pg_ready(pg_root, s.postgres_url),
-            marker="postgres",
             prepare=lambda: local_servers.pg_prepare(pg_root, pg_url.port or 5432),
             after_healthy=pg_after,
             user=local_servers.pg_user(),
             start_timeout=60,
+            stop_signal="INT",  # fast shutdown: roll back open transactions, then exit
         ),
         Component(
             "redis",
             lambda: local_servers.redis_command(s.home / "redis", _port(s.redis_url)),
             lambda: _redis_ok(s.redis_url),
-            marker="redis-server",
             start_timeout=30,
         ),
         Component(
             "kafka",
             lambda: java_stack.kafka_command(layout),
             lambda: _kafka_ok(s.kafka_bootstrap),
-            marker="kafka.Kafka",
+            setup=jars,
             prepare=kafka_prepare,
             after_healthy=lambda: java_stack.create_topics(s.kafka_bootstrap),
         ),
@@ -148,7 +155,7 @@ def build_components(s: CommonSettings) -> list[Component]:
             "connect",
             lambda: java_stack.connect_command(layout),
             lambda: java_stack.connector_state(s.connect_url) == "RUNNING",
-            marker="ConnectStandalone",
+            setup=jars,
             prepare=connect_prepare,
             env=lambda: java_stack.connect_env(
                 pg_host=pg_url.hostname or "127.0.0.1",
@@ -162,12 +169,20 @@ def build_components(s: CommonSettings) -> list[Component]:
             "api",
             lambda: [_likes_bin(), "api"],
             lambda: _http_ok(f"{s.api_url}/readyz"),
-            marker="likes api",
             start_timeout=60,
+            stop_as_group=True,  # uvicorn workers, when there are several
         ),
     ]
     comps.extend(_flow_component(s, name) for name in FLOW_NAMES)
     return comps
+
+
+def by_name(s: CommonSettings, name: str) -> Component:
+    """The component called ``name``."""
+    for comp in build_components(s):
+        if comp.name == name:
+            return comp
+    raise KeyError(f"no component {name!r}")
 
 
 def _flow_component(s: CommonSettings, name: str) -> Component:
@@ -175,6 +190,5 @@ def _flow_component(s: CommonSettings, name: str) -> Component:
         f"flow-{name}",
         lambda: [_likes_bin(), "flow", name],
         lambda: _flow_ok(s, name),
-        marker=f"likes flow {name}",
         start_timeout=60,
     )

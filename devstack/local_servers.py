@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
+from devstack import process
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 _PG_CONF = """
 listen_addresses = '127.0.0.1'
@@ -57,24 +59,15 @@ def _kill_orphaned_backends(data: Path) -> int:
     They keep the old shared memory attached, which stops a new postmaster from starting.
     """
     killed = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+    for pid in process.pids_with_cwd(data):
+        if pid == os.getpid():
             continue
         try:
-            if (proc / "cwd").resolve() != data.resolve():
-                continue
-            os.kill(int(proc.name), signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
             killed += 1
         except OSError:
             continue
     return killed
-
-
-def _proc_state(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
 
 
 def _drop_stale_lock(data: Path, wait_s: float = 10.0) -> None:
@@ -90,7 +83,7 @@ def _drop_stale_lock(data: Path, wait_s: float = 10.0) -> None:
     except (OSError, ValueError, IndexError):
         return
     deadline = time.monotonic() + wait_s
-    while (state := _proc_state(pid)) is not None and state not in ("Z", "X"):
+    while (state := process.proc_state(pid)) is not None and state not in ("Z", "X"):
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if state else b""
         if cmdline or time.monotonic() > deadline:
             return  # a live server (or one that will not die): leave its lock alone

@@ -1,32 +1,13 @@
-"""Detached processes tracked by PID files under ``.local/run``.
+"""Process facts the local stack needs, read from ``/proc`` in this one module.
 
-A PID file names a live process only if that process still runs the command it was
-started with, so a recycled PID is never mistaken for a component.
+A component's PID file (``.local/run/<name>.pid``) is written by the component's
+launcher just before it ``exec``s the real program, so it holds the live PID from the
+first instant, across every restart by the supervisor.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace")
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def read_pid(pid_file: Path) -> int | None:
@@ -37,58 +18,35 @@ def read_pid(pid_file: Path) -> int | None:
         return None
 
 
-def alive(pid_file: Path, marker: str) -> int | None:
-    """The recorded PID if that process runs and its command line contains ``marker``."""
-    pid = read_pid(pid_file)
-    if pid is None or _is_zombie(pid) or marker not in _cmdline(pid):
+def proc_state(pid: int) -> str | None:
+    """The kernel's one-letter state of ``pid`` (``R``, ``S``, ``Z``, ...), None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return None
-    return pid
 
 
-def spawn(
-    argv: list[str],
-    *,
-    pid_file: Path,
-    log_file: Path,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    user: str | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own session, output appended to ``log_file``; record its PID."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, **(env or {})}
-    with log_file.open("ab") as log:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=cwd,
-            start_new_session=True,
-            user=user,
-            group=user,
-        )
-    pid_file.write_text(f"{proc.pid}\n")
-    return proc
+def pid_alive(pid: int) -> bool:
+    """``pid`` exists and has not finished exiting (a zombie counts as gone)."""
+    return proc_state(pid) not in (None, "Z", "X")
 
 
-def stop(pid_file: Path, marker: str, *, timeout: float = 30.0) -> bool:
-    """SIGTERM the recorded process, SIGKILL after ``timeout``; True if one was running."""
-    pid = alive(pid_file, marker)
-    if pid is None:
-        pid_file.unlink(missing_ok=True)
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if alive(pid_file, marker) is None:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        while alive(pid_file, marker) is not None:
-            time.sleep(0.05)
-    pid_file.unlink(missing_ok=True)
-    return True
+def live_pid(pid_file: Path) -> int | None:
+    """The PID in ``pid_file`` if that process is alive."""
+    pid = read_pid(pid_file)
+    return pid if pid is not None and pid_alive(pid) else None
+
+
+def pids_with_cwd(directory: Path) -> list[int]:
+    """Processes whose working directory is ``directory`` (e.g. a data dir's servers)."""
+    target = directory.resolve()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "cwd").resolve() == target:
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found

@@ -1,24 +1,27 @@
-"""Bring the local stack up, down, or run it in the foreground.
+"""Bring the local stack up, down, or report what runs.
 
-``up`` is idempotent: a component whose PID file names a live process is left alone
-(once healthy); a dead one is started again. ``down`` stops everything, keeping data.
+``up`` is idempotent: it makes sure supervisord runs with every component's program,
+then walks the components in dependency order, starts each one supervisord is not
+running, and waits until it is healthy before the next (a component that runs but is
+unhealthy is left to finish starting, then restarted once). ``down`` stops every
+component in reverse order and then supervisord, keeping all data. Between the two,
+supervisord alone restarts whatever dies.
 """
 
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
 from pathlib import Path
 
-from core.settings import REPO_ROOT, CommonSettings
-from devstack import process
+from core.settings import CommonSettings
+from devstack import paths, process
 from devstack.components import Component, build_components
+from devstack.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
-
-START_ATTEMPTS = 2
+_UP_STATES = ("RUNNING", "STARTING", "BACKOFF")
 
 
 class StackError(RuntimeError):
@@ -27,105 +30,103 @@ class StackError(RuntimeError):
 
 def pid_file(s: CommonSettings, name: str) -> Path:
     """The PID file of component ``name``."""
-    return s.home / "run" / f"{name}.pid"
+    return paths.pid_file(s, name)
 
 
 def log_file(s: CommonSettings, name: str) -> Path:
     """The log file of component ``name``."""
-    return s.home / "log" / f"{name}.log"
+    return paths.log_file(s, name)
 
 
-def _wait_healthy(
-    s: CommonSettings, comp: Component, proc: subprocess.Popen[bytes] | None = None
-) -> None:
-    """Wait until ``comp`` is healthy; fail early if it exited.
+def _programs(comps: list[Component]) -> list[tuple[str, str, bool]]:
+    return [(c.name, c.stop_signal, c.stop_as_group) for c in comps]
 
-    A process we just spawned is judged by its exit status, not by its command line,
-    which only shows the marker once ``exec`` has happened.
-    """
+
+def _log_tail(s: CommonSettings, name: str, lines: int = 15) -> str:
+    try:
+        return "\n".join(log_file(s, name).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait_healthy(s: CommonSettings, sup: Supervisor, comp: Component) -> None:
+    """Wait until ``comp`` is healthy; fail early if supervisord gave up on it."""
     deadline = time.monotonic() + comp.start_timeout
     while time.monotonic() < deadline:
         if comp.healthy():
             return
-        exited = (
-            (proc.poll() is not None)
-            if proc is not None
-            else (process.alive(pid_file(s, comp.name), comp.marker) is None)
-        )
-        if exited:
-            raise StackError(f"{comp.name} exited during start-up; see {log_file(s, comp.name)}")
+        info = sup.info(comp.name) or {}
+        if info.get("statename") in ("FATAL", "EXITED", "STOPPED"):
+            raise StackError(
+                f"{comp.name} is {info.get('statename')}; last lines of "
+                f"{log_file(s, comp.name)}:\n{_log_tail(s, comp.name)}"
+            )
         time.sleep(0.25)
     raise StackError(
-        f"{comp.name} not healthy after {comp.start_timeout:.0f}s; see {log_file(s, comp.name)}"
+        f"{comp.name} not healthy after {comp.start_timeout:.0f}s; last lines of "
+        f"{log_file(s, comp.name)}:\n{_log_tail(s, comp.name)}"
     )
 
 
-def _healthy_within(comp: Component, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not comp.healthy():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
-
-
-def ensure_component(s: CommonSettings, comp: Component) -> bool:
-    """Start ``comp`` unless it already runs; wait until healthy. True if it was started."""
-    pf = pid_file(s, comp.name)
-    started = False
-    if process.alive(pf, comp.marker) is not None and not _healthy_within(comp, 30):
+def ensure_component(s: CommonSettings, sup: Supervisor, comp: Component) -> bool:
+    """Start ``comp`` unless supervisord runs it; wait until healthy. True if started."""
+    state = (sup.info(comp.name) or {}).get("statename")
+    started = state not in _UP_STATES
+    if started:
+        comp.setup()
+        log.info("starting %s", comp.name)
+        sup.start(comp.name)
+    try:
+        _wait_healthy(s, sup, comp)
+    except StackError:
+        if started:
+            raise
         log.warning("%s runs but is not healthy; restarting it", comp.name)
-        process.stop(pf, comp.marker, timeout=30)
-    if process.alive(pf, comp.marker) is not None:
-        _wait_healthy(s, comp)
-    else:
-        for attempt in range(1, START_ATTEMPTS + 1):
-            comp.prepare()
-            log.info("starting %s", comp.name)
-            proc = process.spawn(
-                comp.argv(),
-                pid_file=pf,
-                log_file=log_file(s, comp.name),
-                env=comp.env(),
-                cwd=REPO_ROOT,
-                user=comp.user,
-            )
-            started = True
-            try:
-                _wait_healthy(s, comp, proc)
-                break
-            except StackError:
-                if attempt == START_ATTEMPTS:
-                    raise
-                log.warning("%s did not come up (attempt %d); retrying", comp.name, attempt)
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+        sup.stop(comp.name)
+        sup.start(comp.name)
+        _wait_healthy(s, sup, comp)
+        started = True
     comp.after_healthy()  # idempotent: migrations, topics
     return started
 
 
 def up(s: CommonSettings, only: list[str] | None = None) -> dict[str, float]:
     """Start every missing component in order; return seconds spent per component."""
+    comps = build_components(s)
+    sup = Supervisor(s)
+    if sup.ensure(_programs(comps)):
+        for comp in comps:  # restart counts are per supervisord lifetime
+            paths.starts_file(s, comp.name).unlink(missing_ok=True)
     timings: dict[str, float] = {}
-    for comp in build_components(s):
+    for comp in comps:
         if only and comp.name not in only:
             continue
         t0 = time.monotonic()
-        ensure_component(s, comp)
+        ensure_component(s, sup, comp)
         timings[comp.name] = time.monotonic() - t0
     return timings
 
 
 def down(s: CommonSettings) -> list[str]:
-    """Stop every running component in reverse order; return the names stopped."""
-    stopped = []
+    """Stop every running component in reverse order, then supervisord; return the names
+    stopped."""
+    sup = Supervisor(s)
+    stopped: list[str] = []
+    if sup.pid() is None or not sup.reachable():
+        return stopped
     for comp in reversed(build_components(s)):
-        if process.stop(pid_file(s, comp.name), comp.marker, timeout=60):
+        if sup.stop(comp.name):
             stopped.append(comp.name)
+        pid_file(s, comp.name).unlink(missing_ok=True)
+    sup.shutdown()
     return stopped
 
 
 def running(s: CommonSettings) -> dict[str, int | None]:
     """PID of each component, or None where it is not running."""
-    return {c.name: process.alive(pid_file(s, c.name), c.marker) for c in build_components(s)}
+    return {c.name: process.live_pid(pid_file(s, c.name)) for c in build_components(s)}
+
+
+def restarts(s: CommonSettings, name: str) -> int:
+    """How often supervisord restarted ``name`` since the stack came up."""
+    return max(0, paths.read_count(paths.starts_file(s, name)) - 1)

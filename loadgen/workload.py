@@ -17,6 +17,8 @@ import httpx
 
 from ingest_api.auth import issue_token
 
+RETRY_BUDGET_S = 90.0
+
 
 @dataclass
 class WorkloadResult:
@@ -31,6 +33,7 @@ class WorkloadResult:
     latencies_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
     final_state: dict[tuple[int, int], bool] = field(default_factory=dict)
+    uncertain: set[tuple[int, int]] = field(default_factory=set)  # saw a non-200 answer
 
 
 @dataclass
@@ -68,21 +71,24 @@ async def register_posts(api_url: str, secret: str, posts: list[int], author: in
 async def _send_retrying(
     c: httpx.AsyncClient, method: str, post: int, headers: dict[str, str], res: WorkloadResult
 ) -> httpx.Response:
-    """One request; a dropped connection is retried with the same Idempotency-Key, as a
-    mobile client would (409 meanwhile means the first attempt is still in flight)."""
+    """One request; a dropped connection is retried with the same Idempotency-Key for up
+    to ``RETRY_BUDGET_S``, as a mobile client would (a 409 meanwhile means the first
+    attempt is still in flight, or was cut off with the server that died)."""
     lost = False
-    for _ in range(50):
+    delay = 0.05
+    deadline = time.monotonic() + RETRY_BUDGET_S
+    while time.monotonic() < deadline:
         try:
             r = await c.request(method, f"/v1/posts/{post}/like", headers=headers)
         except httpx.TransportError:
             lost = True
             res.transport_retries += 1
-            await asyncio.sleep(0.05)
-            continue
-        if not (lost and r.status_code == 409):
-            return r
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{method} like of post {post} kept failing")
+        else:
+            if not (lost and r.status_code == 409):
+                return r
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    raise RuntimeError(f"{method} like of post {post} kept failing for {RETRY_BUDGET_S:.0f}s")
 
 
 async def run_workload(api_url: str, secret: str, w: Workload) -> WorkloadResult:
@@ -117,6 +123,7 @@ async def run_workload(api_url: str, secret: str, w: Workload) -> WorkloadResult
                 res.final_state[(post, user)] = bool(r.json()["liked"])
             else:
                 res.errors[r.status_code] = res.errors.get(r.status_code, 0) + 1
+                res.uncertain.add((post, user))
 
     async def worker(c: httpx.AsyncClient) -> None:
         while (item := await queue.get()) is not None:

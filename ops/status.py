@@ -30,8 +30,12 @@ def collect(s: CommonSettings) -> dict[str, Any]:
     """Everything ``likes status`` reports, as plain data."""
     comps: dict[str, Any] = {}
     for comp in build_components(s):
-        pid = process.alive(stack.pid_file(s, comp.name), comp.marker)
-        comps[comp.name] = {"pid": pid, "healthy": bool(pid) and bool(_guard(comp.healthy))}
+        pid = process.live_pid(stack.pid_file(s, comp.name))
+        comps[comp.name] = {
+            "pid": pid,
+            "healthy": bool(pid) and _guard(comp.healthy) is True,
+            "restarts": stack.restarts(s, comp.name),
+        }
     report: dict[str, Any] = {
         "components": comps,
         "healthy": all(c["healthy"] for c in comps.values()),
@@ -49,7 +53,7 @@ def render(report: dict[str, Any]) -> str:
     lines = ["components:"]
     for name, c in report["components"].items():
         mark = "ok  " if c["healthy"] else "DOWN"
-        lines.append(f"  {mark} {name:<14} pid={c['pid']}")
+        lines.append(f"  {mark} {name:<14} pid={c['pid']} restarts={c['restarts']}")
     cdc = report["cdc"]
     if "error" in cdc:
         lines.append(f"cdc: unavailable ({cdc['error']})")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what likestream needs on a bare Debian machine: Debian packages, uv, the
-# locked Python environment in .venv. Idempotent, and quick when everything is there.
+# Installs what likestream needs on a bare Debian machine: Debian packages (PostgreSQL,
+# Redis, supervisor, Java, Maven), uv, the locked Python environment in .venv.
+# Idempotent, and quick when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,7 @@ UV_VERSION=0.13.8
 need=()
 [[ -x /usr/lib/postgresql/15/bin/postgres ]] || need+=(postgresql-15)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v supervisord >/dev/null || need+=(supervisor)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)

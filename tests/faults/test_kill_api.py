@@ -1,4 +1,5 @@
-"""``kill -9`` of the API under load: no acknowledged like lost, none applied twice."""
+"""``kill -9`` of the API under load, restarted by the supervisor alone: no acknowledged
+like lost, none applied twice."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from core.settings import CommonSettings
 from tests.conftest import fresh_id, token
 from tests.e2e.pipeline import new_posts
-from tests.faults.kill import kill9, make_up
+from tests.faults.kill import kill_and_wait
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +61,7 @@ def test_kill_api_under_load(stack: CommonSettings) -> None:
     def killer() -> None:
         while len(acked) < 300:
             time.sleep(0.05)
-        kill9(stack, "api")
-        make_up(stack)
+        kill_and_wait(stack, "api")
         killer_done.set()
 
     t = threading.Thread(target=killer)

@@ -13,7 +13,7 @@ import pytest
 from core.settings import CommonSettings
 from loadgen.workload import Workload, run_workload
 from tests.e2e.pipeline import new_posts
-from tests.faults.kill import kill9, make_up
+from tests.faults.kill import kill_and_wait
 from tests.kafka_watch import TopicWatcher
 
 pytestmark = pytest.mark.integration
@@ -26,9 +26,7 @@ def test_kill_connect_loses_no_committed_row(stack: CommonSettings) -> None:
 
     def killer() -> None:
         time.sleep(2)
-        kill9(stack, "connect")
-        time.sleep(2)  # rows keep committing while Connect is down
-        make_up(stack)
+        kill_and_wait(stack, "connect")  # rows keep committing while Connect is down
         done.set()
 
     t = threading.Thread(target=killer)

@@ -1,5 +1,8 @@
 """Store outages seen from the API: 503 with nothing half-written when Postgres is down;
-read-your-writes when Redis is down and after it comes back with stale cache."""
+read-your-writes when Redis is down and after it comes back with stale cache.
+
+An outage is held by stopping the store through the supervisor (otherwise it would
+restart it within seconds); a killed postmaster is restarted by the supervisor alone."""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ import psycopg
 import pytest
 
 from core.settings import CommonSettings
+from devstack import stack as stack_ops
+from devstack.supervisor import Supervisor
 from tests.conftest import auth, fresh_id, register_post
-from tests.faults.kill import kill9, make_up
+from tests.faults.kill import kill_and_wait
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +23,7 @@ def test_postgres_down_gives_503_and_writes_nothing(
     api: httpx.Client, stack: CommonSettings
 ) -> None:
     post, user = register_post(api, stack), fresh_id()
-    kill9(stack, "postgres", group=True)  # the server and every backend: unreachable
+    Supervisor(stack).stop("postgres")  # the server and every backend: unreachable
     try:
         r = api.post(
             f"/v1/posts/{post}/like", headers={**auth(stack, user), "Idempotency-Key": "pg-down"}
@@ -27,7 +32,7 @@ def test_postgres_down_gives_503_and_writes_nothing(
         assert r.headers["content-type"].startswith("application/problem+json")
         assert api.get("/readyz").status_code == 503
     finally:
-        make_up(stack)
+        stack_ops.up(stack)
     with psycopg.connect(stack.postgres_url) as conn:
         edge = conn.execute(
             "SELECT 1 FROM post_likes WHERE post_id = %s AND user_id = %s", (post, user)
@@ -50,22 +55,21 @@ def test_read_your_writes_through_a_redis_outage(api: httpx.Client, stack: Commo
 
     assert api.post(f"/v1/posts/{post}/like", headers=h).status_code == 200
     assert viewer_liked() is True  # now cached in Redis as liked
-    kill9(stack, "redis")
+    Supervisor(stack).stop("redis")
     try:
         assert api.delete(f"/v1/posts/{post}/like", headers=h).json()["liked"] is False
         assert viewer_liked() is False
         single = api.get(f"/v1/posts/{post}/likes", headers=h)
         assert single.status_code == 200 and single.json()["viewer_liked"] is False
     finally:
-        make_up(stack)  # Redis returns with its append-only file: the stale "liked" entry
+        stack_ops.up(stack)  # Redis returns with its append-only file: the stale "liked" entry
     assert viewer_liked() is False
 
 
-def test_kill_postmaster_only_then_up(api: httpx.Client, stack: CommonSettings) -> None:
-    """Backends orphaned by a killed postmaster do not stop ``make up`` from restarting it."""
+def test_kill_postmaster_only_restarts(api: httpx.Client, stack: CommonSettings) -> None:
+    """Backends orphaned by a killed postmaster do not stop the supervisor restarting it."""
     post = register_post(api, stack)
-    kill9(stack, "postgres")
-    make_up(stack)
+    kill_and_wait(stack, "postgres")
     r = api.post(f"/v1/posts/{post}/like", headers=auth(stack, fresh_id()))
     for _ in range(20):  # pooled connections to the old server fail once each at most
         if r.status_code == 200:

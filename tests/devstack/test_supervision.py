@@ -1,0 +1,66 @@
+"""The supervisor: every component is a supervisord program, a crash loop backs off
+instead of spinning, and the component heals by itself once its cause is gone."""
+
+from __future__ import annotations
+
+import socket
+import time
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+
+from core.settings import CommonSettings
+from devstack import paths, process
+from devstack import stack as stack_ops
+from devstack.components import build_components
+from devstack.supervisor import START_RETRIES, START_SECS, Supervisor, render
+
+
+def test_every_component_is_a_program_with_backoff(settings: CommonSettings) -> None:
+    comps = build_components(settings)
+    text = render(settings, [(c.name, c.stop_signal, c.stop_as_group) for c in comps])
+    for c in comps:
+        section = text.split(f"[program:{c.name}]", 1)[1].split("[program:", 1)[0]
+        assert f"run-component {c.name}" in section
+        assert "autorestart = true" in section and "autostart = false" in section
+        assert f"startsecs = {START_SECS}" in section
+        assert f"startretries = {START_RETRIES}" in section
+    assert "stopsignal = INT" in text.split("[program:postgres]", 1)[1].split("[program:")[0]
+
+
+@pytest.mark.integration
+def test_crash_loop_backs_off_then_heals(stack: CommonSettings) -> None:
+    """Redis cannot bind its port (held by us): it dies at once, again and again; the
+    supervisor retries with growing delays, and Redis is back by itself once freed."""
+    sup = Supervisor(stack)
+    port = urlsplit(stack.redis_url).port
+    assert port is not None
+    sup.stop("redis")
+    starts = paths.starts_file(stack, "redis")
+    before = paths.read_count(starts)
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        sup.start("redis")
+        time.sleep(15)
+        attempts = paths.read_count(starts) - before
+        state = (sup.info("redis") or {}).get("statename")
+    finally:
+        blocker.close()
+    # without back-off a process that dies within a second would be started ~15 times
+    assert 2 <= attempts <= 6, attempts
+    assert state in ("BACKOFF", "STARTING"), state
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if redis.Redis.from_url(stack.redis_url, socket_timeout=1).ping():
+                break
+        except redis.RedisError:
+            pass
+        assert time.monotonic() < deadline, "redis did not heal by itself"
+        time.sleep(0.5)
+    assert process.live_pid(paths.pid_file(stack, "redis")) is not None
+    stack_ops.up(stack)  # leaves everything as the other tests expect it
