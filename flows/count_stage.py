@@ -2,8 +2,8 @@
 
 Keyed by ``post_id % shards``. Input items are per-batch partial sums (a combiner ran
 before the exchange), so a viral post costs one item per upstream batch, not one per
-like. Emits ``("count", CountUpdate)`` with absolute values and a monotone ``seq``, at
-most one per post per batch, and ``("hot", HotChange)``.
+like. Emits :class:`CountUpdate` items with absolute values and a monotone ``seq``, at
+most one per post per batch, and :class:`HotChange` items (the flow splits them by type).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flows.hot import HotDetector
 
 # post_id -> (delta, seq_inc, max_occurred_ms, {bucket_ms: likes})
 Partial = dict[int, tuple[int, int, int, dict[int, int]]]
-Out = tuple[str, CountUpdate | HotChange]
+Out = CountUpdate | HotChange
 Snapshot = tuple[dict[int, tuple[int, int]], int, Any]
 
 
@@ -52,10 +52,10 @@ class CountStage(StatefulBatchLogic[Partial, Out, Snapshot]):
                 if ts > self.max_ms:
                     self.max_ms = ts
         self._anchor = time.monotonic()
-        out: list[Out] = [("count", CountUpdate(p, *self.counts[p])) for p in sorted(touched)]
+        out: list[Out] = [CountUpdate(p, *self.counts[p]) for p in sorted(touched)]
         for post_id, ts in touched.items():  # each post at its own newest event first
-            out.extend(("hot", h) for h in self.hot.evaluate([post_id], ts))
-        out.extend(("hot", h) for h in self.hot.evaluate(list(self.hot.hot), self.max_ms))
+            out.extend(self.hot.evaluate([post_id], ts))
+        out.extend(self.hot.evaluate(list(self.hot.hot), self.max_ms))
         return out, StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -68,7 +68,7 @@ class CountStage(StatefulBatchLogic[Partial, Out, Snapshot]):
         now = self._now_ms()
         changes = self.hot.evaluate(list(self.hot.hot), now)
         self.hot.sweep(now)
-        return [("hot", h) for h in changes], StatefulBatchLogic.RETAIN
+        return list(changes), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Snapshot:
         return dict(self.counts), self.max_ms, self.hot.snapshot()

@@ -14,20 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import operators as kop
-from bytewax.dataflow import Dataflow, Stream
-from bytewax.inputs import Source
-from bytewax.operators import KeyedStream
+from bytewax.dataflow import Dataflow
 from bytewax.outputs import Sink
-from confluent_kafka import OFFSET_BEGINNING
 
 from core.records import Accepted, CountUpdate, DeadLetter, HotChange, WindowPart
 from core.settings import FlowSettings
 from flows.count_stage import CountStage, Partial
-from flows.decode import Message, decode_batch, triage_error
 from flows.hot import HotDetector
+from flows.kafka_input import EventSource, kafka_events
 from flows.partition_stage import PartitionStage
-from schemas.events import LikeEvent
+from flows.progress import OffsetProgress
+from flows.streams import split_by_type
 
 
 @dataclass
@@ -54,37 +51,6 @@ def combine_counts(
             buckets[b] = buckets.get(b, 0) + 1
         partial[a.post_id] = (delta + a.delta, inc + a.seq_inc, max(ts, a.occurred_ms), buckets)
     return [(str(s), p) for s, p in per_shard.items()]
-
-
-def read_events(
-    flow: Dataflow, s: FlowSettings, source: Source[Message] | None
-) -> tuple[Stream[Message], Stream[DeadLetter] | None]:
-    """A flow's input: ``likes.events`` (consumer errors triaged) or a test source."""
-    if source is not None:
-        return op.input("read_events", flow, source), None
-    kin = kop.input(
-        "read_events",
-        flow,
-        brokers=[s.kafka_bootstrap],
-        topics=[s.events_topic],
-        starting_offset=OFFSET_BEGINNING,
-        batch_size=s.batch_size,
-        add_config={"auto.offset.reset": "error", "fetch.wait.max.ms": "100"},
-    )
-    return kin.oks, op.flat_map("triage_errors", kin.errs, triage_error)
-
-
-def decode_and_group(
-    messages: Stream[Message], consumer_dead: Stream[DeadLetter] | None
-) -> tuple[KeyedStream[tuple[int, list[LikeEvent]]], Stream[DeadLetter]]:
-    """Events grouped per Kafka partition (keyed by it), and every dead letter."""
-    routed = op.flat_map_batch("decode", messages, decode_batch)
-    split = op.branch("split_dead", routed, lambda t: t[0] == "dead")
-    dead: Stream[DeadLetter] = op.map("unwrap_dead", split.trues, lambda t: t[1])
-    if consumer_dead is not None:
-        dead = op.merge("all_dead", dead, consumer_dead)
-    grouped = op.map("unwrap_events", split.falses, lambda t: t[1])
-    return grouped, dead
 
 
 def _partition_stage(s: FlowSettings) -> Any:
@@ -117,15 +83,16 @@ def _count_stage(s: FlowSettings) -> Any:
 def build_flow(
     s: FlowSettings,
     sinks: CountsSinks,
-    source: Source[Message] | None = None,
+    source: EventSource | None = None,
     flow_id: str = "likes_counts",
+    progress: OffsetProgress | None = None,
 ) -> Dataflow:
-    """The counts dataflow; ``source`` replaces Kafka in tests."""
+    """The counts dataflow; ``source`` replaces Kafka in tests and benchmarks, and
+    ``progress`` (if given) receives the offsets read, for ``likes status``."""
     flow = Dataflow(flow_id)
-    messages, consumer_dead = read_events(flow, s, source)
-    grouped, dead = decode_and_group(messages, consumer_dead)
-    op.output("write_dlq", dead, sinks.dead_letters)
-    staged = op.stateful_batch("dedupe_window", grouped, _partition_stage(s))
+    kin = kafka_events("read_events", flow, s, source, progress)
+    op.output("write_dlq", kin.dead, sinks.dead_letters)
+    staged = op.stateful_batch("dedupe_window", kin.events, _partition_stage(s))
     outs = op.map("unkey_stage", staged, lambda kv: kv[1])
     accepted = op.flat_map("flatten_accepted", outs, lambda o: o.accepted)
     op.output("write_like_events", accepted, sinks.like_events)
@@ -141,9 +108,7 @@ def build_flow(
         op.stateful_batch("count_posts", partials, _count_stage(s)),
         lambda kv: kv[1],
     )
-    kinds = op.branch("split_counts", counted, lambda t: t[0] == "count")
-    counts = op.map("unwrap_counts", kinds.trues, lambda t: t[1])
-    hot = op.map("unwrap_hot", kinds.falses, lambda t: t[1])
+    counts, hot = split_by_type("split_counts", counted, CountUpdate, HotChange)
     for i, count_sink in enumerate(sinks.counts):
         op.output(f"write_counts_{i}", counts, count_sink)
     for i, hot_sink in enumerate(sinks.hot):

@@ -4,6 +4,10 @@ Nothing is dropped silently: a message that does not decode and validate becomes
 :class:`DeadLetter` with its original bytes, its coordinates and the reason; a consumer
 error that carries a message does too; transient client errors (no payload, librdkafka
 reconnects by itself) are logged; fatal ones raise so the flow resumes from recovery.
+
+Decoding is pure: :func:`decode_batch` depends only on its argument and writes no state
+(offsets for lag are recorded by a separate step, see :mod:`flows.progress`), so a
+replayed batch decodes to the same items.
 """
 
 from __future__ import annotations
@@ -11,19 +15,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
 
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from confluent_kafka import KafkaError as ConfluentError
 from pydantic import ValidationError
 
 from core.records import DeadLetter, HotChange
-from flows.progress import track_batch
 from schemas.events import HotPostEvent, LikeEvent, rfc3339
 from sinks.kafka_topic import KafkaRecord
 
 log = logging.getLogger(__name__)
 Message = KafkaSourceMessage[bytes | None, bytes | None]
+ConsumerError = KafkaError[bytes | None, bytes | None]
 Decoded = tuple[int, LikeEvent] | DeadLetter
 
 _TRANSIENT = {
@@ -67,26 +71,30 @@ def decode_message(msg: Message) -> Decoded:
         return _dead(msg, f"invalid event: {where}: {first.get('msg', '')}"[:500])
 
 
-Routed = tuple[str, Any]  # ("dead", DeadLetter) | ("events", (key, (partition, [LikeEvent])))
+@dataclass(frozen=True, slots=True)
+class PartitionEvents:
+    """The valid events of one batch from one Kafka partition, in offset order."""
+
+    partition: int
+    events: list[LikeEvent]
 
 
-def decode_batch(batch: list[Message]) -> list[Routed]:
-    """Decode a batch; valid events grouped per Kafka partition (one item each, so the
-    exchange to the partition's stage moves a list), dead letters one by one."""
-    track_batch(batch)
+def decode_batch(batch: list[Message]) -> list[DeadLetter | PartitionEvents]:
+    """Decode a batch: dead letters one by one, then valid events grouped per Kafka
+    partition (one item each, so the exchange to the partition's stage moves a list)."""
     groups: dict[int, list[LikeEvent]] = {}
-    out: list[Routed] = []
+    out: list[DeadLetter | PartitionEvents] = []
     for msg in batch:
         decoded = decode_message(msg)
         if isinstance(decoded, DeadLetter):
-            out.append(("dead", decoded))
+            out.append(decoded)
         else:
             groups.setdefault(decoded[0], []).append(decoded[1])
-    out.extend(("events", (str(p), (p, evs))) for p, evs in groups.items())
+    out.extend(PartitionEvents(p, evs) for p, evs in groups.items())
     return out
 
 
-def triage_error(err: KafkaError[Any, Any]) -> Iterable[DeadLetter]:
+def triage_error(err: ConsumerError) -> Iterable[DeadLetter]:
     """Route a consumer error: raise if fatal, dead-letter it if it has a message."""
     code = err.err.code()
     if err.err.fatal() or code in _FATAL:

@@ -14,14 +14,13 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
-from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from core.records import Accepted, DeadLetter, TrendOut
 from core.settings import FlowSettings
-from flows.counts import decode_and_group, read_events
-from flows.decode import Message
 from flows.fanout_stages import DedupeStage, TrendStage
+from flows.kafka_input import EventSource, kafka_events
+from flows.progress import OffsetProgress
 
 
 @dataclass
@@ -52,21 +51,22 @@ def combine_likes(shards: int, batch: list[Accepted]) -> Iterable[tuple[str, dic
 def build_flow(
     s: FlowSettings,
     sinks: FanoutSinks,
-    source: Source[Message] | None = None,
+    source: EventSource | None = None,
     flow_id: str = "likes_fanout",
+    progress: OffsetProgress | None = None,
 ) -> Dataflow:
-    """The fanout dataflow; ``source`` replaces Kafka in tests."""
+    """The fanout dataflow; ``source`` replaces Kafka in tests and benchmarks, and
+    ``progress`` (if given) receives the offsets read, for ``likes status``."""
     flow = Dataflow(flow_id)
-    messages, consumer_dead = read_events(flow, s, source)
-    grouped, dead = decode_and_group(messages, consumer_dead)
-    op.output("write_dlq", dead, sinks.dead_letters)
+    kin = kafka_events("read_events", flow, s, source, progress)
+    op.output("write_dlq", kin.dead, sinks.dead_letters)
     ttl_ms = s.dedupe_ttl_s * 1000
 
     def dedupe_builder(resume: Any) -> DedupeStage:
         return DedupeStage(ttl_ms, resume)
 
     accepted = op.flat_map(
-        "unkey_accepted", op.stateful_batch("dedupe", grouped, dedupe_builder), lambda kv: kv[1]
+        "unkey_accepted", op.stateful_batch("dedupe", kin.events, dedupe_builder), lambda kv: kv[1]
     )
     op.output(
         "write_notifications",

@@ -7,26 +7,24 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from core.records import Accepted, TrendOut
+from flows.decode import PartitionEvents
 from flows.dedupe import EdgeDeduper
 from flows.trending import TrendingScores
-from schemas.events import LikeEvent
 
 SWEEP_EVERY_MS = 10 * 60 * 1000
 
 
-class DedupeStage(StatefulBatchLogic[tuple[int, list[LikeEvent]], list[Accepted], Any]):
+class DedupeStage(StatefulBatchLogic[PartitionEvents, list[Accepted], Any]):
     """Edge-version dedupe of one Kafka partition; emits each new transition once (one
     list per batch)."""
 
     def __init__(self, ttl_ms: int, snapshot: Any = None) -> None:
         self.dedupe = EdgeDeduper(ttl_ms, snapshot)
 
-    def on_batch(
-        self, values: list[tuple[int, list[LikeEvent]]]
-    ) -> tuple[list[list[Accepted]], bool]:
+    def on_batch(self, values: list[PartitionEvents]) -> tuple[list[list[Accepted]], bool]:
         out: list[Accepted] = []
-        for _, group in values:
-            for ev in group:
+        for group in values:
+            for ev in group.events:
                 applied = self.dedupe.apply(ev)
                 if applied is not None:
                     out.append(

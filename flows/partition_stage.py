@@ -15,16 +15,16 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from core.records import Accepted, StageOutput, WindowPart
+from flows.decode import PartitionEvents
 from flows.dedupe import EdgeDeduper
 from flows.windows import PartitionWindows
-from schemas.events import LikeEvent
 
 Out = StageOutput
 Snapshot = tuple[Any, Any, int]
 
 
-class PartitionStage(StatefulBatchLogic[tuple[int, list[LikeEvent]], Out, Snapshot]):
-    """Dedupe and window state of one Kafka partition (items: ``(partition, events)``)."""
+class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
+    """Dedupe and window state of one Kafka partition."""
 
     def __init__(
         self,
@@ -45,14 +45,14 @@ class PartitionStage(StatefulBatchLogic[tuple[int, list[LikeEvent]], Out, Snapsh
         self.duplicates = 0
         self._next_emit: float | None = None
 
-    def on_batch(self, values: list[tuple[int, list[LikeEvent]]]) -> tuple[list[Out], bool]:
+    def on_batch(self, values: list[PartitionEvents]) -> tuple[list[Out], bool]:
         accepted: list[Accepted] = []
         rows: list[WindowPart] = []
-        for partition, group in values:
-            if partition != self.partition:
-                self.partition = partition
-                self.windows.part = f"p{partition}"
-            for ev in group:
+        for group in values:
+            if group.partition != self.partition:
+                self.partition = group.partition
+                self.windows.part = f"p{group.partition}"
+            for ev in group.events:
                 ms = ev.occurred_ms
                 applied = self.dedupe.apply(ev, ms)
                 if applied is None:

@@ -1,8 +1,12 @@
 """Which offsets a flow process has read, published for ``likes status``.
 
-The flow records the next offset of each partition it reads; a daemon thread writes
-them to the Redis hash ``likes:flow_progress:<flow>`` every second. Status compares them
-with Kafka's end offsets to report lag. Best effort: a Redis outage only hides lag.
+An :class:`OffsetProgress` is created by whoever runs a flow (one per process) and passed
+both to the flow, whose ``track_offsets`` step records the next offset of each Kafka
+partition it reads, and to :func:`start_publisher`, whose daemon thread writes them to
+the Redis hash ``likes:flow_progress:<flow>`` every second with a heartbeat. Status
+compares them with Kafka's end offsets to report lag. There is no module-level state: two
+flows (or tests) in one process never see each other's offsets. Recorded offsets only
+grow. Best effort: a Redis outage only hides lag.
 """
 
 from __future__ import annotations
@@ -11,36 +15,53 @@ import logging
 import os
 import threading
 import time
-from typing import TypeVar
+from typing import Any
 
 import redis
-from bytewax.connectors.kafka import KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 
 from schemas.redis_keys import flow_heartbeat_key, flow_progress_key
 
 log = logging.getLogger(__name__)
-_offsets: dict[int, int] = {}
-_lock = threading.Lock()
-M = TypeVar("M", bound=KafkaSourceMessage)  # type: ignore[type-arg]
 
 
-def track_batch(batch: list[M]) -> None:
-    """Record that every message of ``batch`` was read."""
-    newest: dict[int, int] = {}
-    for msg in batch:
-        if msg.offset is not None and msg.partition is not None:
-            newest[msg.partition] = max(msg.offset + 1, newest.get(msg.partition, 0))
-    with _lock:
-        for p, o in newest.items():
-            if o > _offsets.get(p, 0):
-                _offsets[p] = o
+class OffsetProgress:
+    """The next offset to read of each Kafka partition.
+
+    Safe to share between worker threads and the publisher thread without a lock (this
+    runs once per message): each Kafka partition is read by exactly one worker, so each
+    key has one writer, and int-keyed dict reads, writes and copies are atomic under the
+    GIL (the project runs CPython 3.11).
+    """
+
+    def __init__(self) -> None:
+        self._offsets: dict[int, int] = {}
+
+    def record(
+        self, _step_id: str, item: KafkaSourceMessage[Any, Any] | KafkaError[Any, Any]
+    ) -> None:
+        """Note that ``item`` was read (an ``op.inspect`` inspector); an item without an
+        offset (a consumer error with no message) is ignored, an older one changes nothing."""
+        msg = item.msg if isinstance(item, KafkaError) else item
+        partition, offset = msg.partition, msg.offset
+        if (
+            partition is not None
+            and offset is not None
+            and offset >= self._offsets.get(partition, 0)
+        ):
+            self._offsets[partition] = offset + 1
+
+    def offsets(self) -> dict[int, int]:
+        """A copy: partition -> the highest next offset recorded."""
+        return dict(self._offsets)
 
 
-def _publish_forever(url: str, flow: str, every_s: float, stop: threading.Event) -> None:
+def _publish_forever(
+    url: str, flow: str, progress: OffsetProgress | None, every_s: float, stop: threading.Event
+) -> None:
     client = redis.Redis.from_url(url, socket_timeout=2)
     while not stop.wait(every_s):
-        with _lock:
-            snapshot = dict(_offsets)
+        snapshot = progress.offsets() if progress is not None else {}
         try:
             client.set(flow_heartbeat_key(flow), f"{os.getpid()} {time.time()}", ex=60)
             if snapshot:
@@ -51,12 +72,17 @@ def _publish_forever(url: str, flow: str, every_s: float, stop: threading.Event)
             log.debug("progress publish failed: %s", e)
 
 
-def start_publisher(url: str, flow: str, every_s: float = 1.0) -> threading.Event:
-    """Publish progress in the background; set the returned event to stop."""
+def start_publisher(
+    url: str, flow: str, progress: OffsetProgress | None = None, every_s: float = 1.0
+) -> threading.Event:
+    """Publish ``progress`` and a heartbeat in the background; set the returned event to
+    stop. Without ``progress`` only the heartbeat is published (lag shows as unknown)."""
+    if progress is None:
+        log.warning("flow %s: no OffsetProgress given; publishing heartbeats only", flow)
     stop = threading.Event()
     threading.Thread(
         target=_publish_forever,
-        args=(url, flow, every_s, stop),
+        args=(url, flow, progress, every_s, stop),
         daemon=True,
         name=f"progress-{flow}",
     ).start()

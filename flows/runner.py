@@ -16,24 +16,26 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from core.settings import FlowSettings
-from flows.progress import start_publisher
+from flows.progress import OffsetProgress, start_publisher
 
 log = logging.getLogger(__name__)
 FLOWS = ("counts", "fanout")
 
 
-def build_production_flow(name: str, s: FlowSettings) -> Dataflow:
-    """The named flow wired to the real sinks."""
+def build_production_flow(
+    name: str, s: FlowSettings, progress: OffsetProgress | None = None
+) -> Dataflow:
+    """The named flow wired to the real sinks (read offsets recorded in ``progress``)."""
     if name == "counts":
         from flows.counts import build_flow
         from flows.production_sinks import counts_sinks
 
-        return build_flow(s, counts_sinks(s))
+        return build_flow(s, counts_sinks(s), progress=progress)
     if name == "fanout":
         from flows.fanout import build_flow as build_fanout
         from flows.production_sinks import fanout_sinks
 
-        return build_fanout(s, fanout_sinks(s))
+        return build_fanout(s, fanout_sinks(s), progress=progress)
     raise SystemExit(f"unknown flow {name!r}; known: {', '.join(FLOWS)}")
 
 
@@ -49,13 +51,14 @@ def ensure_recovery(s: FlowSettings, name: str) -> RecoveryConfig:
 def run(name: str, *, process_id: int | None = None, addresses: list[str] | None = None) -> None:
     """Run flow ``name`` until killed."""
     s = FlowSettings()
-    flow = build_production_flow(name, s)
+    progress = OffsetProgress()
+    flow = build_production_flow(name, s, progress)
     recovery = ensure_recovery(s, name)
     if name == "counts":
         from sinks.analytics_server import serve_if_embedded
 
         serve_if_embedded(s.effective_clickhouse_url, s.analytics_port)
-    start_publisher(s.redis_url, name)
+    start_publisher(s.redis_url, name, progress)
     log.info("flow %s starting (recovery %s)", name, recovery.db_dir)
     cli_main(
         flow,

@@ -1,0 +1,105 @@
+"""The one Kafka input of every flow (and of the benchmarks): consumer settings, error
+triage, offsets for lag, and decoding, as the ``kafka_events`` operator.
+
+Guarantees:
+- Kafka offsets live only in Bytewax recovery, under the step id
+  ``<flow>.<step_id>.kafka_input`` (the id ``kop.input(step_id, ...)`` gave them before
+  this operator existed, so a running flow resumes where it was). Flows call it with
+  ``step_id="read_events"``; renaming that loses every stored offset.
+- Nothing is dropped silently: every message becomes an event or a :class:`DeadLetter`;
+  a consumer error that carries a message is dead-lettered, a transient one (no payload)
+  is logged, a fatal one raises so the flow resumes from recovery
+  (:func:`flows.decode.triage_error`).
+- Events come out grouped per Kafka partition and keyed by it (one item per partition
+  per batch), so a partition's events reach one stateful owner, in offset order.
+- Decoding writes no state; offsets for ``likes status`` are recorded by a separate
+  ``track_offsets`` step into the :class:`~flows.progress.OffsetProgress` passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
+from bytewax.dataflow import Dataflow, Stream, operator
+from bytewax.inputs import Source
+from bytewax.operators import KeyedStream
+from confluent_kafka import OFFSET_BEGINNING
+
+from core.records import DeadLetter
+from core.settings import FlowSettings
+from flows.decode import ConsumerError, Message, PartitionEvents, decode_batch, triage_error
+from flows.progress import OffsetProgress
+from flows.streams import split_by_type
+
+RawItem = Message | ConsumerError
+"""What a Kafka source emits: a message, or a consumer error (with ``raise_on_errors=False``)."""
+EventSource = Source[Message] | Source[RawItem]
+"""A replacement input: a test's ``TestingSource`` of messages, or a ``KafkaSource``."""
+
+
+def consumer_config(settings: FlowSettings) -> dict[str, str]:
+    """librdkafka settings of every consumer of ``likes.events`` (``add_config``).
+
+    ``auto.offset.reset=error``: an offset that retention already dropped fails loudly
+    instead of skipping data; ``fetch.wait.max.ms=100``: an idle partition's long poll
+    returns within 100 ms (latency when traffic resumes). None depends on ``settings``
+    yet; callers pass them so that one that does needs no caller change.
+    """
+    return {"auto.offset.reset": "error", "fetch.wait.max.ms": "100"}
+
+
+def kafka_source(settings: FlowSettings, *, tail: bool = True) -> KafkaSource:
+    """The events topic from its beginning (recovery overrides that), with
+    :func:`consumer_config`; errors are emitted as items for triage, not raised.
+    ``tail=False`` stops at the end of every partition (benchmarks)."""
+    return KafkaSource(
+        [settings.kafka_bootstrap],
+        [settings.events_topic],
+        tail=tail,
+        starting_offset=OFFSET_BEGINNING,
+        add_config=consumer_config(settings),
+        batch_size=settings.batch_size,
+        raise_on_errors=False,
+    )
+
+
+@dataclass(frozen=True)
+class KafkaEvents:
+    """The outputs of :func:`kafka_events`."""
+
+    events: KeyedStream[PartitionEvents]
+    """Valid events, one item per Kafka partition per batch, keyed by ``str(partition)``."""
+    dead: Stream[DeadLetter]
+    """Messages that did not decode, and consumer errors that carry a message."""
+
+
+@operator
+def kafka_events(
+    step_id: str,
+    flow: Dataflow,
+    settings: FlowSettings,
+    source: EventSource | None = None,
+    progress: OffsetProgress | None = None,
+) -> KafkaEvents:
+    """Read ``settings.events_topic`` (or ``source``), triage errors, decode and group.
+
+    With ``progress``, a ``track_offsets`` step records each partition's next offset.
+    """
+    # A source of messages emits raw items too (``Source`` is merely declared invariant).
+    src = cast(Source[RawItem], source) if source is not None else kafka_source(settings)
+    raw = op.input("kafka_input", flow, src)
+    if progress is not None:
+        raw = op.inspect("track_offsets", raw, progress.record)
+    messages: Stream[Message]
+    errors: Stream[ConsumerError]
+    messages, errors = split_by_type("split_errors", raw, KafkaSourceMessage, KafkaError)
+    consumer_dead = op.flat_map("triage_errors", errors, triage_error)
+    decoded = op.flat_map_batch("decode", messages, decode_batch)
+    decode_dead, events = split_by_type("split_dead", decoded, DeadLetter, PartitionEvents)
+    return KafkaEvents(
+        events=op.key_on("key_partition", events, lambda e: str(e.partition)),
+        dead=op.merge("all_dead", decode_dead, consumer_dead),
+    )

@@ -1,0 +1,110 @@
+"""Step ids that hold recovery state are pinned: renaming one loses that state.
+
+Bytewax keys every snapshot by the full step id path (table ``snaps``, column
+``step_id``): the Kafka input's offsets and each stateful stage's state. If a test here
+fails, either restore the id or migrate the recovery store (and say so in the change).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bytewax.dataflow import Dataflow, Operator
+from bytewax.inputs import FixedPartitionedSource
+from bytewax.outputs import FixedPartitionedSink
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from core.settings import FlowSettings
+from flows import counts, fanout
+from flows.production_sinks import counts_sinks, fanout_sinks
+from flows.progress import OffsetProgress
+from tests.flows.helpers import to_messages, workload
+
+COUNTS_STATEFUL = [
+    "likes_counts.read_events.kafka_input",
+    "likes_counts.dedupe_window",
+    "likes_counts.count_posts",
+]
+FANOUT_STATEFUL = [
+    "likes_fanout.read_events.kafka_input",
+    "likes_fanout.dedupe",
+    "likes_fanout.trend_posts",
+]
+
+
+def _is_stateful(step: Operator) -> bool:
+    """A core step that snapshots: a partitioned input, ``stateful_batch``, or a
+    partitioned output (every stateful operator is built on one of these)."""
+    if type(step).__module__ != "bytewax.operators" or step.substeps:
+        return False
+    kind = type(step).__name__
+    if kind == "input":
+        return isinstance(getattr(step, "source", None), FixedPartitionedSource)
+    if kind == "output":
+        return isinstance(getattr(step, "sink", None), FixedPartitionedSink)
+    return kind == "stateful_batch"
+
+
+def stateful_step_ids(flow: Dataflow) -> list[str]:
+    """Full ids of the steps that hold recovery state, in definition order."""
+    out: list[str] = []
+
+    def walk(step: Operator) -> None:
+        if _is_stateful(step):
+            out.append(step.step_id)
+        for sub in step.substeps:
+            walk(sub)
+
+    for step in flow.substeps:
+        walk(step)
+    return out
+
+
+@pytest.mark.parametrize("progress", [None, OffsetProgress()], ids=["untracked", "tracked"])
+def test_production_flows_keep_their_stateful_step_ids(progress: OffsetProgress | None) -> None:
+    s = FlowSettings()  # sinks and KafkaSource do no I/O until the flow runs
+    counts_flow = counts.build_flow(s, counts_sinks(s), progress=progress)
+    fanout_flow = fanout.build_flow(s, fanout_sinks(s), progress=progress)
+    assert stateful_step_ids(counts_flow) == COUNTS_STATEFUL
+    assert stateful_step_ids(fanout_flow) == FANOUT_STATEFUL
+
+
+def test_a_replacement_source_sits_where_kafka_does() -> None:
+    s = FlowSettings()
+    flow = counts.build_flow(s, counts_sinks(s), source=TestingSource([]))
+    assert stateful_step_ids(flow) == COUNTS_STATEFUL
+
+
+def _snapshotted_ids(flow: Dataflow, db: Path) -> set[str]:
+    db.mkdir()
+    init_db_dir(db, 1)
+    run_main(flow, epoch_interval=timedelta(0), recovery_config=RecoveryConfig(str(db)))
+    ids: set[str] = set()
+    for part in db.glob("*.sqlite3"):
+        with sqlite3.connect(part) as conn:
+            ids |= {row[0] for row in conn.execute("SELECT DISTINCT step_id FROM snaps")}
+    return ids
+
+
+def test_recovery_store_holds_exactly_the_pinned_ids(tmp_path: Path) -> None:
+    msgs: list[Any] = to_messages(workload(200, posts=10, users=20))
+    s = FlowSettings(count_shards=4)
+    counts_flow = counts.build_flow(
+        s,
+        counts.CountsSinks(
+            TestingSink([]), TestingSink([]), TestingSink([]), [TestingSink([])], []
+        ),
+        TestingSource(msgs, batch_size=20),
+    )
+    fanout_flow = fanout.build_flow(
+        s,
+        fanout.FanoutSinks(TestingSink([]), TestingSink([]), TestingSink([])),
+        TestingSource(msgs, batch_size=20),
+    )
+    assert _snapshotted_ids(counts_flow, tmp_path / "counts") == set(COUNTS_STATEFUL)
+    assert _snapshotted_ids(fanout_flow, tmp_path / "fanout") == set(FANOUT_STATEFUL)
