@@ -84,8 +84,7 @@ def _drop_stale_lock(data: Path, wait_s: float = 10.0) -> None:
         return
     deadline = time.monotonic() + wait_s
     while (state := process.proc_state(pid)) is not None and state not in ("Z", "X"):
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if state else b""
-        if cmdline or time.monotonic() > deadline:
+        if process.cmdline(pid) or time.monotonic() > deadline:
             return  # a live server (or one that will not die): leave its lock alone
         time.sleep(0.05)
     lock.unlink(missing_ok=True)

@@ -26,6 +26,14 @@ def proc_state(pid: int) -> str | None:
         return None
 
 
+def cmdline(pid: int) -> bytes:
+    """The command line of ``pid``; empty once it is exiting (or gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def pid_alive(pid: int) -> bool:
     """``pid`` exists and has not finished exiting (a zombie counts as gone)."""
     return proc_state(pid) not in (None, "Z", "X")

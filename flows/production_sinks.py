@@ -24,13 +24,17 @@ def counts_sinks(s: FlowSettings) -> CountsSinks:
         return hot_record(h, s.hot_window_s) if h.state in ("hot", "cooled") else None
 
     return CountsSinks(
-        dead_letters=KafkaTopicSink(s.kafka_bootstrap, s.dlq_topic, to_record=dead_letter_record),
+        dead_letters=KafkaTopicSink(
+            s.kafka_bootstrap, s.dlq_topic, name="kafka_dlq", to_record=dead_letter_record
+        ),
         like_events=ClickHouseSink(ch, "like_events_raw", event_row),
         windows=ClickHouseSink(ch, "post_like_window_parts", window_row),
         counts=[RedisCountSink(s.redis_url), PostgresCountSink(s.postgres_url)],
         hot=[
             RedisHotSink(s.redis_url),
-            KafkaTopicSink(s.kafka_bootstrap, s.hot_topic, to_record=hot_to_kafka),
+            KafkaTopicSink(
+                s.kafka_bootstrap, s.hot_topic, name="kafka_hot_posts", to_record=hot_to_kafka
+            ),
             ClickHouseSink(ch, "hot_post_episodes", hot_row),
         ],
     )
@@ -39,7 +43,9 @@ def counts_sinks(s: FlowSettings) -> CountsSinks:
 def fanout_sinks(s: FlowSettings) -> FanoutSinks:
     """Notifications in Postgres, trending scores in Redis, the DLQ."""
     return FanoutSinks(
-        dead_letters=KafkaTopicSink(s.kafka_bootstrap, s.dlq_topic, to_record=dead_letter_record),
+        dead_letters=KafkaTopicSink(
+            s.kafka_bootstrap, s.dlq_topic, name="kafka_dlq", to_record=dead_letter_record
+        ),
         notifications=PostgresNotificationSink(s.postgres_url),
         trending=RedisTrendingSink(s.redis_url),
     )

@@ -2,20 +2,22 @@
 
 Guarantee: exactly-once effect under replay, as analysts see it. Every table is a
 ReplacingMergeTree keyed on the row's identity (``event_id``; post, window and part;
-post and episode start) with a version that only grows, and analysts read views that
-apply ``FINAL``: a replayed row replaces its earlier copy, never adds to it.
+post and episode start); window parts and episodes carry a version that only grows (an
+event never changes). Analysts read views that apply ``FINAL``: a replayed row replaces
+its earlier copy, never adds to it, and an older version never replaces a newer one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from core.records import Accepted, HotChange, WindowPart
 from sinks import clickhouse_store
+from sinks.base import DEFAULT_RETRY, RetryPolicy, StoreSink
 
 T = TypeVar("T")
 
@@ -79,27 +81,53 @@ TABLES: dict[str, list[str]] = {
 }
 
 
-class _ClickHousePartition(StatelessSinkPartition[T], Generic[T]):
-    def __init__(self, url: str, table: str, to_row: Callable[[T], Sequence[Any]]) -> None:
-        self._url, self._table, self._to_row = url, table, to_row
+SINK_NAMES = {
+    "like_events_raw": "clickhouse_like_events",
+    "post_like_window_parts": "clickhouse_windows",
+    "hot_post_episodes": "clickhouse_hot_posts",
+}
 
-    def write_batch(self, items: list[T]) -> None:
-        clickhouse_store.insert(
-            self._url, self._table, [self._to_row(i) for i in items], TABLES[self._table]
-        )
-
-    def close(self) -> None:
-        return None
+# Embedded chDB runs in this process: there is no connection to lose, and an insert that
+# failed fails again on the same engine with the same rows, so only pressure that time
+# relieves is transient: too many parts (background merges catch up) and the memory limit
+# (other queries finish).
+EMBEDDED_TRANSIENT_CODES = frozenset({241, 252})  # MEMORY_LIMIT_EXCEEDED, TOO_MANY_PARTS
 
 
-class ClickHouseSink(DynamicSink[T], Generic[T]):
-    """Rows into one ClickHouse table."""
+def is_transient(url: str, error: Exception) -> bool:
+    """Server: transport errors and the server's own error answers, not client-side
+    mistakes (``ProgrammingError``, ``DataError``). Embedded: see ``EMBEDDED_TRANSIENT_CODES``."""
+    if clickhouse_store.is_embedded(url):
+        return isinstance(error, DatabaseError) and error.code in EMBEDDED_TRANSIENT_CODES
+    return isinstance(error, OperationalError) or type(error) is DatabaseError
 
-    def __init__(self, url: str, table: str, to_row: Callable[[T], Sequence[Any]]) -> None:
+
+class ClickHouseSink(StoreSink[T, str]):
+    """Rows into one ClickHouse table (``to_row`` maps each item); the client is the
+    process's own for ``url`` (``sinks.clickhouse_store``), shared with its readers."""
+
+    def __init__(
+        self,
+        url: str,
+        table: str,
+        to_row: Callable[[T], Sequence[Any]],
+        retry: RetryPolicy = DEFAULT_RETRY,
+    ) -> None:
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}")
-        self._url, self._table, self._to_row = url, table, to_row
+        super().__init__(SINK_NAMES[table], retry)
+        self.url, self.table, self.to_row = url, table, to_row
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ClickHousePartition[T]:
-        clickhouse_store.ensure_schema(self._url)
-        return _ClickHousePartition(self._url, self._table, self._to_row)
+    def connect(self) -> str:
+        clickhouse_store.ensure_schema(self.url)
+        return self.url
+
+    def disconnect(self, client: str) -> None:
+        """Nothing to release: the process's client outlives any one sink."""
+
+    def is_transient(self, error: Exception) -> bool:
+        return is_transient(self.url, error)
+
+    def write(self, client: str, items: list[T]) -> None:
+        rows = [self.to_row(i) for i in items]
+        clickhouse_store.insert(client, self.table, rows, TABLES[self.table])

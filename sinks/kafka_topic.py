@@ -1,20 +1,22 @@
 """Kafka output with delivery reports checked: the DLQ and ``likes.hot_posts``.
 
 Guarantee: at-least-once. ``write_batch`` returns only after the broker acknowledged
-every record (idempotent producer, ``acks=all``); any failed delivery raises, so the
-flow resumes from its last snapshot and produces the batch again. Records carry a
-deterministic key and an ``event_id`` header, so consumers can drop replayed copies.
+every record (idempotent producer, ``acks=all``); a failed delivery raises, and the batch
+is produced again, in full: by a retry on a new producer, or by the flow resuming from
+its last snapshot. A replay therefore appends identical copies; every record carries a
+deterministic key and ``event_id`` header, so consumers drop the copies by ``event_id``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from sinks.base import DEFAULT_RETRY, RetryPolicy, StoreSink
 from sinks.errors import KafkaDeliveryError
 
 
@@ -28,79 +30,96 @@ class KafkaRecord:
 
 
 ToRecord = Callable[[Any], KafkaRecord | None]
-
-
-class _KafkaTopicPartition(StatelessSinkPartition[Any]):
-    def __init__(
-        self, config: dict[str, str], topic: str, timeout_s: float, to_record: ToRecord
-    ) -> None:
-        self._producer = Producer(config)
-        self._topic = topic
-        self._timeout = timeout_s
-        self._to_record = to_record
-        self._closed = False
-
-    def write_batch(self, items: list[Any]) -> None:
-        failures: list[str] = []
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                failures.append(str(err))
-
-        for item in items:
-            rec = self._to_record(item)
-            if rec is None:
-                continue
-            while True:
-                try:
-                    self._producer.produce(
-                        self._topic,
-                        key=rec.key,
-                        value=rec.value,
-                        headers=rec.headers,
-                        on_delivery=on_delivery,
-                    )
-                    break
-                except BufferError:
-                    self._producer.poll(0.1)
-            self._producer.poll(0)
-        remaining = self._producer.flush(self._timeout)
-        if remaining or failures:
-            raise KafkaDeliveryError(
-                f"{self._topic}: {remaining} undelivered, {len(failures)} failed: {failures[:3]}"
-            )
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._producer.flush(self._timeout)
+OnDelivery = Callable[[KafkaError | None, Message], None]
+_TRANSIENT_CODES = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+    }
+)
 
 
 def _identity(item: Any) -> KafkaRecord | None:
     return item if isinstance(item, KafkaRecord) else None
 
 
-class KafkaTopicSink(DynamicSink[Any]):
-    """Produce items to ``topic`` (``to_record`` maps each, None skips), acknowledged."""
+def transient_kafka_error(err: KafkaError) -> bool:
+    """Retriable by the broker's word, a timeout or lost transport, or fatal for this
+    producer instance (an idempotent producer's fatal error is cured by a new one)."""
+    return bool(err.retriable() or err.fatal() or err.code() in _TRANSIENT_CODES)
+
+
+def _produce(producer: Producer, topic: str, rec: KafkaRecord, on_delivery: OnDelivery) -> None:
+    while True:
+        try:
+            producer.produce(
+                topic, key=rec.key, value=rec.value, headers=rec.headers, on_delivery=on_delivery
+            )
+            return
+        except BufferError:  # the local queue is full: serve delivery reports, then retry
+            producer.poll(0.1)
+
+
+class KafkaTopicSink(StoreSink[Any, Producer]):
+    """Produce items to ``topic`` (``to_record`` maps each, None skips), acknowledged.
+
+    ``name`` is the metrics label (default ``kafka_<topic>``).
+    """
 
     def __init__(
         self,
         bootstrap: str,
         topic: str,
         *,
+        name: str | None = None,
         timeout_s: float = 30.0,
         to_record: ToRecord = _identity,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
-        self._to_record = to_record
-        self._config = {
+        super().__init__(name or "kafka_" + re.sub(r"\W+", "_", topic), retry)
+        self.topic = topic
+        self.timeout_s = timeout_s
+        self.to_record = to_record
+        self.config = {
             "bootstrap.servers": bootstrap,
             "enable.idempotence": "true",
             "acks": "all",
             "linger.ms": "5",
             "compression.type": "lz4",
         }
-        self._topic = topic
-        self._timeout = timeout_s
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _KafkaTopicPartition:
-        return _KafkaTopicPartition(self._config, self._topic, self._timeout, self._to_record)
+    def connect(self) -> Producer:
+        return Producer(self.config)
+
+    def disconnect(self, client: Producer) -> None:
+        """Drop what a failed batch left queued: that batch is produced again in full."""
+        client.purge()
+        client.flush(0)
+
+    def is_transient(self, error: Exception) -> bool:
+        if isinstance(error, KafkaDeliveryError):
+            return error.transient
+        err = error.args[0] if isinstance(error, KafkaException) and error.args else None
+        return isinstance(err, KafkaError) and transient_kafka_error(err)
+
+    def write(self, client: Producer, items: list[Any]) -> None:
+        failures: list[KafkaError] = []
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                failures.append(err)
+
+        for item in items:
+            rec = self.to_record(item)
+            if rec is not None:
+                _produce(client, self.topic, rec, on_delivery)
+                client.poll(0)
+        remaining = client.flush(self.timeout_s)
+        if remaining or failures:
+            raise KafkaDeliveryError(
+                f"{self.topic}: {remaining} unacknowledged, {len(failures)} failed: "
+                f"{[str(f) for f in failures[:3]]}",
+                transient=all(transient_kafka_error(f) for f in failures),
+            )

@@ -2,16 +2,17 @@
 
 Guarantee: exactly-once effect under replay. One upsert per batch writes absolute counts
 and only where the stored ``seq`` is lower; replayed or older counts change nothing.
-Rows are written in ``post_id`` order so concurrent workers cannot deadlock.
+Keyed on ``post_id``; rows are written in ``post_id`` order so concurrent workers cannot
+deadlock.
 """
 
 from __future__ import annotations
 
 import psycopg
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from core.records import CountUpdate, latest_per_post
-from sinks.retry import with_retries
+from sinks.base import DEFAULT_RETRY, RetryPolicy
+from sinks.postgres_store import PostgresSink
 
 UPSERT_SQL = """
 INSERT INTO post_like_counts AS c (post_id, like_count, seq, updated_at)
@@ -34,38 +35,11 @@ def write_counts(conn: psycopg.Connection, updates: list[CountUpdate]) -> None:
         )
 
 
-class _PostgresCountPartition(StatelessSinkPartition[CountUpdate]):
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._conn: psycopg.Connection | None = None
-
-    def _write(self, items: list[CountUpdate]) -> None:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
-        write_counts(self._conn, items)
-
-    def _reset(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
-
-    def write_batch(self, items: list[CountUpdate]) -> None:
-        with_retries(
-            "postgres counts",
-            lambda: self._write(items),
-            (psycopg.OperationalError,),
-            on_retry=self._reset,
-        )
-
-    def close(self) -> None:
-        self._reset()
-
-
-class PostgresCountSink(DynamicSink[CountUpdate]):
+class PostgresCountSink(PostgresSink[CountUpdate]):
     """Counts into ``post_like_counts``, versioned by ``seq``."""
 
-    def __init__(self, url: str) -> None:
-        self._url = url
+    def __init__(self, url: str, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        super().__init__("postgres_counts", url, retry)
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresCountPartition:
-        return _PostgresCountPartition(self._url)
+    def write(self, client: psycopg.Connection, items: list[CountUpdate]) -> None:
+        write_counts(client, items)

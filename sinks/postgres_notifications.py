@@ -3,7 +3,8 @@
 Guarantee: exactly-once effect under replay. Each batch runs one statement (one
 transaction): actors go into the ``notification_actors`` ledger first, and only actors
 the ledger had not seen extend the aggregate (newest ten ``actor_ids``, ``total_actors``).
-A replayed like event finds its actor in the ledger and changes nothing.
+A replayed like event finds its actor in the ledger (keyed on recipient, post and actor)
+and changes nothing.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import psycopg
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from core.records import Accepted
-from sinks.retry import with_retries
+from sinks.base import DEFAULT_RETRY, RetryPolicy
+from sinks.postgres_store import PostgresSink
 
 RECENT_ACTORS = 10
 UPSERT_SQL = f"""
@@ -59,38 +60,11 @@ def write_notifications(conn: psycopg.Connection, likes: list[Accepted]) -> None
         )
 
 
-class _NotificationPartition(StatelessSinkPartition[Accepted]):
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._conn: psycopg.Connection | None = None
-
-    def _write(self, items: list[Accepted]) -> None:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
-        write_notifications(self._conn, items)
-
-    def _reset(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
-
-    def write_batch(self, items: list[Accepted]) -> None:
-        with_retries(
-            "postgres notifications",
-            lambda: self._write(items),
-            (psycopg.OperationalError,),
-            on_retry=self._reset,
-        )
-
-    def close(self) -> None:
-        self._reset()
-
-
-class PostgresNotificationSink(DynamicSink[Accepted]):
+class PostgresNotificationSink(PostgresSink[Accepted]):
     """Like notifications into ``notifications``, deduplicated by the actor ledger."""
 
-    def __init__(self, url: str) -> None:
-        self._url = url
+    def __init__(self, url: str, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        super().__init__("postgres_notifications", url, retry)
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _NotificationPartition:
-        return _NotificationPartition(self._url)
+    def write(self, client: psycopg.Connection, items: list[Accepted]) -> None:
+        write_notifications(client, items)

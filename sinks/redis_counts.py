@@ -3,19 +3,19 @@
 Guarantee: exactly-once effect under replay. Each write is an absolute count with its
 ``seq`` (the sum of edge versions it reflects), applied by a compare-and-set script
 only when ``seq`` is above the stored one (``likes:count_seq:{post_id}``). A replayed or
-reordered older count is a no-op; counts never move backwards.
+reordered older count is a no-op; counts never move backwards. Keyed on ``post_id``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import redis
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from core.records import CountUpdate, latest_per_post
 from schemas.redis_keys import count_key, count_seq_key
-from sinks.retry import with_retries
-
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
+from sinks import redis_store
+from sinks.base import DEFAULT_RETRY, RetryPolicy, StoreSink
 
 CAS_SCRIPT = """
 local cur = tonumber(redis.call('GET', KEYS[2]) or '-1')
@@ -39,32 +39,38 @@ def write_counts(client: redis.Redis, updates: list[CountUpdate], sha: str | Non
     return sum(int(r) for r in pipe.execute())
 
 
-class _RedisCountPartition(StatelessSinkPartition[CountUpdate]):
-    def __init__(self, url: str) -> None:
-        self._client = redis.Redis.from_url(url, socket_timeout=10)
-        self._sha: str | None = None
+@dataclass
+class CasClient:
+    """A Redis client and the SHA of the compare-and-set script loaded on its server."""
 
-    def _write(self, items: list[CountUpdate]) -> None:
-        if self._sha is None:
-            self._sha = self._client.script_load(CAS_SCRIPT)
-        try:
-            write_counts(self._client, items, self._sha)
-        except redis.exceptions.NoScriptError:  # Redis restarted and lost its script cache
-            self._sha = None
-            raise redis.ConnectionError("script cache lost") from None
-
-    def write_batch(self, items: list[CountUpdate]) -> None:
-        with_retries("redis counts", lambda: self._write(items), TRANSIENT)
-
-    def close(self) -> None:
-        self._client.close()
+    redis: redis.Redis
+    sha: str
 
 
-class RedisCountSink(DynamicSink[CountUpdate]):
+class RedisCountSink(StoreSink[CountUpdate, CasClient]):
     """Counts into Redis, versioned by ``seq``."""
 
-    def __init__(self, url: str) -> None:
-        self._url = url
+    def __init__(self, url: str, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        super().__init__("redis_counts", retry)
+        self.url = url
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisCountPartition:
-        return _RedisCountPartition(self._url)
+    def connect(self) -> CasClient:
+        client = redis_store.connect_redis(self.url)
+        try:
+            return CasClient(client, client.script_load(CAS_SCRIPT))
+        except Exception:
+            client.close()
+            raise
+
+    def disconnect(self, client: CasClient) -> None:
+        client.redis.close()
+
+    def is_transient(self, error: Exception) -> bool:
+        return redis_store.is_transient(error)
+
+    def write(self, client: CasClient, items: list[CountUpdate]) -> None:
+        try:
+            write_counts(client.redis, items, client.sha)
+        except redis.exceptions.NoScriptError:  # the server restarted and lost its scripts
+            client.sha = client.redis.script_load(CAS_SCRIPT)
+            write_counts(client.redis, items, client.sha)

@@ -1,18 +1,18 @@
 """Redis hot set: ``likes:hot``, post ids scored by likes in the trailing window.
 
 Guarantee: exactly-once effect under replay: every write is absolute (``ZADD`` of the
-current rate, ``ZREM`` on cooling), so re-applying a batch leaves the same set.
+current rate, ``ZREM`` on cooling), applied in order in one transaction, so re-applying
+a batch leaves the same set. Keyed on ``post_id`` (the member).
 """
 
 from __future__ import annotations
 
 import redis
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from core.records import HotChange
 from schemas.redis_keys import HOT_KEY
-from sinks.redis_counts import TRANSIENT
-from sinks.retry import with_retries
+from sinks.base import DEFAULT_RETRY, RetryPolicy
+from sinks.redis_store import RedisSink
 
 
 def write_hot(client: redis.Redis, changes: list[HotChange]) -> None:
@@ -28,22 +28,11 @@ def write_hot(client: redis.Redis, changes: list[HotChange]) -> None:
     pipe.execute()
 
 
-class _RedisHotPartition(StatelessSinkPartition[HotChange]):
-    def __init__(self, url: str) -> None:
-        self._client = redis.Redis.from_url(url, socket_timeout=10)
-
-    def write_batch(self, items: list[HotChange]) -> None:
-        with_retries("redis hot", lambda: write_hot(self._client, items), TRANSIENT)
-
-    def close(self) -> None:
-        self._client.close()
-
-
-class RedisHotSink(DynamicSink[HotChange]):
+class RedisHotSink(RedisSink[HotChange]):
     """Hot posts into the ``likes:hot`` sorted set."""
 
-    def __init__(self, url: str) -> None:
-        self._url = url
+    def __init__(self, url: str, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        super().__init__("redis_hot", url, retry)
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisHotPartition:
-        return _RedisHotPartition(self._url)
+    def write(self, client: redis.Redis, items: list[HotChange]) -> None:
+        write_hot(client, items)

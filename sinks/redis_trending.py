@@ -1,18 +1,18 @@
 """Redis trending set: ``likes:trending``, post ids scored by time-decayed likes.
 
 Guarantee: exactly-once effect under replay: scores are absolute (``ZADD``), a forgotten
-post is removed (``ZREM``); re-applying a batch leaves the same set.
+post is removed (``ZREM``), applied in order; re-applying a batch leaves the same set.
+Keyed on ``post_id`` (the member).
 """
 
 from __future__ import annotations
 
 import redis
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from core.records import TrendOut
 from schemas.redis_keys import TRENDING_KEY
-from sinks.redis_counts import TRANSIENT
-from sinks.retry import with_retries
+from sinks.base import DEFAULT_RETRY, RetryPolicy
+from sinks.redis_store import RedisSink
 
 
 def write_trending(client: redis.Redis, items: list[TrendOut]) -> None:
@@ -28,22 +28,11 @@ def write_trending(client: redis.Redis, items: list[TrendOut]) -> None:
     pipe.execute()
 
 
-class _TrendingPartition(StatelessSinkPartition[TrendOut]):
-    def __init__(self, url: str) -> None:
-        self._client = redis.Redis.from_url(url, socket_timeout=10)
-
-    def write_batch(self, items: list[TrendOut]) -> None:
-        with_retries("redis trending", lambda: write_trending(self._client, items), TRANSIENT)
-
-    def close(self) -> None:
-        self._client.close()
-
-
-class RedisTrendingSink(DynamicSink[TrendOut]):
+class RedisTrendingSink(RedisSink[TrendOut]):
     """Trending scores into the ``likes:trending`` sorted set."""
 
-    def __init__(self, url: str) -> None:
-        self._url = url
+    def __init__(self, url: str, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        super().__init__("redis_trending", url, retry)
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _TrendingPartition:
-        return _TrendingPartition(self._url)
+    def write(self, client: redis.Redis, items: list[TrendOut]) -> None:
+        write_trending(client, items)
