@@ -1,48 +1,55 @@
 """Benchmark 7 (``dedupe_memory``): bytes per active edge held by ``flows.dedupe.EdgeDeduper``.
 
 N distinct edges (realistic 63-bit post and user ids, event times over an hour) go
-through ``EdgeDeduper.apply`` as real ``LikeEvent`` objects; ``tracemalloc`` gives the
-memory retained. The machine's limit, measured the same way beside it: the same edges
-as a flat packed array (128-bit edge key + 64-bit packed state = 24 bytes of payload).
-A second child process measures the RSS growth without tracemalloc, as a cross-check.
-Also measured, because it scales with the same state: what one Bytewax snapshot of it
-costs (``EdgeDeduper.snapshot`` copy plus pickling, done every ``snapshot_interval_s``).
+through ``EdgeDeduper.apply`` as real ``LikeEvent`` objects, with the flows' own TTL
+(``FlowSettings.dedupe_ttl_s``); ``tracemalloc`` gives the memory retained. The
+machine's limit, measured the same way beside it: the same edges as a flat packed array
+(128-bit edge key + 64-bit packed state = 24 bytes of payload). A second child process
+measures the RSS growth without tracemalloc, as a cross-check. Also measured, because it
+scales with the same state: what one Bytewax snapshot of it costs
+(``EdgeDeduper.snapshot`` copy plus pickling, done every ``snapshot_interval_s``).
+
+``python -m bench.dedupe_mem N`` is that child: it prints ``BENCH {"event": "rss", ...}``.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import pickle
 import random
-import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import uuid
 from array import array
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from bench.common import Metric, Result, env_for_child, fmt
+from bench.children import Child, emit
+from bench.context import Ctx
+from bench.results import Metric, Result
+from bench.stats import fmt
+from core.settings import FlowSettings
+from flows.dedupe import EdgeDeduper
+from schemas.events import LikeEvent
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC).timestamp()
 _EID = uuid.UUID(int=1)
 
 
-def _edges(n: int, seed: int = 7) -> Any:
+def _edges(n: int, seed: int = 7) -> Iterator[tuple[int, int, float]]:
     """Distinct with overwhelming probability (2**126 pairs); checked by the caller."""
     rng = random.Random(seed)
     for _ in range(n):
         yield rng.randrange(1, 2**63), rng.randrange(1, 2**63), T0 + rng.random() * 3600
 
 
-def _apply_all(n: int) -> Any:
-    from flows.dedupe import EdgeDeduper
-    from schemas.events import LikeEvent
-
-    d = EdgeDeduper(ttl_ms=7 * 24 * 3600 * 1000)
+def apply_all(n: int) -> EdgeDeduper:
+    """A deduper that saw one like of each of ``n`` edges."""
+    d = EdgeDeduper(ttl_ms=FlowSettings().dedupe_ttl_s * 1000)
     construct = LikeEvent.model_construct
     for post, user, ts in _edges(n):
         ev = construct(
@@ -59,19 +66,24 @@ def _apply_all(n: int) -> Any:
     return d
 
 
-def measure_tracemalloc(n: int) -> dict[str, Any]:
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    t0 = time.perf_counter()
-    d = _apply_all(n)
-    secs = time.perf_counter() - t0
-    gc.collect()
-    ours = tracemalloc.get_traced_memory()[0] - base
-    tracemalloc.stop()
-    assert len(d.edges) == n
+@dataclass(frozen=True)
+class DedupeMemory:
+    """What the state of ``edges`` edges costs, held and snapshotted."""
 
-    # the limit: the same information packed flat
+    edges: int
+    ours_bytes: int
+    ours_bytes_per_edge: float
+    flat_bytes_per_edge: float
+    apply_seconds_under_tracemalloc: float
+    snapshot_copy_ms: float
+    snapshot_pickle_ms: float
+    snapshot_pickled_bytes_per_edge: float
+    rss_delta_bytes_per_edge: float | None = None
+    rss_error: str | None = None
+
+
+def _flat_bytes(d: EdgeDeduper) -> int:
+    """The limit: the same information packed flat."""
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
@@ -82,52 +94,67 @@ def measure_tracemalloc(n: int) -> dict[str, Any]:
         packed.append(v & (2**64 - 1))
     flat = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
-    del packed
+    return flat
 
+
+def measure_tracemalloc(n: int) -> DedupeMemory:
+    """Retained bytes of the deduper and of the flat array, and the snapshot cost."""
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    t0 = time.perf_counter()
+    d = apply_all(n)
+    secs = time.perf_counter() - t0
+    gc.collect()
+    ours = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert len(d.edges) == n
+    flat = _flat_bytes(d)
     t1 = time.perf_counter()
     snap = d.snapshot()
-    copy_ms = (time.perf_counter() - t1) * 1000
     t2 = time.perf_counter()
     blob = pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL)
-    pickle_ms = (time.perf_counter() - t2) * 1000
-    return {
-        "edges": n,
-        "ours_bytes": ours,
-        "ours_bytes_per_edge": ours / n,
-        "flat_bytes_per_edge": flat / n,
-        "apply_seconds_under_tracemalloc": round(secs, 2),
-        "snapshot_copy_ms": round(copy_ms, 1),
-        "snapshot_pickle_ms": round(pickle_ms, 1),
-        "snapshot_pickled_bytes_per_edge": round(len(blob) / n, 1),
-    }
-
-
-def measure_rss(n: int) -> dict[str, Any]:
-    """RSS growth in a fresh process (no tracemalloc), ids generated without a set."""
-    code = (
-        "import gc, json, resource, sys\n"
-        "from bench.dedupe_mem import _apply_all\n"
-        "def rss():\n"
-        "    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
-        "gc.collect(); r0 = rss()\n"
-        f"d = _apply_all({n})\n"
-        "gc.collect(); r1 = rss()\n"
-        "print(json.dumps({'rss_delta_bytes_per_edge': (r1 - r0) / len(d.edges)}))\n"
+    t3 = time.perf_counter()
+    return DedupeMemory(
+        edges=n,
+        ours_bytes=ours,
+        ours_bytes_per_edge=ours / n,
+        flat_bytes_per_edge=flat / n,
+        apply_seconds_under_tracemalloc=round(secs, 2),
+        snapshot_copy_ms=round((t2 - t1) * 1000, 1),
+        snapshot_pickle_ms=round((t3 - t2) * 1000, 1),
+        snapshot_pickled_bytes_per_edge=round(len(blob) / n, 1),
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env_for_child(),
-        timeout=900,
-        cwd=Path(__file__).parents[1],
-    )
-    if out.returncode != 0:
-        return {"rss_error": out.stderr[-500:]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_dedupe_memory(ctx: Any) -> Result:
+def _rss() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+
+
+def main() -> None:
+    """The child: RSS growth per edge in a fresh process, no tracemalloc."""
+    n = int(sys.argv[1])
+    gc.collect()
+    r0 = _rss()
+    d = apply_all(n)
+    gc.collect()
+    emit("rss", rss_delta_bytes_per_edge=(_rss() - r0) / len(d.edges))
+
+
+def measure_rss(n: int, tmp: Path) -> tuple[float | None, str | None]:
+    """RSS growth per edge from the child, or the child's error."""
+    kid = Child(["bench.dedupe_mem", str(n)], tmp / "dedupe-rss.log")
+    try:
+        e = kid.wait_event("rss", 900)
+        if e is None:
+            return None, kid.log_tail(500)
+        return float(e["rss_delta_bytes_per_edge"]), None
+    finally:
+        kid.stop()
+
+
+def bench_dedupe_memory(ctx: Ctx) -> Result:
+    """Bytes per edge of the dedupe state, against a flat packed array."""
     n = 100_000 if ctx.quick else 1_000_000
     res = Result("dedupe_memory", ctx.quick)
     res.config = {
@@ -137,9 +164,11 @@ def bench_dedupe_memory(ctx: Any) -> Result:
         "measure": "tracemalloc retained bytes after EdgeDeduper.apply of every edge",
     }
     m = measure_tracemalloc(n)
-    m.update(measure_rss(n))
-    res.absolute = m
-    ours, flat = m["ours_bytes_per_edge"], m["flat_bytes_per_edge"]
+    with tempfile.TemporaryDirectory(prefix="bench-dedupe-") as tmp:
+        rss, err = measure_rss(n, Path(tmp))
+    m = replace(m, rss_delta_bytes_per_edge=rss, rss_error=err)
+    res.absolute = asdict(m)
+    ours, flat = m.ours_bytes_per_edge, m.flat_bytes_per_edge
     res.metrics.append(
         Metric(
             label="dedupe_memory",
@@ -149,22 +178,20 @@ def bench_dedupe_memory(ctx: Any) -> Result:
             ratio=ours / flat,
             goal="≤ 200 bytes/edge",
             met=ours <= 200,
-            ours_text=f"{ours:.0f} B/edge (RSS cross-check "
-            f"{fmt(m.get('rss_delta_bytes_per_edge'))} B/edge)",
+            ours_text=f"{ours:.0f} B/edge (RSS cross-check {fmt(rss)} B/edge)",
             limit_text=f"flat packed array: {flat:.0f} B/edge",
         )
     )
     res.notes.append(
         f"One snapshot of this state (EdgeDeduper.snapshot copies the dict, Bytewax pickles "
-        f"it) costs {m['snapshot_copy_ms']:.0f} ms copy + {m['snapshot_pickle_ms']:.0f} ms "
-        f"pickle and {m['snapshot_pickled_bytes_per_edge']:.0f} B/edge for {n:,} edges; the "
-        f"counts flow snapshots every snapshot_interval_s ({_interval()} s), so this recurs "
-        "with the full state size, not with the changes."
+        f"it) costs {m.snapshot_copy_ms:.0f} ms copy + {m.snapshot_pickle_ms:.0f} ms "
+        f"pickle and {m.snapshot_pickled_bytes_per_edge:.0f} B/edge for {n:,} edges; the "
+        f"counts flow snapshots every snapshot_interval_s "
+        f"({FlowSettings().snapshot_interval_s} s), so this recurs with the full state size, "
+        "not with the changes."
     )
     return res
 
 
-def _interval() -> int:
-    from core.settings import FlowSettings
-
-    return FlowSettings().snapshot_interval_s
+if __name__ == "__main__":
+    main()

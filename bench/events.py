@@ -15,32 +15,166 @@ import bisect
 import heapq
 import itertools
 import json
-import os
 import random
+import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from bench.common import create_topic, id_base, log, settings
+import redis
+from confluent_kafka import Producer
+
+from bench import names
+from bench.fixtures import id_base
+from bench.kafka_admin import create_topic
+from bench.log import log
+from core.settings import CommonSettings
+from schemas.events import rfc3339
+from schemas.redis_keys import count_key
+
+Record = tuple[bytes, bytes, bytes]  # key, value, event id
+_BULK = {  # Connect's batch size; room to queue a whole prefill
+    "batch.size": 16384,
+    "queue.buffering.max.messages": 1_000_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+}
 
 
 @dataclass
 class Prefilled:
+    """A topic filled with events, and the like count each post must end with."""
+
     topic: str
     partitions: int
     events: int
     duplicates: int
-    posts: list[int]
     truth: dict[int, int]  # final like count per post that had events
-    produce_seconds: float
     config: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def messages(self) -> int:
+        """Input messages: events and redelivered duplicates."""
+        return self.events + self.duplicates
 
-def _zipf_cum(n: int, s: float) -> list[float]:
-    return list(itertools.accumulate(1.0 / (i + 1) ** s for i in range(n)))
+
+def record(
+    post: int, user: int, version: int, at: datetime, author: int, eid: str, idem: str | None
+) -> Record:
+    """One ``likes.events`` message as Debezium publishes it."""
+    value = {  # jsonb key order: by length, then bytes
+        "action": "LikeCreated" if version % 2 else "LikeRemoved",
+        "post_id": post,
+        "user_id": user,
+        "event_id": eid,
+        "author_id": author,
+        "occurred_at": rfc3339(at),
+        "edge_version": version,
+        "idempotency_key": idem,
+    }
+    return f"{post}:{user}".encode(), json.dumps(value).encode(), eid.encode()
+
+
+class TopicWriter:
+    """A producer configured like Kafka Connect's, with every delivery checked."""
+
+    def __init__(self, topic: str, extra: dict[str, int] | None = None) -> None:
+        self.topic = topic
+        self.failures: list[str] = []
+        config: dict[str, object] = {
+            "bootstrap.servers": CommonSettings().kafka_bootstrap,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "acks": "all",
+            "enable.idempotence": True,
+            "partitioner": "murmur2_random",
+        }
+        self.producer = Producer({**config, **(extra or {})})
+
+    def _delivered(self, err: object, _msg: object) -> None:
+        if err is not None:
+            self.failures.append(str(err))
+
+    def send(self, rec: Record) -> None:
+        """Produce one record, waiting while the local queue is full."""
+        key, value, eid = rec
+        headers = [("id", eid), ("event_id", eid)]
+        while True:
+            try:
+                self.producer.produce(
+                    self.topic, key=key, value=value, headers=headers, on_delivery=self._delivered
+                )
+                self.producer.poll(0)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Flush; raise if anything was not delivered."""
+        left = self.producer.flush(timeout)
+        if left or self.failures:
+            raise RuntimeError(f"{self.topic}: {left} undelivered, failures {self.failures[:3]}")
+
+
+class ZipfPosts:
+    """``n`` fresh post ids, picked with Zipf popularity (exponent ``s``)."""
+
+    def __init__(self, n: int, s: float) -> None:
+        self.base = id_base()
+        self.cum = list(itertools.accumulate(1.0 / (i + 1) ** s for i in range(n)))
+
+    def pick(self, rng: random.Random) -> int:
+        """One post id."""
+        return self.base + 1 + bisect.bisect_left(self.cum, rng.random() * self.cum[-1])
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+class EdgeStream:
+    """Events over Zipf-popular posts and uniform users; each edge alternates like/unlike."""
+
+    def __init__(self, posts: int, users: int, zipf_s: float, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.posts = ZipfPosts(posts, zipf_s)
+        self.ubase, self.author = id_base(), id_base() + 7
+        self.users = users
+        self.versions: dict[tuple[int, int], int] = defaultdict(int)
+
+    def events(self, n: int, span_s: float) -> Iterator[Record]:
+        """``n`` events with event times spread over the last ``span_s`` seconds."""
+        t_start = time.time() - span_s
+        rng = self.rng
+        for i in range(n):
+            edge = (self.posts.pick(rng), self.ubase + rng.randint(1, self.users))
+            self.versions[edge] += 1
+            at = datetime.fromtimestamp(t_start + i * span_s / n, tz=UTC)
+            eid = _uuid(rng)
+            idem = _uuid(rng) if rng.random() < 0.5 else None
+            yield record(*edge, self.versions[edge], at, self.author, eid, idem)
+
+    def truth(self) -> dict[int, int]:
+        """Final like count per post: an edge is liked after an odd version."""
+        out: dict[int, int] = defaultdict(int)
+        for (post, _user), v in self.versions.items():
+            out[post] += v % 2
+        return dict(out)
+
+
+def with_duplicates(recs: Iterator[Record], share: float, rng: random.Random) -> Iterator[Record]:
+    """``recs`` with about ``share`` of them delivered again 10-5000 messages later."""
+    pending: list[tuple[int, int, Record]] = []  # heap: (due, i, record)
+    for i, rec in enumerate(recs):
+        yield rec
+        if rng.random() < share:
+            heapq.heappush(pending, (i + rng.randint(10, 5000), i, rec))
+        while pending and pending[0][0] <= i:
+            yield heapq.heappop(pending)[2]
+    for _, _, rec in sorted(pending):
+        yield rec
 
 
 def generate_and_produce(
@@ -54,129 +188,42 @@ def generate_and_produce(
     span_s: float = 600.0,
     seed: int = 42,
 ) -> Prefilled:
-    """Create ``bench.events.<uuid>`` and fill it with ``n`` events (+ duplicates)."""
-    from confluent_kafka import Producer
-
-    topic = f"bench.events.{os.getpid()}.{uuid.uuid4().hex[:12]}"
+    """Create ``bench.events.<pid>.<random>`` and fill it with ``n`` events (+ duplicates)."""
+    topic = names.topic("events")
     create_topic(topic, partitions)
-    rng = random.Random(seed)
-    pbase, ubase, author = id_base(), id_base(), id_base() + 7
-    post_ids = [pbase + i for i in range(1, posts + 1)]
-    cum = _zipf_cum(posts, zipf_s)
-    total = cum[-1]
-    versions: dict[tuple[int, int], int] = defaultdict(int)
-    t_start = time.time() - span_s
-    producer = Producer(
-        {
-            "bootstrap.servers": settings().kafka_bootstrap,
-            "linger.ms": 5,
-            "batch.size": 16384,
-            "compression.type": "lz4",
-            "acks": "all",
-            "enable.idempotence": True,
-            "partitioner": "murmur2_random",
-            "queue.buffering.max.messages": 1_000_000,
-            "queue.buffering.max.kbytes": 1_048_576,
-        }
-    )
-    failures: list[str] = []
-
-    def on_delivery(err: object, _msg: object) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    def produce(key: bytes, value: bytes, eid: bytes) -> None:
-        while True:
-            try:
-                producer.produce(
-                    topic,
-                    key=key,
-                    value=value,
-                    headers=[("id", eid), ("event_id", eid)],
-                    on_delivery=on_delivery,
-                )
-                return
-            except BufferError:
-                producer.poll(0.05)
-
-    dups_pending: list[tuple[int, int, bytes, bytes, bytes]] = []  # heap: (due, i, key, val, eid)
-    dup_count = 0
+    stream = EdgeStream(posts, users, zipf_s, seed)
+    writer = TopicWriter(topic, _BULK)
     t0 = time.perf_counter()
-    for i in range(n):
-        post = post_ids[bisect.bisect_left(cum, rng.random() * total)]
-        user = ubase + rng.randint(1, users)
-        edge = (post, user)
-        versions[edge] += 1
-        v = versions[edge]
-        eid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        ts = datetime.fromtimestamp(t_start + i * span_s / n, tz=UTC)
-        idem = str(uuid.UUID(int=rng.getrandbits(128), version=4)) if rng.random() < 0.5 else None
-        value = json.dumps(
-            {
-                "action": "LikeCreated" if v % 2 else "LikeRemoved",
-                "post_id": post,
-                "user_id": user,
-                "event_id": eid,
-                "author_id": author,
-                "occurred_at": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "edge_version": v,
-                "idempotency_key": idem,
-            }
-        ).encode()
-        key = f"{post}:{user}".encode()
-        produce(key, value, eid.encode())
-        if rng.random() < dup_share:
-            heapq.heappush(dups_pending, (i + rng.randint(10, 5000), i, key, value, eid.encode()))
-        while dups_pending and dups_pending[0][0] <= i:
-            _, _, k, val, e = heapq.heappop(dups_pending)
-            produce(k, val, e)
-            dup_count += 1
-        if i % 10000 == 0:
-            producer.poll(0)
-    for _, _, k, val, e in sorted(dups_pending):
-        produce(k, val, e)
-        dup_count += 1
-    left = producer.flush(120)
-    secs = time.perf_counter() - t0
-    if left or failures:
-        raise RuntimeError(f"prefill of {topic}: {left} undelivered, failures {failures[:3]}")
-    truth: dict[int, int] = defaultdict(int)
-    for (post, _user), v in versions.items():
-        truth[post] += v % 2
-    log(f"prefilled {topic}: {n:,} events + {dup_count:,} duplicates in {secs:.1f}s")
-    return Prefilled(
-        topic=topic,
-        partitions=partitions,
-        events=n,
-        duplicates=dup_count,
-        posts=post_ids,
-        truth=dict(truth),
-        produce_seconds=secs,
-        config={
-            "events": n,
-            "duplicates_delivered": dup_count,
-            "messages": n + dup_count,
-            "partitions": partitions,
-            "posts": posts,
-            "users": users,
-            "zipf_s": zipf_s,
-            "edges": len(versions),
-            "event_time_span_s": span_s,
-            "format": "likes.events JSON as Debezium publishes it; key post:user",
-        },
-    )
+    sent = 0
+    for rec in with_duplicates(stream.events(n, span_s), dup_share, stream.rng):
+        writer.send(rec)
+        sent += 1
+    writer.close()
+    secs, dups = time.perf_counter() - t0, sent - n
+    log(f"prefilled {topic}: {n:,} events + {dups:,} duplicates in {secs:.1f}s")
+    config: dict[str, object] = {
+        "events": n,
+        "duplicates_delivered": dups,
+        "messages": sent,
+        "partitions": partitions,
+        "posts": posts,
+        "users": users,
+        "zipf_s": zipf_s,
+        "edges": len(stream.versions),
+        "event_time_span_s": span_s,
+        "format": "likes.events JSON as Debezium publishes it; key post:user",
+    }
+    return Prefilled(topic, partitions, n, dups, stream.truth(), config)
 
 
 def redis_matches(url: str, truth: dict[int, int]) -> tuple[int, int]:
-    """(posts whose ``likes:count`` equals the truth, posts checked)."""
-    import redis
-
+    """(posts whose count in Redis equals the truth, posts checked)."""
     r = redis.Redis.from_url(url, socket_timeout=10)
     posts = list(truth)
     ok = 0
     for i in range(0, len(posts), 5000):
         chunk = posts[i : i + 5000]
-        vals = r.mget([f"likes:count:{p}" for p in chunk])
+        vals = r.mget([count_key(p) for p in chunk])
         ok += sum(
             1 for p, v in zip(chunk, vals, strict=True) if v is not None and int(v) == truth[p]
         )
@@ -184,55 +231,18 @@ def redis_matches(url: str, truth: dict[int, int]) -> tuple[int, int]:
     return ok, len(posts)
 
 
-def trickle_produce(topic: str, rate: float, seconds: float, stop: Any = None) -> int:
-    """Produce fresh likes to ``topic`` at ``rate`` per second, as the live CDC would."""
-    from confluent_kafka import Producer
-
+def trickle_produce(topic: str, rate: float, seconds: float, stop: threading.Event) -> int:
+    """Produce first likes of fresh users to ``topic`` at ``rate`` per second, as the live
+    CDC would; returns how many were sent."""
     rng = random.Random()
-    pbase, ubase, author = id_base(), id_base(), id_base() + 7
-    posts = 2000
-    cum = _zipf_cum(posts, 1.1)
-    producer = Producer(
-        {
-            "bootstrap.servers": settings().kafka_bootstrap,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "acks": "all",
-            "enable.idempotence": True,
-            "partitioner": "murmur2_random",
-        }
-    )
-    n = int(rate * seconds)
+    posts, ubase, author = ZipfPosts(2000, 1.1), id_base(), id_base() + 7
+    writer = TopicWriter(topic)
     t0 = time.monotonic()
     sent = 0
-    for i in range(n):
-        if stop is not None and stop.is_set():
-            break
-        delay = t0 + i / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        post = pbase + 1 + bisect.bisect_left(cum, rng.random() * cum[-1])
-        user = ubase + i + 1
-        eid = str(uuid.uuid4())
-        value = json.dumps(
-            {
-                "action": "LikeCreated",
-                "post_id": post,
-                "user_id": user,
-                "event_id": eid,
-                "author_id": author,
-                "occurred_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "edge_version": 1,
-                "idempotency_key": None,
-            }
-        ).encode()
-        producer.produce(
-            topic,
-            key=f"{post}:{user}".encode(),
-            value=value,
-            headers=[("id", eid.encode()), ("event_id", eid.encode())],
-        )
-        producer.poll(0)
+    while sent < int(rate * seconds) and not stop.is_set():
+        time.sleep(max(0.0, t0 + sent / rate - time.monotonic()))
+        now = datetime.now(UTC)
+        writer.send(record(posts.pick(rng), ubase + sent + 1, 1, now, author, _uuid(rng), None))
         sent += 1
-    producer.flush(30)
+    writer.producer.flush(30)
     return sent

@@ -8,22 +8,20 @@ JSON files present. ``--quick`` (smaller sizes, a smoke run) writes to
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from dataclasses import asdict
 
-from bench.common import (
-    LEFTOVERS,
-    Result,
-    background,
-    log,
-    render_markdown,
-    sweep_leftovers,
-    wait_healthy,
-    write_result,
-)
+from bench.cleanup import LEFTOVERS, sweep_leftovers
+from bench.context import Benchmark, Ctx
+from bench.cpu import background
+from bench.log import log
+from bench.results import Result, render_markdown, write_result
+from bench.stack_wait import wait_healthy
+from core.settings import REPO_ROOT
 
 BENCHMARKS = [
     "api_vs_pgbench",
@@ -36,7 +34,7 @@ BENCHMARKS = [
 ]
 
 
-def _registry() -> dict[str, Callable[..., Result]]:
+def _registry() -> dict[str, Benchmark]:
     from bench.api_bench import bench_api_vs_pgbench, bench_hot_post
     from bench.dedupe_mem import bench_dedupe_memory
     from bench.flow_bench import bench_flow_throughput, bench_quix_comparison, bench_two_processes
@@ -53,27 +51,71 @@ def _registry() -> dict[str, Callable[..., Result]]:
     }
 
 
+def _git(*args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=False
+    )
+    return done.stdout.rstrip()
+
+
 def code_version() -> dict[str, object]:
     """The commit measured, and uncommitted changes outside bench/ (read-only git)."""
-    import subprocess
-
-    from core.settings import REPO_ROOT
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=False
-        )
-        return done.stdout.rstrip()
-
     dirty = [
         ln[3:]
-        for ln in git("status", "--porcelain").splitlines()
+        for ln in _git("status", "--porcelain").splitlines()
         if ln[3:] and not ln[3:].startswith("bench/")
     ]
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_outside_bench": dirty}
+    return {"commit": _git("rev-parse", "--short", "HEAD"), "uncommitted_outside_bench": dirty}
+
+
+def _attempt(name: str, bench: Benchmark, ctx: Ctx) -> Result:
+    """Run ``bench``, once more if it fails (the shared stack may have been restarted)."""
+    first_error = ""
+    for attempt in (1, 2):
+        health = wait_healthy(need_flow=name == "freshness")
+        bg = background(2.0)
+        try:
+            res = bench(ctx)
+            if attempt > 1:
+                res.notes.append(f"first attempt failed ({first_error}); this is the retry")
+        except Exception as e:
+            traceback.print_exc()
+            first_error = f"{type(e).__name__}: {str(e)[:300]}"
+            res = Result(name, ctx.quick, error=first_error)
+            if attempt == 1:
+                log(f"{name} failed ({first_error}); retrying once when the stack is healthy")
+                continue
+        break
+    res.absolute["stack_health_before"] = asdict(health)
+    res.absolute["background_before"] = asdict(bg)
+    if bg.machine_busy > 0.25:
+        res.notes.append(
+            f"The machine was already {bg.machine_busy:.0%} busy before this benchmark "
+            f"(cores: {bg.cores}): someone else's load shares the 2 cores."
+        )
+    return res
+
+
+def run_one(name: str, bench: Benchmark, ctx: Ctx) -> Result:
+    """Run one benchmark and write its result file."""
+    log(f"=== {name}{' (quick)' if ctx.quick else ''}")
+    t0 = time.monotonic()
+    res = _attempt(name, bench, ctx)
+    res.config["code"] = code_version()
+    res.seconds = round(time.monotonic() - t0, 1)
+    path = write_result(res)
+    for m in res.metrics:
+        shown = m.ratio if m.ratio is None else round(m.ratio, 3)
+        log(
+            f"{name}: {m.label}: ours {m.ours_text} | limit {m.limit_text} | "
+            f"ratio {shown} | goal {m.goal} | met {m.met}"
+        )
+    log(f"{name} done in {res.seconds:.0f}s -> {path}")
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmarks; 1 if any failed."""
     warnings.filterwarnings("ignore")
     p = argparse.ArgumentParser(prog="bench.run", description=__doc__)
     p.add_argument(
@@ -85,55 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     a = p.parse_args(argv)
-    names = [n for n in BENCHMARKS if not a.only or n in a.only]
-    from bench.api_bench import Ctx
-
-    ctx = Ctx(a.quick)
-    registry = _registry()
-    t_all = time.monotonic()
-    failed = 0
+    ctx, registry, t_all = Ctx(a.quick), _registry(), time.monotonic()
     swept = sweep_leftovers()
     if swept:
         log(f"removed leftovers of earlier crashed runs: {swept}")
-    for name in names:
-        log(f"=== {name}{' (quick)' if a.quick else ''}")
-        t0 = time.monotonic()
-        res = None
-        first_error = ""
-        for attempt in (1, 2):
-            health = wait_healthy(need_flow=name == "freshness")
-            bg = background(2.0)
-            try:
-                res = registry[name](ctx)
-                if attempt > 1:
-                    res.notes.append(f"first attempt failed ({first_error}); this is the retry")
-                break
-            except Exception as e:
-                traceback.print_exc()
-                first_error = f"{type(e).__name__}: {str(e)[:300]}"
-                res = Result(name, a.quick, error=first_error)
-                if attempt == 1:
-                    log(f"{name} failed ({first_error}); retrying once when the stack is healthy")
-        assert res is not None
-        if res.error:
-            failed += 1
-        res.absolute["stack_health_before"] = health
-        res.config["code"] = code_version()
-        res.seconds = round(time.monotonic() - t0, 1)
-        res.absolute["background_before"] = bg
-        if bg["machine_busy"] > 0.25:
-            res.notes.append(
-                f"The machine was already {bg['machine_busy']:.0%} busy before this benchmark "
-                f"(cores: {bg['cores']}): someone else's load shares the 2 cores."
-            )
-        path = write_result(res)
-        for m in res.metrics:
-            log(
-                f"{name}: {m.label}: ours {m.ours_text} | limit {m.limit_text} | "
-                f"ratio {m.ratio if m.ratio is None else round(m.ratio, 3)} | goal {m.goal} "
-                f"| met {m.met}"
-            )
-        log(f"{name} done in {res.seconds:.0f}s -> {path}")
+    names = [n for n in BENCHMARKS if not a.only or n in a.only]
+    failed = sum(1 for n in names if run_one(n, registry[n], ctx).error)
     if LEFTOVERS:
         log(f"NOT cleaned up (stores unreachable): {LEFTOVERS}")
     md = render_markdown(a.quick, BENCHMARKS)
