@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -48,6 +49,23 @@ def ensure_recovery(s: FlowSettings, name: str) -> RecoveryConfig:
     return RecoveryConfig(str(path), backup_interval=timedelta(seconds=s.backup_interval_s))
 
 
+def serve_analysts(url: str, port: int) -> None:
+    """With embedded chDB this process owns the store, so it also answers analysts'
+    read-only SQL (on a connection of their own) and reconcile's correction rows."""
+    from sinks import clickhouse_store
+
+    if not clickhouse_store.is_embedded(url):
+        return
+    from analytics.server import REPAIR_COLUMNS, start_in_thread
+
+    clickhouse_store.ensure_schema(url)
+
+    def write_repairs(rows: list[tuple[Any, ...]]) -> None:
+        clickhouse_store.insert(url, "post_like_window_parts", rows, REPAIR_COLUMNS)
+
+    start_in_thread(url, port, write_repairs=write_repairs)
+
+
 def run(name: str, *, process_id: int | None = None, addresses: list[str] | None = None) -> None:
     """Run flow ``name`` until killed."""
     s = FlowSettings()
@@ -55,9 +73,7 @@ def run(name: str, *, process_id: int | None = None, addresses: list[str] | None
     flow = build_production_flow(name, s, progress)
     recovery = ensure_recovery(s, name)
     if name == "counts":
-        from sinks.analytics_server import serve_if_embedded
-
-        serve_if_embedded(s.effective_clickhouse_url, s.analytics_port)
+        serve_analysts(s.effective_clickhouse_url, s.analytics_port)
     start_publisher(s.redis_url, name, progress)
     log.info("flow %s starting (recovery %s)", name, recovery.db_dir)
     cli_main(

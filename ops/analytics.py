@@ -1,47 +1,74 @@
-"""``likes analytics query``: read-only SQL on ClickHouse, embedded or server.
+"""``likes analytics query``: read-only SQL on ClickHouse, embedded or server, while the
+system runs; and the correction rows ``likes reconcile`` writes.
 
-With embedded chDB the counts flow process owns the data path, so a query goes to its
-analytics endpoint; when no flow runs, the store is opened directly. A server URL is
-queried directly. Either way ClickHouse runs the query with ``readonly=1``.
+Guarantee: an analyst's SQL reaches ClickHouse only through ``analytics.reader`` (a
+statement allow-list, then a read-only connection of its own with time, memory and
+result limits), so no query, however hostile, slow or malformed, can change what the
+pipeline's writers see. With embedded chDB the counts flow process owns the store and
+answers on ``127.0.0.1:<analytics_port>``; when no flow runs, the store is opened here.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import httpx
 
+from analytics.reader import AnalystReader, QueryFailed
+from analytics.server import REPAIR_COLUMNS
+from analytics.sql_guard import QueryRefused
 from core.settings import CommonSettings
 from sinks import clickhouse_store
 
 
-def _via_owner(s: CommonSettings, sql: str) -> tuple[list[str], list[Any]] | None:
+def _owner(s: CommonSettings, path: str, body: Any, timeout: float) -> httpx.Response | None:
+    """POST to the process that owns the embedded store; None when none listens."""
     try:
-        r = httpx.post(
-            f"http://127.0.0.1:{s.analytics_port}/query", content=sql.encode(), timeout=120
-        )
+        return httpx.post(f"http://127.0.0.1:{s.analytics_port}{path}", json=body, timeout=timeout)
     except httpx.ConnectError:
         return None
-    body = r.json()
-    if r.status_code != 200:
-        raise ValueError(body.get("error", r.text))
-    return body["columns"], body["rows"]
 
 
 def query(s: CommonSettings, sql: str) -> tuple[list[str], list[Any]]:
-    """Column names and rows of ``sql``."""
+    """Column names and rows of ``sql``; ``ValueError`` with a clear message when refused."""
     url = s.effective_clickhouse_url
     if clickhouse_store.is_embedded(url):
-        owned = _via_owner(s, sql)
-        if owned is not None:
-            return owned
-        clickhouse_store.ensure_schema(url)
+        r = _owner(s, "/query", {"sql": sql}, timeout=120)
+        if r is not None:
+            body = r.json()
+            if r.status_code != 200:
+                raise ValueError(body.get("error", r.text))
+            return body["columns"], body["rows"]
+        clickhouse_store.ensure_schema(url)  # no flow runs: this process is the owner
+    reader = AnalystReader(url)
     try:
-        columns, rows = clickhouse_store.query_readonly(url, sql)
-    except Exception as e:
-        raise ValueError(str(e).splitlines()[0]) from e
-    return columns, [list(r) for r in rows]
+        return reader.query(sql)
+    except (QueryRefused, QueryFailed) as e:
+        raise ValueError(str(e)) from e
+    finally:
+        reader.close()
+
+
+def write_window_repairs(s: CommonSettings, rows: list[tuple[Any, ...]]) -> None:
+    """Insert correction window rows (``REPAIR_COLUMNS`` order, parts ``repair:*``)."""
+    if not rows:
+        return
+    url = s.effective_clickhouse_url
+    if clickhouse_store.is_embedded(url):
+        body = [[*r[:1], _iso(r[1]), _iso(r[2]), *r[3:]] for r in rows]
+        r = _owner(s, "/repairs/windows", body, timeout=60)
+        if r is not None:
+            if r.status_code != 200:
+                raise ValueError(r.json().get("error", r.text))
+            return
+        clickhouse_store.ensure_schema(url)
+    clickhouse_store.insert(url, "post_like_window_parts", rows, REPAIR_COLUMNS)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat()
 
 
 def print_rows(columns: list[str], rows: list[Any], *, as_json: bool) -> None:

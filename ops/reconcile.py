@@ -43,8 +43,7 @@ def persistent_drift(s: CommonSettings, grace_s: float = 3.0) -> DriftReport:
 
 
 def _repair_windows(s: CommonSettings, fixes: list[tuple[int, int, int]]) -> None:
-    from sinks import clickhouse_store
-    from sinks.analytics_server import post_repairs
+    from ops.analytics import write_window_repairs
 
     now_ms = int(time.time() * 1000)
     start = now_ms - now_ms % 60_000
@@ -60,14 +59,7 @@ def _repair_windows(s: CommonSettings, fixes: list[tuple[int, int, int]]) -> Non
         )
         for p, got, want in fixes
     ]
-    url = s.effective_clickhouse_url
-    if not post_repairs(s.analytics_port, rows):
-        clickhouse_store.insert(
-            url,
-            "post_like_window_parts",
-            rows,
-            ["post_id", "window_start", "window_end", "part", "likes", "unlikes", "version"],
-        )
+    write_window_repairs(s, rows)
 
 
 def repair(s: CommonSettings, report: DriftReport) -> None:

@@ -1,8 +1,10 @@
-"""ClickHouse access for sinks and queries: embedded chDB or a server, one client per process.
+"""ClickHouse access for the writers: embedded chDB or a server, one client per process.
 
-chDB admits one process per data path, so within a process every user of a ``chdb://``
-URL shares one client, serialized by a lock. A server URL (``http(s)://``) gets an
-ordinary clickhouse-connect client.
+chDB admits one process per data path; within it the writers (the sinks, the schema,
+repair rows) share one client, serialized by a lock. Analysts never use it: they get a
+read-only connection of their own (``analytics.reader``), so nothing they run can
+change this client's session. A server URL (``http(s)://``) gets an ordinary
+clickhouse-connect client.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ def is_embedded(url: str) -> bool:
     return url.startswith("chdb://")
 
 
-def _connect(url: str) -> Client:
+def connect(url: str, settings: dict[str, Any] | None = None) -> Client:
+    """A new client of its own for ``url`` (``settings`` apply to its session only)."""
     if is_embedded(url):
         Path(url.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
-        return clickhouse_connect.get_client(dsn=url)
+        return clickhouse_connect.get_client(dsn=url, settings=settings)
     parts = urlsplit(url)
     return clickhouse_connect.get_client(
         host=parts.hostname or "localhost",
@@ -38,6 +41,7 @@ def _connect(url: str) -> Client:
         username=parts.username or "default",
         password=parts.password or "",
         secure=parts.scheme == "https",
+        settings=settings,
     )
 
 
@@ -45,7 +49,7 @@ def get_client(url: str) -> Client:
     """The process's client for ``url`` (created on first use)."""
     with _guard:
         if url not in _clients:
-            _clients[url] = _connect(url)
+            _clients[url] = connect(url)
         return _clients[url]
 
 
@@ -66,8 +70,10 @@ def insert(url: str, table: str, rows: Sequence[Sequence[Any]], columns: list[st
             get_client(url).insert(f"likes.{table}", list(rows), column_names=columns)
 
 
-def query_readonly(url: str, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Column names and rows of a read-only query."""
-    with LOCK:
-        result = get_client(url).query(sql, settings={"readonly": 1})
-    return list(result.column_names), [tuple(r) for r in result.result_rows]
+def close_all() -> None:
+    """Close the process's writer clients (chDB admits one store path per process: a
+    test that opens another path closes these first)."""
+    with _guard:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()

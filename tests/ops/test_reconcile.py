@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from core.settings import CommonSettings
+from ops.analytics import write_window_repairs
 from ops.drift import measure
-from sinks.analytics_server import post_repairs
 from tests.conftest import auth, fresh_id, register_post
 from tests.e2e.pipeline import converge
 
@@ -35,9 +35,8 @@ def test_reconcile_detects_and_repairs_drift(api: httpx.Client, stack: CommonSet
     with psycopg.connect(stack.postgres_url) as conn:
         conn.execute("UPDATE post_like_counts SET like_count = 7 WHERE post_id = %s", (post,))
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    assert post_repairs(
-        stack.analytics_port, [(post, start, start, f"repair:{uuid.uuid4()}", 5, 0, 1)]
-    )
+    end = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    write_window_repairs(stack, [(post, start, end, f"repair:{uuid.uuid4()}", 5, 0, 1)])
     drifting = measure(stack, [post]).drift
     assert {k: [r[1:] for r in v] for k, v in drifting.items()} == {
         "redis": [(99, 3)],

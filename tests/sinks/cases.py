@@ -139,7 +139,7 @@ def redis_trending(s: CommonSettings, chdb_url: str) -> Case:
 
 
 def _ch(url: str, sql: str) -> Callable[[], list[tuple[Any, ...]]]:
-    return lambda: clickhouse_store.query_readonly(url, sql)[1]
+    return lambda: [tuple(r) for r in clickhouse_store.get_client(url).query(sql).result_rows]
 
 
 def clickhouse_windows(s: CommonSettings, chdb_url: str) -> Case:
