@@ -18,6 +18,7 @@ from ingest_api.db import make_pool
 from ingest_api.deps import AppState
 from ingest_api.idempotency import PURGE_SQL
 from ingest_api.metrics import REQUESTS
+from ingest_api.openapi import LikesAPI
 from ingest_api.problems import install_problem_handlers
 from ingest_api.ratelimit import RateLimiter
 from ingest_api.routes import health, likes, notifications, posts, users
@@ -95,7 +96,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             await state.pool.close()
             await state.redis.aclose()
 
-    app = FastAPI(title="likestream ingest API", version="0.1.0", lifespan=lifespan)
+    app = LikesAPI(
+        title="likestream ingest API",
+        version="0.1.0",
+        description="Likes: idempotent like/unlike and the reads feeds need. "
+        "Every error is RFC 9457 `application/problem+json`.",
+        lifespan=lifespan,
+    )
     app.state.likes = state
     install_problem_handlers(app)
     app.add_middleware(_TimingMiddleware)

@@ -6,10 +6,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import redis.asyncio as aioredis
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool
+from pydantic import WithJsonSchema
 
 from core.settings import ApiSettings
+from ingest_api import cursor, idempotency
 from ingest_api.auth import MAX_ID, Principal, verify
 from ingest_api.problems import ProblemError
 from ingest_api.ratelimit import RateLimiter
@@ -38,12 +41,25 @@ async def get_state(request: Request) -> AppState:
     return app_state(request)
 
 
+# documents the scheme; the token is verified by ``verify`` from the raw header
+_bearer = HTTPBearer(
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="HS256 JWT; `sub` is the acting user id, `exp` is required.",
+    auto_error=False,
+)
+
+
 async def get_principal(
-    request: Request, authorization: Annotated[str | None, Header()] = None
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 ) -> Principal:
     """The caller, from its bearer token."""
     s = app_state(request).settings
-    return verify(authorization, s.jwt_secret.get_secret_value(), leeway_s=s.jwt_leeway_s)
+    return verify(
+        request.headers.get("Authorization"),
+        s.jwt_secret.get_secret_value(),
+        leeway_s=s.jwt_leeway_s,
+    )
 
 
 def require_scope(scope: str) -> object:
@@ -61,6 +77,36 @@ State = Annotated[AppState, Depends(get_state)]
 Caller = Annotated[Principal, Depends(get_principal)]
 PostId = Annotated[int, Path(gt=0, le=MAX_ID, description="positive 64-bit post id")]
 UserId = Annotated[int, Path(gt=0, le=MAX_ID, description="positive 64-bit user id")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Items per page.")]
+Cursor = Annotated[
+    str | None,
+    Query(
+        alias="cursor",
+        pattern=cursor.PATTERN,
+        max_length=cursor.MAX_LENGTH,
+        description="`next_cursor` of the previous page; absent or empty for the first.",
+    ),
+    # not nullable in the document: a query parameter is absent, never null
+    WithJsonSchema({"type": "string", "pattern": cursor.PATTERN, "maxLength": cursor.MAX_LENGTH}),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=idempotency.KEY_PATTERN,
+        max_length=idempotency.MAX_KEY_LEN,
+        description="Retries with the same key by the same user return the first response "
+        "(with `Idempotent-Replayed: true`); the same key with another request is 422, "
+        "a retry while the first is in flight is 409. Kept at least 24 h.",
+    ),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": idempotency.KEY_PATTERN,
+            "maxLength": idempotency.MAX_KEY_LEN,
+        }
+    ),
+]
 
 
 def parse_id_list(raw: str, *, limit: int) -> list[int]:

@@ -10,6 +10,7 @@ A claim whose request died without completing (its database session is gone, or
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,11 @@ from psycopg import AsyncConnection
 from ingest_api.problems import ProblemError
 
 MAX_KEY_LEN = 255
+# 1..255 visible characters, inner spaces allowed: what ``isprintable`` accepts of the
+# latin-1 a header value is read as, without the blanks HTTP strips from both ends
+_VISIBLE = r"\x21-\x7e\xa1-\xac\xae-\xff"
+KEY_PATTERN = rf"^[{_VISIBLE}](?:[ {_VISIBLE}]{{0,{MAX_KEY_LEN - 2}}}[{_VISIBLE}])?$"
+_KEY_RE = re.compile(KEY_PATTERN)
 
 _CLAIM = """INSERT INTO idempotency_keys
     (user_id, idem_key, fingerprint, owner_pid, owner_epoch)
@@ -56,7 +62,7 @@ def fingerprint(method: str, path: str, body: bytes = b"") -> str:
 
 def validate_key(key: str) -> str:
     """The key as given, or a 422 problem when it is unusable."""
-    if not key or len(key) > MAX_KEY_LEN or not key.isprintable():
+    if not _KEY_RE.fullmatch(key):
         raise ProblemError(422, f"Idempotency-Key must be 1..{MAX_KEY_LEN} printable characters")
     return key
 

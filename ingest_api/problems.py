@@ -9,10 +9,47 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from pydantic import BaseModel, Field
+from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
+
+
+class ProblemIssue(BaseModel):
+    """One reason a request is not valid."""
+
+    loc: list[str | int] = Field(
+        description='Where: the request part, then the path inside it, e.g. ["query", "limit"].'
+    )
+    msg: str = Field(description="What is wrong there.")
+
+
+def _no_default(schema: JsonDict) -> None:
+    schema.pop("default", None)
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: the body of every error response."""
+
+    type: str = Field(default="about:blank", description="A URI naming the problem type.")
+    title: str = Field(description="The HTTP status phrase, e.g. `Not Found`.")
+    status: int = Field(ge=400, le=599, description="The HTTP status code, repeated.")
+    detail: str = Field(description="What went wrong with this request.")
+    instance: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The request path the problem occurred on.",
+        json_schema_extra=_no_default,
+    )
+    errors: list[ProblemIssue] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Each invalid input (422 for malformed requests only).",
+        json_schema_extra=_no_default,
+    )
 
 
 class ProblemError(Exception):
@@ -25,14 +62,14 @@ class ProblemError(Exception):
         *,
         title: str | None = None,
         headers: dict[str, str] | None = None,
-        **extra: Any,
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.title = title or HTTPStatus(status).phrase
         self.headers = headers or {}
-        self.extra = extra
+        self.errors = errors
 
 
 def problem_response(
@@ -42,19 +79,36 @@ def problem_response(
     title: str | None = None,
     instance: str | None = None,
     headers: dict[str, str] | None = None,
-    **extra: Any,
+    errors: list[dict[str, Any]] | None = None,
 ) -> JSONResponse:
-    """A problem+json response."""
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        **extra,
-    }
-    if instance:
-        body["instance"] = instance
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+    """A problem+json response, its body checked against :class:`Problem`."""
+    problem = Problem(
+        title=title or HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=instance or None,
+        errors=None if errors is None else [ProblemIssue.model_validate(e) for e in errors],
+    )
+    return JSONResponse(
+        problem.model_dump(mode="json", exclude_none=True),
+        status_code=status,
+        headers=headers,
+        media_type=PROBLEM_JSON,
+    )
+
+
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` value for the request's path: every method any route serves there.
+
+    Starlette answers 405 from the first route whose path matches, so a path served by
+    several routes (``POST`` and ``DELETE /v1/posts/{post_id}/like``) would list one only.
+    """
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE and route.methods:
+            methods |= set(route.methods)
+    return ", ".join(sorted(methods))
 
 
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
@@ -65,7 +119,7 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
         title=exc.title,
         instance=request.url.path,
         headers=exc.headers,
-        **exc.extra,
+        errors=exc.errors,
     )
 
 
@@ -79,11 +133,16 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    if exc.status_code == 400:
+        # FastAPI's only 400: a JSON body it cannot read (not UTF-8); invalid input is 422
+        return problem_response(
+            422, "the request body is not valid JSON", instance=request.url.path
+        )
     return problem_response(
-        exc.status_code,
-        str(exc.detail),
-        instance=request.url.path,
-        headers=getattr(exc, "headers", None),
+        exc.status_code, str(exc.detail), instance=request.url.path, headers=headers or None
     )
 
 

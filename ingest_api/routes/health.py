@@ -2,34 +2,46 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest_api.db import EdgeStoreUnavailable, connection
 from ingest_api.deps import State
+from ingest_api.models import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-async def healthz() -> dict[str, str]:
+class MetricsResponse(Response):
+    """The Prometheus text exposition format."""
+
+    media_type = CONTENT_TYPE_LATEST
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
     """The process is alive."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
-@router.get("/readyz")
-async def readyz(state: State) -> JSONResponse:
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    response_description="Ready: the edge store answers.",
+    responses={503: {"model": Readiness, "description": "The edge store does not answer."}},
+)
+async def readyz(state: State, response: Response) -> Readiness:
     """Ready when the edge store answers."""
     try:
         async with connection(state.pool) as conn:
             await conn.execute("SELECT 1")
     except EdgeStoreUnavailable:
-        return JSONResponse({"status": "unavailable", "postgres": False}, status_code=503)
-    return JSONResponse({"status": "ok", "postgres": True})
+        response.status_code = 503
+        return Readiness(status="unavailable", postgres=False)
+    return Readiness(status="ok", postgres=True)
 
 
-@router.get("/metrics")
-async def metrics() -> Response:
+@router.get("/metrics", response_class=MetricsResponse)
+async def metrics() -> MetricsResponse:
     """Prometheus exposition."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return MetricsResponse(generate_latest())

@@ -4,43 +4,64 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, Request, Response
 
 from ingest_api import cursor, idempotency
+from ingest_api.auth import MAX_ID
 from ingest_api.counts import like_counts
 from ingest_api.db import connection
-from ingest_api.deps import Caller, PostId, State, parse_id_list
+from ingest_api.deps import Caller, Cursor, IdempotencyKey, Limit, PostId, State, parse_id_list
 from ingest_api.likes_tx import LikeResult, set_like
 from ingest_api.metrics import LIKE_TRANSITIONS
+from ingest_api.models import LikersPage, LikesBatch, LikeState, PostLikes
+from ingest_api.openapi import problem_responses
 from ingest_api.problems import ProblemError
 
 router = APIRouter(prefix="/v1", tags=["likes"])
 MAX_BATCH = 100
+REPLAYED = "Idempotent-Replayed"
+
+_MUTATION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The edge after the request, or the first response replayed.",
+        "headers": {
+            REPLAYED: {
+                "description": "`true` when this is the stored response to an earlier "
+                "request with the same Idempotency-Key.",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        },
+    },
+    **problem_responses(401, 404, 409, 410, 422, 429, 503),
+}
+# ?post_ids=1,2,3: an array sent comma-separated (form style, not exploded); FastAPI
+# reads it as one string (hidden parameter below) and parse_id_list enforces this
+_POST_IDS = {
+    "name": "post_ids",
+    "in": "query",
+    "required": True,
+    "style": "form",
+    "explode": False,
+    "description": f"Comma-separated post ids, 1..{MAX_BATCH} of them (repeats allowed).",
+    "schema": {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_BATCH,
+        "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    },
+}
 
 
-class LikeState(BaseModel):
-    post_id: int
-    user_id: int
-    liked: bool
-    changed: bool
-    version: int
-
-
-class PostLikes(BaseModel):
-    post_id: int
-    like_count: int
-    viewer_liked: bool
-
-
-class LikesBatch(BaseModel):
-    items: list[PostLikes]
-
-
-async def _mutate(request: Request, state: State, caller: Caller, post_id: int, liked: bool) -> Any:
+async def _mutate(
+    request: Request,
+    response: Response,
+    state: State,
+    caller: Caller,
+    post_id: int,
+    key: str | None,
+    liked: bool,
+) -> dict[str, Any]:
     await state.limiter.check(caller.user_id)
-    key = request.headers.get("Idempotency-Key")
     s = state.settings
     async with connection(state.pool) as conn:
         if key is not None:
@@ -55,11 +76,9 @@ async def _mutate(request: Request, state: State, caller: Caller, post_id: int, 
                 ttl_h=s.idempotency_ttl_h,
             )
             if replay is not None:
-                return JSONResponse(
-                    replay.body,
-                    status_code=replay.status_code,
-                    headers={"Idempotent-Replayed": "true"},
-                )
+                response.status_code = replay.status_code
+                response.headers[REPLAYED] = "true"
+                return replay.body
         try:
             result: LikeResult = await set_like(
                 conn, post_id=post_id, user_id=caller.user_id, liked=liked, idem_key=key
@@ -72,19 +91,33 @@ async def _mutate(request: Request, state: State, caller: Caller, post_id: int, 
     LIKE_TRANSITIONS.labels(
         action="like" if liked else "unlike", changed=str(result.changed).lower()
     ).inc()
-    return JSONResponse(result.body())
+    return result.body()
 
 
-@router.post("/posts/{post_id}/like", response_model=LikeState)
-async def like(request: Request, state: State, caller: Caller, post_id: PostId) -> Any:
+@router.post("/posts/{post_id}/like", response_model=LikeState, responses=_MUTATION_RESPONSES)
+async def like(
+    request: Request,
+    response: Response,
+    state: State,
+    caller: Caller,
+    post_id: PostId,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Like a post (idempotent)."""
-    return await _mutate(request, state, caller, post_id, True)
+    return await _mutate(request, response, state, caller, post_id, idempotency_key, True)
 
 
-@router.delete("/posts/{post_id}/like", response_model=LikeState)
-async def unlike(request: Request, state: State, caller: Caller, post_id: PostId) -> Any:
+@router.delete("/posts/{post_id}/like", response_model=LikeState, responses=_MUTATION_RESPONSES)
+async def unlike(
+    request: Request,
+    response: Response,
+    state: State,
+    caller: Caller,
+    post_id: PostId,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Unlike a post (idempotent)."""
-    return await _mutate(request, state, caller, post_id, False)
+    return await _mutate(request, response, state, caller, post_id, idempotency_key, False)
 
 
 _VIEWER_SQL = """SELECT p.deleted_at IS NOT NULL, coalesce(e.state = 'liked', false)
@@ -92,7 +125,11 @@ FROM posts p LEFT JOIN post_likes e ON e.post_id = p.post_id AND e.user_id = %s
 WHERE p.post_id = %s"""
 
 
-@router.get("/posts/{post_id}/likes", response_model=PostLikes)
+@router.get(
+    "/posts/{post_id}/likes",
+    response_model=PostLikes,
+    responses=problem_responses(401, 404, 422, 503),
+)
 async def post_likes(state: State, caller: Caller, post_id: PostId) -> dict[str, Any]:
     """A post's like count and whether the caller likes it."""
     async with connection(state.pool) as conn:
@@ -107,11 +144,16 @@ _BATCH_VIEWER_SQL = """SELECT post_id, state = 'liked' FROM post_likes
 WHERE user_id = %s AND post_id = ANY(%s)"""
 
 
-@router.get("/likes", response_model=LikesBatch)
+@router.get(
+    "/likes",
+    response_model=LikesBatch,
+    responses=problem_responses(401, 422, 503),
+    openapi_extra={"parameters": [_POST_IDS]},
+)
 async def likes_batch(
     state: State,
     caller: Caller,
-    post_ids: Annotated[str, Query(description="comma-separated, at most 100")],
+    post_ids: Annotated[str, Query(include_in_schema=False)],
 ) -> dict[str, Any]:
     """Feed batch read: counts and viewer state for many posts, in request order."""
     ids = parse_id_list(post_ids, limit=MAX_BATCH)
@@ -136,13 +178,13 @@ WHERE post_id = %s AND state = 'liked'
 ORDER BY updated_at DESC, user_id DESC LIMIT %s"""
 
 
-@router.get("/posts/{post_id}/likers")
+@router.get(
+    "/posts/{post_id}/likers",
+    response_model=LikersPage,
+    responses=problem_responses(401, 404, 422, 503),
+)
 async def likers(
-    state: State,
-    caller: Caller,
-    post_id: PostId,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor_: Annotated[str | None, Query(alias="cursor")] = None,
+    state: State, caller: Caller, post_id: PostId, limit: Limit = 20, cursor_: Cursor = None
 ) -> dict[str, Any]:
     """Users who like a post, most recent first, keyset-paginated."""
     async with connection(state.pool) as conn:
@@ -153,6 +195,6 @@ async def likers(
             raise ProblemError(404, f"post {post_id} does not exist")
         page, nxt = await cursor.keyset_page(conn, _LIKERS_SQL, post_id, limit, cursor_, 1, 0)
     return {
-        "items": [{"user_id": u, "liked_at": t.isoformat()} for u, t in page],
+        "items": [{"user_id": u, "liked_at": t} for u, t in page],
         "next_cursor": nxt,
     }

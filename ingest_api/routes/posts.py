@@ -4,30 +4,36 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Response
 
-from ingest_api.auth import MAX_ID, Principal
+from ingest_api.auth import Principal
 from ingest_api.db import connection
 from ingest_api.deps import PostId, State, require_scope
+from ingest_api.models import DeletedPost, Post, PostIn
+from ingest_api.openapi import problem_responses
 from ingest_api.problems import ProblemError
 
 router = APIRouter(prefix="/v1", tags=["posts"])
 Writer = Annotated[Principal, require_scope("posts:write")]
-
-
-class PostIn(BaseModel):
-    author_id: int = Field(gt=0, le=MAX_ID, strict=True)
-
 
 _INSERT = """INSERT INTO posts (post_id, author_id) VALUES (%s, %s)
 ON CONFLICT (post_id) DO NOTHING RETURNING author_id, created_at, deleted_at"""
 _SELECT = "SELECT author_id, created_at, deleted_at FROM posts WHERE post_id = %s"
 
 
-@router.put("/posts/{post_id}")
-async def register_post(state: State, writer: Writer, post_id: PostId, body: PostIn) -> Any:
+@router.put(
+    "/posts/{post_id}",
+    response_model=Post,
+    status_code=201,
+    response_description="The post was registered now.",
+    responses={
+        200: {"model": Post, "description": "The post already was registered to this author."},
+        **problem_responses(401, 403, 409, 410, 422, 503),
+    },
+)
+async def register_post(
+    state: State, writer: Writer, post_id: PostId, body: PostIn, response: Response
+) -> dict[str, Any]:
     """Register a post so that it can be liked (idempotent)."""
     async with connection(state.pool) as conn:
         row = await (await conn.execute(_INSERT, (post_id, body.author_id))).fetchone()
@@ -41,16 +47,16 @@ async def register_post(state: State, writer: Writer, post_id: PostId, body: Pos
         raise ProblemError(410, f"post {post_id} was deleted")
     if author != body.author_id:
         raise ProblemError(409, f"post {post_id} is registered to another author")
-    out = {
-        "post_id": post_id,
-        "author_id": author,
-        "created_at": created_at.isoformat(),
-        "deleted_at": None,
-    }
-    return JSONResponse(out, status_code=201 if created else 200)
+    if not created:
+        response.status_code = 200
+    return {"post_id": post_id, "author_id": author, "created_at": created_at, "deleted_at": None}
 
 
-@router.delete("/posts/{post_id}")
+@router.delete(
+    "/posts/{post_id}",
+    response_model=DeletedPost,
+    responses=problem_responses(401, 403, 404, 422, 503),
+)
 async def delete_post(state: State, writer: Writer, post_id: PostId) -> dict[str, Any]:
     """Mark a post deleted; it can no longer be liked."""
     async with connection(state.pool) as conn:
@@ -63,4 +69,4 @@ async def delete_post(state: State, writer: Writer, post_id: PostId) -> dict[str
         ).fetchone()
     if row is None:
         raise ProblemError(404, f"post {post_id} does not exist")
-    return {"post_id": post_id, "author_id": row[0], "deleted_at": row[1].isoformat()}
+    return {"post_id": post_id, "author_id": row[0], "deleted_at": row[1]}

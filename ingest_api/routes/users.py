@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from ingest_api import cursor
 from ingest_api.db import connection
-from ingest_api.deps import Caller, State, UserId
+from ingest_api.deps import Caller, Cursor, Limit, State, UserId
+from ingest_api.models import UserLikesPage
+from ingest_api.openapi import problem_responses
 from ingest_api.problems import ProblemError
 
 router = APIRouter(prefix="/v1", tags=["users"])
@@ -19,13 +21,13 @@ WHERE user_id = %s AND state = 'liked'
 ORDER BY updated_at DESC, post_id DESC LIMIT %s"""
 
 
-@router.get("/users/{user_id}/likes")
+@router.get(
+    "/users/{user_id}/likes",
+    response_model=UserLikesPage,
+    responses=problem_responses(401, 403, 422, 503),
+)
 async def user_likes(
-    state: State,
-    caller: Caller,
-    user_id: UserId,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor_: Annotated[str | None, Query(alias="cursor")] = None,
+    state: State, caller: Caller, user_id: UserId, limit: Limit = 20, cursor_: Cursor = None
 ) -> dict[str, Any]:
     """Posts the caller likes, most recent first (only the user themself)."""
     if user_id != caller.user_id:
@@ -33,6 +35,6 @@ async def user_likes(
     async with connection(state.pool) as conn:
         page, nxt = await cursor.keyset_page(conn, _USER_LIKES_SQL, user_id, limit, cursor_, 1, 0)
     return {
-        "items": [{"post_id": p, "liked_at": t.isoformat()} for p, t in page],
+        "items": [{"post_id": p, "liked_at": t} for p, t in page],
         "next_cursor": nxt,
     }

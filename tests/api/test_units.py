@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from ingest_api import cursor, idempotency
+from ingest_api.auth import MAX_ID
 from ingest_api.deps import parse_id_list
 from ingest_api.likes_tx import LikeResult
 from ingest_api.problems import ProblemError
@@ -21,13 +23,29 @@ def test_cursor_round_trip_and_rejects_garbage() -> None:
     assert e.value.status == 422
 
 
+def test_cursor_is_exactly_its_published_pattern() -> None:
+    ts = datetime(2026, 11, 21, 10, 0, 0, 123456, tzinfo=UTC)
+    for item_id in (1, MAX_ID):
+        c = cursor.encode(ts, item_id)
+        assert re.fullmatch(cursor.PATTERN, c) and len(c) <= cursor.MAX_LENGTH
+        assert cursor.decode(c) == (ts, item_id)
+    assert cursor.decode("") is None
+    assert cursor.decode("ffffffffffffff.7fffffffffffffff") is not None  # any match decodes
+    old = "WyIyMDI2LTExLTIxVDEwOjAwOjAwKzAwOjAwIiwgNDJd"  # the former base64 JSON cursor
+    for bad in ("1.8000000000000000", "100000000000000.1", "A.1", "1.2.3", "1.", old):
+        with pytest.raises(ProblemError) as e:
+            cursor.decode(bad)
+        assert e.value.status == 422
+
+
 def test_idempotency_fingerprint_and_key_validation() -> None:
     a = idempotency.fingerprint("POST", "/v1/posts/1/like")
     assert a == idempotency.fingerprint("post", "/v1/posts/1/like")
     assert a != idempotency.fingerprint("DELETE", "/v1/posts/1/like")
     assert a != idempotency.fingerprint("POST", "/v1/posts/2/like")
     assert idempotency.validate_key("k" * 255) == "k" * 255
-    for bad in ("", "k" * 256, "tab\there"):
+    assert idempotency.validate_key("a key, é") == "a key, é"
+    for bad in ("", "k" * 256, "tab\there", " lead", "trail ", "soft\xadhyphen"):
         with pytest.raises(ProblemError):
             idempotency.validate_key(bad)
 
