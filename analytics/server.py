@@ -48,7 +48,16 @@ from analytics.sql_guard import QueryRefused
 
 log = logging.getLogger(__name__)
 
-REPAIR_COLUMNS = ["post_id", "window_start", "window_end", "part", "likes", "unlikes", "version"]
+REPAIR_COLUMNS = [
+    "post_id",
+    "window_start",
+    "window_end",
+    "part",
+    "likes",
+    "unlikes",
+    "version",
+    "transitions",
+]
 RepairWriter = Callable[[list[tuple[Any, ...]]], None]
 """Inserts correction rows (values in ``REPAIR_COLUMNS`` order) into ``post_like_window_parts``."""
 
@@ -74,6 +83,7 @@ class RepairWindow(BaseModel):
     likes: Count
     unlikes: Count
     version: Count
+    transitions: Annotated[int, Field(strict=True)]
 
     @model_validator(mode="before")
     @classmethod

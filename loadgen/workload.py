@@ -43,6 +43,7 @@ class Workload:
     posts: list[int]
     operations: int = 20_000
     users: int = 5_000
+    first_user: int = 1  # users are first_user .. first_user + users - 1
     viral_share: float = 0.3
     unlike_share: float = 0.2
     retry_share: float = 0.05
@@ -101,7 +102,7 @@ async def run_workload(api_url: str, secret: str, w: Workload) -> WorkloadResult
     queue: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
     for _ in range(w.operations):
         post = viral if rng.random() < w.viral_share else rng.choices(others, weights)[0]
-        queue.put_nowait((post, rng.randint(1, w.users)))
+        queue.put_nowait((post, w.first_user + rng.randrange(w.users)))
     for _ in range(w.concurrency):
         queue.put_nowait(None)
 

@@ -1,23 +1,44 @@
-"""Compare every count projection with the edge store (contract section 7).
+"""Compare every count projection with the edge store (contract section 8).
 
-The edge store's ``count(*) WHERE state = 'liked'`` per post is the truth; Redis
-``likes:count:*``, Postgres ``post_like_counts`` and the sum of ClickHouse window ``net``
-must equal it. A post absent from a projection counts as 0 there.
+Two views of the same data:
+
+* :func:`measure` compares counts as they are right now (a post absent from a
+  projection counts as 0): what the end-to-end tests poll until the pipeline drains.
+* :func:`judge` says whether one projection value is *wrong* rather than merely behind,
+  using its ``seq`` (see ``ops.projections``). Each edge transition adds exactly 1 to
+  ``seq`` and exactly +1 or -1 to the count, so a value at ``seq_p`` that is only
+  missing the transitions up to the truth's ``seq_t`` satisfies ``seq_p <= seq_t``,
+  ``|count_t - count_p| <= seq_t - seq_p`` and equal parity of the two differences.
+  Breaking any of these is drift whatever is in flight; meeting them with
+  ``seq_p < seq_t`` is undecided until the projection or the post settles.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-import psycopg
-import redis
-
 from core.settings import CommonSettings
-from ops.analytics import query
-from schemas.redis_keys import count_key
+from ops.projections import PROJECTIONS, READERS, State, edge_store
 
-PROJECTIONS = ("redis", "postgres", "clickhouse")
+
+class Verdict(Enum):
+    """What a projection value says about its post."""
+
+    EXACT = "exact"  # same seq, same count
+    DRIFT = "drift"  # impossible for a value that is only behind
+    BEHIND = "behind"  # consistent with transitions still in flight
+
+
+def judge(got: State, want: State) -> Verdict:
+    """The verdict on projection value ``got`` against the truth ``want``, where the
+    truth was read after the projection (truth only moves forward)."""
+    (count_p, seq_p), (count_t, seq_t) = got, want
+    gap, diff = seq_t - seq_p, count_t - count_p
+    if gap < 0 or abs(diff) > gap or (gap - diff) % 2:
+        return Verdict.DRIFT
+    return Verdict.EXACT if gap == 0 else Verdict.BEHIND
 
 
 @dataclass
@@ -26,6 +47,7 @@ class DriftReport:
 
     posts_checked: int
     drift: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
+    unsettled: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -34,60 +56,35 @@ class DriftReport:
 
     def summary(self) -> dict[str, Any]:
         """Counts of drifting posts per projection, and a few examples."""
-        return {
-            "posts_checked": self.posts_checked,
-            **{p: {"drifting_posts": len(d), "examples": d[:5]} for p, d in self.drift.items()},
-        }
-
-
-def edge_truth(s: CommonSettings, posts: list[int] | None = None) -> dict[int, int]:
-    """Liked edges per post (every post with any edge, or just ``posts``)."""
-    sql = (
-        "SELECT post_id, count(*) FILTER (WHERE state = 'liked') FROM post_likes"
-        + (" WHERE post_id = ANY(%s)" if posts is not None else "")
-        + " GROUP BY post_id"
-    )
-    with psycopg.connect(s.postgres_url) as conn:
-        rows = conn.execute(sql, (posts,) if posts is not None else None).fetchall()
-    found = {int(p): int(n) for p, n in rows}
-    return {p: found.get(p, 0) for p in posts} if posts is not None else found
-
-
-def redis_counts(s: CommonSettings, posts: list[int]) -> dict[int, int]:
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=10)
-    out: dict[int, int] = {}
-    for i in range(0, len(posts), 1000):
-        chunk = posts[i : i + 1000]
-        for p, v in zip(chunk, r.mget([count_key(p) for p in chunk]), strict=True):
-            out[p] = int(v) if v is not None else 0
-    return out
-
-
-def postgres_counts(s: CommonSettings, posts: list[int]) -> dict[int, int]:
-    with psycopg.connect(s.postgres_url) as conn:
-        rows = conn.execute(
-            "SELECT post_id, like_count FROM post_like_counts WHERE post_id = ANY(%s)", (posts,)
-        ).fetchall()
-    found = {int(p): int(n) for p, n in rows}
-    return {p: found.get(p, 0) for p in posts}
-
-
-def clickhouse_net(s: CommonSettings, posts: list[int]) -> dict[int, int]:
-    _, rows = query(s, "SELECT post_id, sum(net) FROM likes.post_like_windows GROUP BY post_id")
-    found = {int(p): int(n) for p, n in rows}
-    return {p: found.get(p, 0) for p in posts}
+        out: dict[str, Any] = {"posts_checked": self.posts_checked}
+        for name, rows in self.drift.items():
+            out[name] = {"drifting_posts": len(rows), "examples": rows[:5]}
+            if self.unsettled.get(name):
+                out[name]["unsettled_posts"] = len(self.unsettled[name])
+        return out
 
 
 def measure(s: CommonSettings, posts: list[int] | None = None) -> DriftReport:
-    """Drift of every projection against the edge store."""
-    truth = edge_truth(s, posts)
+    """Counts that differ from the edge store right now, in every projection."""
+    truth = edge_store(s, posts)
     ids = sorted(truth)
     report = DriftReport(posts_checked=len(ids))
-    for name, read in (
-        ("redis", redis_counts),
-        ("postgres", postgres_counts),
-        ("clickhouse", clickhouse_net),
-    ):
-        got = read(s, ids)
-        report.drift[name] = [(p, got[p], truth[p]) for p in ids if got[p] != truth[p]]
+    for name in PROJECTIONS:
+        got = READERS[name](s, ids)
+        report.drift[name] = [(p, got[p][0], truth[p][0]) for p in ids if got[p][0] != truth[p][0]]
     return report
+
+
+def edge_truth(s: CommonSettings, posts: list[int] | None = None) -> dict[int, int]:
+    """Liked edges per post."""
+    return {p: c for p, (c, _) in edge_store(s, posts).items()}
+
+
+def redis_counts(s: CommonSettings, posts: list[int]) -> dict[int, int]:
+    """``likes:count:{post}`` per post (absent: 0)."""
+    return {p: c for p, (c, _) in READERS["redis"](s, posts).items()}
+
+
+def postgres_counts(s: CommonSettings, posts: list[int]) -> dict[int, int]:
+    """``post_like_counts.like_count`` per post (absent: 0)."""
+    return {p: c for p, (c, _) in READERS["postgres"](s, posts).items()}

@@ -1,12 +1,22 @@
-"""``likes reconcile``: find drift between projections and the edge store, optionally fix it.
+"""``likes reconcile``: find drift between projections and the edge store at a consistent
+point, and with ``--repair`` remove it, while traffic flows.
 
-Drift is only what persists: a difference seen twice, ``grace_s`` apart, with the same
-values (a projection that is merely behind catches up in between). ``--repair`` writes
-the edge store's count into Redis and ``post_like_counts`` (their ``seq`` is kept, so the
-flow's next write for the post still applies), and adds a correction window row
-(``part = 'repair:<uuid>'``) in ClickHouse so the sum of ``net`` matches. Drift caused by
-the flow's own state (a duplicate arriving after the dedupe TTL) comes back with that
-post's next event until the flow's state is rebuilt from the edge store.
+Guarantees:
+
+* No false positives from lag. Each value is judged against its ``seq`` (see
+  ``ops.drift.judge``): a value that could be merely behind is never reported; it is
+  re-read every second for ``grace_s``, and reported only if neither it nor its post's
+  truth moved in all that time (a projection that is stuck, e.g. a deleted key of a
+  quiet post). Posts still moving at the end are listed as unsettled, not as drift.
+* Repairs never overwrite newer data. Redis and ``post_like_counts`` are set to the
+  truth's ``(count, seq)`` only if they still hold the value that was judged (a
+  compare-and-set on it), so a write the counts flow made meanwhile wins. ClickHouse
+  gets a correction row (``part = 'repair:<uuid>'``) that moves ``net`` and
+  ``transitions`` by exactly the difference, written only for a value judged at its own
+  position (same ``seq``, ahead of the truth, or stuck); drift seen while the post is
+  still moving is left for the next run.
+* Drift that comes from the counts flow's own state (a duplicate older than the dedupe
+  TTL) returns with the post's next event; rebuilding that state is ``likes backfill``'s.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,74 +32,167 @@ import psycopg
 import redis
 
 from core.settings import CommonSettings
-from ops.drift import DriftReport, measure
-from schemas.redis_keys import count_key
+from ops.analytics import write_window_repairs
+from ops.drift import DriftReport, Verdict, judge
+from ops.projections import PROJECTIONS, READERS, State, edge_store
+from schemas.redis_keys import count_key, count_seq_key
 
 LAST_DRIFT_KEY = "likes:last_drift"
 
 
-def persistent_drift(s: CommonSettings, grace_s: float = 3.0) -> DriftReport:
-    """Drift that is still there, unchanged, after ``grace_s`` seconds."""
-    first = measure(s)
-    if first.clean:
-        return first
-    time.sleep(grace_s)
-    posts = sorted({p for d in first.drift.values() for p, _, _ in d})
-    second = measure(s, posts)
-    for name, rows in second.drift.items():
-        seen = set(first.drift.get(name, []))
-        second.drift[name] = [r for r in rows if r in seen]
-    second.posts_checked = first.posts_checked
-    return second
+@dataclass
+class Finding:
+    """A projection value judged wrong: what it held and what the edge store says."""
+
+    post: int
+    got: State
+    want: State
+    settled: bool  # judged at its own position: a correction row is safe
 
 
-def _repair_windows(s: CommonSettings, fixes: list[tuple[int, int, int]]) -> None:
-    from ops.analytics import write_window_repairs
+@dataclass
+class Findings:
+    """Everything one pass found."""
 
+    posts_checked: int = 0
+    drift: dict[str, dict[int, Finding]] = field(default_factory=dict)
+    unsettled: dict[str, list[int]] = field(default_factory=dict)
+
+    def report(self) -> DriftReport:
+        """As a :class:`DriftReport` of ``(post, got count, want count)``."""
+        out = DriftReport(posts_checked=self.posts_checked, unsettled=self.unsettled)
+        for name in PROJECTIONS:
+            rows = sorted(self.drift.get(name, {}).values(), key=lambda f: f.post)
+            out.drift[name] = [(f.post, f.got[0], f.want[0]) for f in rows]
+        return out
+
+
+def _pass(s: CommonSettings, name: str, posts: list[int] | None, grace_s: float) -> Findings:
+    """Drift of one projection: judge, then re-judge the undecided until they settle."""
+    got = READERS[name](s, posts)
+    truth = edge_store(s, posts if posts is not None else None)
+    ids = sorted(set(got) | set(truth)) if posts is None else posts
+    found = Findings(posts_checked=len(ids))
+    drift: dict[int, Finding] = {}
+    first: dict[int, tuple[State, State]] = {}
+    for p in ids:
+        g, t = got.get(p, (0, 0)), truth.get(p, (0, 0))
+        verdict = judge(g, t)
+        if verdict is Verdict.DRIFT:
+            drift[p] = Finding(p, g, t, settled=g[1] >= t[1])
+        elif verdict is Verdict.BEHIND:
+            first[p] = (g, t)
+    pending = dict(first)
+    deadline = time.monotonic() + grace_s
+    while pending and time.monotonic() < deadline:
+        time.sleep(1.0)
+        ids_now = sorted(pending)
+        got_now, truth_now = READERS[name](s, ids_now), edge_store(s, ids_now)
+        for p in ids_now:
+            g, t = got_now[p], truth_now[p]
+            verdict = judge(g, t)
+            if verdict is Verdict.EXACT:
+                del pending[p]
+            elif verdict is Verdict.DRIFT:
+                drift[p] = Finding(p, g, t, settled=g[1] >= t[1])
+                del pending[p]
+            elif (g, t) != first[p]:
+                first[p] = pending[p] = (g, t)  # still moving: judge it from here
+    for p, (g, t) in pending.items():
+        if (g, t) == first[p] and time.monotonic() >= deadline:
+            drift[p] = Finding(p, g, t, settled=True)  # stuck: nothing moved all along
+    found.drift[name] = drift
+    found.unsettled[name] = sorted(p for p in pending if p not in drift)
+    return found
+
+
+def find_drift(
+    s: CommonSettings, posts: list[int] | None = None, *, grace_s: float = 10.0
+) -> Findings:
+    """Drift in every projection (of ``posts``, or of every post any of them knows)."""
+    out = Findings()
+    for name in PROJECTIONS:
+        one = _pass(s, name, posts, grace_s)
+        out.posts_checked = max(out.posts_checked, one.posts_checked)
+        out.drift[name] = one.drift[name]
+        out.unsettled[name] = one.unsettled[name]
+    return out
+
+
+# compare-and-set on the judged value (an absent key reads as 0, as the reader does)
+_REDIS_CAS = """
+local c = tonumber(redis.call('GET', KEYS[1]) or '0')
+local q = tonumber(redis.call('GET', KEYS[2]) or '0')
+if c ~= tonumber(ARGV[1]) or q ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[5] == '1' then redis.call('DEL', KEYS[1], KEYS[2]) return 1 end
+redis.call('SET', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[4])
+return 1
+"""
+
+
+def _repair_redis(s: CommonSettings, fixes: list[Finding]) -> None:
+    r = redis.Redis.from_url(s.redis_url, socket_timeout=10)
+    cas = r.register_script(_REDIS_CAS)
+    for f in fixes:
+        gone = "1" if f.want == (0, 0) else "0"
+        cas(keys=[count_key(f.post), count_seq_key(f.post)], args=[*f.got, *f.want, gone])
+
+
+def _repair_postgres(s: CommonSettings, fixes: list[Finding]) -> None:
+    with psycopg.connect(s.postgres_url, autocommit=True) as conn:
+        for f in fixes:
+            if f.want == (0, 0):
+                conn.execute(
+                    "DELETE FROM post_like_counts WHERE post_id = %s AND like_count = %s"
+                    " AND seq = %s",
+                    (f.post, *f.got),
+                )
+                continue
+            conn.execute(
+                "INSERT INTO post_like_counts AS c (post_id, like_count, seq, updated_at)"
+                " VALUES (%s, %s, %s, now()) ON CONFLICT (post_id) DO UPDATE"
+                " SET like_count = EXCLUDED.like_count, seq = EXCLUDED.seq, updated_at = now()"
+                " WHERE c.like_count = %s AND c.seq = %s",
+                (f.post, *f.want, *f.got),
+            )
+
+
+def _repair_clickhouse(s: CommonSettings, fixes: list[Finding]) -> None:
     now_ms = int(time.time() * 1000)
-    start = now_ms - now_ms % 60_000
-    rows = [
-        (
-            p,
-            datetime.fromtimestamp(start / 1000, tz=UTC),
-            datetime.fromtimestamp((start + 60_000) / 1000, tz=UTC),
-            f"repair:{uuid.uuid4()}",
-            max(want - got, 0),
-            max(got - want, 0),
-            1,
-        )
-        for p, got, want in fixes
-    ]
+    start = datetime.fromtimestamp((now_ms - now_ms % 60_000) / 1000, tz=UTC)
+    end = datetime.fromtimestamp((now_ms - now_ms % 60_000 + 60_000) / 1000, tz=UTC)
+    rows: list[tuple[Any, ...]] = []
+    for f in fixes:
+        diff, moved = f.want[0] - f.got[0], f.want[1] - f.got[1]
+        part = f"repair:{uuid.uuid4()}"
+        rows.append((f.post, start, end, part, max(diff, 0), max(-diff, 0), 1, moved))
     write_window_repairs(s, rows)
 
 
-def repair(s: CommonSettings, report: DriftReport) -> None:
-    """Write the edge store's counts over every drifting projection value."""
-    r = redis.Redis.from_url(s.redis_url)
-    for p, _, want in report.drift.get("redis", []):
-        r.set(count_key(p), want)
-    fixes = report.drift.get("postgres", [])
-    if fixes:
-        with psycopg.connect(s.postgres_url) as conn:
-            for p, _, want in fixes:
-                conn.execute(
-                    "INSERT INTO post_like_counts (post_id, like_count) VALUES (%s, %s) "
-                    "ON CONFLICT (post_id) DO UPDATE SET like_count = EXCLUDED.like_count,"
-                    " updated_at = now()",
-                    (p, want),
-                )
-    if report.drift.get("clickhouse"):
-        _repair_windows(s, report.drift["clickhouse"])
+def repair(s: CommonSettings, found: Findings) -> dict[str, int]:
+    """Fix what can be fixed safely; how many values each projection had written."""
+    redis_fixes = list(found.drift.get("redis", {}).values())
+    pg_fixes = list(found.drift.get("postgres", {}).values())
+    ch_fixes = [f for f in found.drift.get("clickhouse", {}).values() if f.settled]
+    _repair_redis(s, redis_fixes)
+    _repair_postgres(s, pg_fixes)
+    _repair_clickhouse(s, ch_fixes)
+    return {"redis": len(redis_fixes), "postgres": len(pg_fixes), "clickhouse": len(ch_fixes)}
 
 
-def reconcile(s: CommonSettings, *, fix: bool) -> tuple[DriftReport, dict[str, Any]]:
+def reconcile(
+    s: CommonSettings, *, fix: bool, posts: list[int] | None = None, grace_s: float = 10.0
+) -> tuple[DriftReport, dict[str, Any]]:
     """The drift left (after repairing, if asked) and a summary of what was found."""
-    found = persistent_drift(s)
-    summary: dict[str, Any] = {"at": datetime.now(UTC).isoformat(), "found": found.summary()}
-    left = found
-    if fix and not found.clean:
-        repair(s, found)
-        left = measure(s, sorted({p for d in found.drift.values() for p, _, _ in d}))
+    found = find_drift(s, posts, grace_s=grace_s)
+    report = found.report()
+    summary: dict[str, Any] = {"at": datetime.now(UTC).isoformat(), "found": report.summary()}
+    left = report
+    if fix and not report.clean:
+        summary["repaired"] = repair(s, found)
+        drifting = sorted({f.post for d in found.drift.values() for f in d.values()})
+        left = find_drift(s, drifting, grace_s=grace_s).report()
         summary["after_repair"] = left.summary()
     redis.Redis.from_url(s.redis_url).set(
         LAST_DRIFT_KEY,

@@ -24,9 +24,17 @@ CREATE TABLE IF NOT EXISTS likes.post_like_window_parts (
     part         String,
     likes        UInt64,
     unlikes      UInt64,
-    version      UInt64
+    version      UInt64,
+    -- edge transitions the row accounts for (likes + unlikes, except on repair rows,
+    -- which carry reconcile's correction of it): its sum per post is compared with the
+    -- edge store's sum(version), so reconcile can judge a post at a consistent point
+    transitions  Int64 DEFAULT toInt64(likes) + toInt64(unlikes)
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (post_id, window_start, part);
+
+-- stores created before the column existed
+ALTER TABLE likes.post_like_window_parts
+    ADD COLUMN IF NOT EXISTS transitions Int64 DEFAULT toInt64(likes) + toInt64(unlikes);
 
 CREATE VIEW IF NOT EXISTS likes.post_like_windows AS
 SELECT post_id, window_start, window_end, l AS likes, u AS unlikes,

@@ -6,7 +6,8 @@ import asyncio
 import time
 
 from core.settings import CommonSettings
-from loadgen.workload import Workload, WorkloadResult, register_posts, run_workload
+from loadgen.parallel import run_parallel
+from loadgen.workload import Workload, WorkloadResult, register_posts
 from ops.drift import DriftReport, measure
 from tests.conftest import fresh_id
 
@@ -17,9 +18,12 @@ def new_posts(s: CommonSettings, n: int) -> list[int]:
     return posts
 
 
-def drive(s: CommonSettings, posts: list[int], operations: int, **kw: object) -> WorkloadResult:
+def drive(
+    s: CommonSettings, posts: list[int], operations: int, processes: int = 1, **kw: object
+) -> WorkloadResult:
+    """Drive the workload through the API; ``processes`` > 1 uses several client processes."""
     w = Workload(posts=posts, operations=operations, seed=fresh_id() % 10_000, **kw)  # type: ignore[arg-type]
-    return asyncio.run(run_workload(s.api_url, s.jwt_secret.get_secret_value(), w))
+    return run_parallel(s.api_url, s.jwt_secret.get_secret_value(), w, processes)
 
 
 def converge(s: CommonSettings, posts: list[int], timeout: float = 180) -> DriftReport:
