@@ -118,6 +118,41 @@ def cmd_reconcile(a: argparse.Namespace) -> int:
     return 0 if left.clean else 1
 
 
+def cmd_dlq_list(a: argparse.Namespace) -> int:
+    from ops.dlq import list_dead_letters, render_table
+
+    try:
+        views = list_dead_letters(CommonSettings(), limit=None)
+    except TimeoutError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    shown = views[-a.limit :] if a.limit > 0 else views
+    if a.json:
+        print(json.dumps([v.to_json() for v in shown], indent=2))
+    else:
+        render_table(shown, total=len(views))
+    return 0
+
+
+def cmd_dlq_replay(a: argparse.Namespace) -> int:
+    from ops.dlq import replay
+
+    try:
+        report = replay(CommonSettings(), None if a.all else a.ids, force=a.force)
+    except TimeoutError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.to_json(), indent=2) if a.json else report.render())
+    return report.exit_code
+
+
+def cmd_exporter(a: argparse.Namespace) -> int:
+    from ops.exporter import serve
+
+    serve(CommonSettings())
+    return 0  # not reached: serves until killed
+
+
 def cmd_status(a: argparse.Namespace) -> int:
     from ops.status import collect, render
 
@@ -151,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true"
     )
     add("migrate", cmd_migrate, "apply pending SQL migrations")
+    add("exporter", cmd_exporter, "serve CDC, flow lag, drift and store metrics (Prometheus)")
     api = add("api", cmd_api, "run the ingest API in the foreground")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
@@ -168,6 +204,20 @@ def _parser() -> argparse.ArgumentParser:
     aq.add_argument("sql")
     aq.add_argument("--json", action="store_true")
     aq.set_defaults(fn=cmd_analytics)
+    dlq = sub.add_parser("dlq", help="dead letters of the flows").add_subparsers(
+        dest="dcmd", required=True
+    )
+    dl = dlq.add_parser("list", help="what the flows dead-lettered, oldest first")
+    dl.add_argument("--json", action="store_true", help="complete entries as a JSON array")
+    dl.add_argument("--limit", type=int, default=100, help="only the newest N (0: all)")
+    dl.set_defaults(fn=cmd_dlq_list)
+    dr = dlq.add_parser("replay", help="re-inject dead letters once their cause is fixed")
+    which = dr.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", dest="ids", action="append", metavar="ID", help="repeatable")
+    which.add_argument("--all", action="store_true", help="every dead letter")
+    dr.add_argument("--force", action="store_true", help="send even if replayed or invalid")
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(fn=cmd_dlq_replay)
     rcomp = add("run-component", cmd_run_component, "what the supervisor runs for a component")
     rcomp.add_argument("name")
     st = add("stack", cmd_stack, "the local stack: up, down, or run in the foreground")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 
@@ -53,11 +53,17 @@ class StageOutput:
 
 @dataclass(frozen=True, slots=True)
 class CountUpdate:
-    """A post's absolute like count at ``seq`` (the sum of edge versions it reflects)."""
+    """A post's absolute like count at ``seq`` (the sum of edge versions it reflects).
+
+    ``newest_ms`` is the newest ``occurred_at`` (outbox commit time, epoch ms) of the
+    events that moved the count to this value, 0 when unknown; the Redis sink measures
+    freshness from it. It is not part of the value: equality ignores it.
+    """
 
     post_id: int
     count: int
     seq: int
+    newest_ms: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

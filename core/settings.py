@@ -35,6 +35,18 @@ class CommonSettings(BaseSettings):
     events_topic: str = "likes.events"
     dlq_topic: str = "likes.events.dlq"
     hot_topic: str = "likes.hot_posts"
+    prometheus_url: str = "http://127.0.0.1:59090"
+    metrics_host: str = Field(
+        default="127.0.0.1", description="where flows and the exporter serve /metrics"
+    )
+    exporter_port: int = 59100
+    exporter_interval_s: float = 5.0
+    flow_metrics_port_base: int = Field(
+        default=59110, description="flow i of FLOWS, process p serves on base + i + p * #flows"
+    )
+    slot_wal_alert_bytes: int = Field(
+        default=1 << 30, description="WAL retained by the replication slot that alerts"
+    )
 
     @property
     def effective_clickhouse_url(self) -> str:
@@ -67,6 +79,14 @@ class ApiSettings(CommonSettings):
     idempotency_stale_s: int = 30
     outbox_retention_s: int = 3600
     jwt_leeway_s: int = 5
+    liked_by_budget: int = Field(
+        default=20_000,
+        description="index entries liked_by may visit per request (see ingest_api.liked_by)",
+    )
+    count_cache_ttl_s: float = Field(
+        default=1.0, description="in-process like count cache lifetime; 0 turns it off"
+    )
+    count_cache_size: int = Field(default=10_000, description="posts the count cache keeps")
 
 
 class FlowSettings(CommonSettings):

@@ -1,6 +1,9 @@
 """The components of the local stack, in start order, each with its health check.
 
-Component names are part of the contract: ``.local/run/<name>.pid``.
+Component names are part of the contract: ``.local/run/<name>.pid``. The metrics
+components come last: ``exporter`` (``likes exporter``: CDC, flow lag, drift, stores)
+and ``prometheus`` (Debian's, scraping every other component; see
+:mod:`devstack.prometheus`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import httpx
 import redis
 
 from core.settings import REPO_ROOT, CommonSettings
-from devstack import java_stack, local_servers, process
+from devstack import java_stack, local_servers, process, prometheus
 from schemas.cdc import SLOT_NAME
 from schemas.migrate import apply_migrations
 
@@ -174,6 +177,7 @@ def build_components(s: CommonSettings) -> list[Component]:
         ),
     ]
     comps.extend(_flow_component(s, name) for name in FLOW_NAMES)
+    comps.extend(_metrics_components(s))
     return comps
 
 
@@ -183,6 +187,24 @@ def by_name(s: CommonSettings, name: str) -> Component:
         if comp.name == name:
             return comp
     raise KeyError(f"no component {name!r}")
+
+
+def _metrics_components(s: CommonSettings) -> list[Component]:
+    return [
+        Component(
+            "exporter",
+            lambda: [_likes_bin(), "exporter"],
+            lambda: _http_ok(f"http://{prometheus.exporter_target(s)}/metrics"),
+            start_timeout=30,
+        ),
+        Component(
+            "prometheus",
+            lambda: prometheus.command(s),
+            lambda: _http_ok(f"{s.prometheus_url.rstrip('/')}/-/ready"),
+            prepare=lambda: prometheus.prepare(s, FLOW_NAMES),
+            start_timeout=60,
+        ),
+    ]
 
 
 def _flow_component(s: CommonSettings, name: str) -> Component:

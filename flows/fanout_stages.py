@@ -1,4 +1,7 @@
-"""Stateful stages of the fanout flow: dedupe per Kafka partition, trending per post shard."""
+"""Stateful stages of the fanout flow: dedupe per Kafka partition, trending per post shard.
+
+The dedupe stage counts events and drops into :mod:`flows.metrics` once per batch.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from bytewax.operators import StatefulBatchLogic
 from core.records import Accepted, TrendOut
 from flows.decode import PartitionEvents
 from flows.dedupe import EdgeDeduper
+from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS
 from flows.trending import TrendingScores
 
 SWEEP_EVERY_MS = 10 * 60 * 1000
@@ -18,12 +22,16 @@ class DedupeStage(StatefulBatchLogic[PartitionEvents, list[Accepted], Any]):
     """Edge-version dedupe of one Kafka partition; emits each new transition once (one
     list per batch)."""
 
-    def __init__(self, ttl_ms: int, snapshot: Any = None) -> None:
+    def __init__(self, ttl_ms: int, snapshot: Any = None, flow: str = "fanout") -> None:
         self.dedupe = EdgeDeduper(ttl_ms, snapshot)
+        self._events = FLOW_EVENTS.labels(flow)
+        self._dropped = FLOW_DEDUPE_DROPPED.labels(flow)
 
     def on_batch(self, values: list[PartitionEvents]) -> tuple[list[list[Accepted]], bool]:
         out: list[Accepted] = []
+        events = 0
         for group in values:
+            events += len(group.events)
             for ev in group.events:
                 applied = self.dedupe.apply(ev)
                 if applied is not None:
@@ -41,6 +49,10 @@ class DedupeStage(StatefulBatchLogic[PartitionEvents, list[Accepted], Any]):
                         )
                     )
         self.dedupe.maybe_evict()
+        if events:
+            self._events.inc(events)
+            if events > len(out):
+                self._dropped.inc(events - len(out))
         return [out], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Any:

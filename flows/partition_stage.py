@@ -3,7 +3,8 @@
 Keyed by Kafka partition, so each edge (whose events share one partition) has one
 owner and event-time progress never mixes partitions. Emits one ``StageOutput`` per
 batch: every new transition, and window rows (on close, and every ``emit_ms`` of wall
-time for windows still open, so idle input still drains).
+time for windows still open, so idle input still drains). Counts events, dedupe drops
+and late events into :mod:`flows.metrics` once per batch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bytewax.operators import StatefulBatchLogic
 from core.records import Accepted, StageOutput, WindowPart
 from flows.decode import PartitionEvents
 from flows.dedupe import EdgeDeduper
+from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS, FLOW_LATE_EVENTS
 from flows.windows import PartitionWindows
 
 Out = StageOutput
@@ -34,6 +36,7 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         lateness_ms: int,
         emit_ms: int,
         snapshot: Snapshot | None = None,
+        flow: str = "counts",
     ) -> None:
         partition = snapshot[2] if snapshot else -1
         self.dedupe = EdgeDeduper(ttl_ms, snapshot[0] if snapshot else None)
@@ -44,19 +47,23 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         self.emit_ms = emit_ms
         self.duplicates = 0
         self._next_emit: float | None = None
+        self._events = FLOW_EVENTS.labels(flow)
+        self._dropped = FLOW_DEDUPE_DROPPED.labels(flow)
 
     def on_batch(self, values: list[PartitionEvents]) -> tuple[list[Out], bool]:
         accepted: list[Accepted] = []
         rows: list[WindowPart] = []
+        events, dropped, late_before = 0, 0, self.windows.late_events
         for group in values:
             if group.partition != self.partition:
                 self.partition = group.partition
                 self.windows.part = f"p{group.partition}"
+            events += len(group.events)
             for ev in group.events:
                 ms = ev.occurred_ms
                 applied = self.dedupe.apply(ev, ms)
                 if applied is None:
-                    self.duplicates += 1
+                    dropped += 1
                     continue
                 delta, inc = applied
                 eid = ev.event_id
@@ -78,9 +85,19 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
                     rows.append(late)
         rows.extend(self.windows.close_due())
         self.dedupe.maybe_evict()
+        self._count(events, dropped, self.windows.late_events - late_before)
         if self.windows.dirty and self._next_emit is None:
             self._next_emit = time.time() + self.emit_ms / 1000
         return [StageOutput(accepted, rows)], StatefulBatchLogic.RETAIN
+
+    def _count(self, events: int, dropped: int, late: int) -> None:
+        self.duplicates += dropped
+        if events:
+            self._events.inc(events)
+        if dropped:
+            self._dropped.inc(dropped)
+        if late:
+            FLOW_LATE_EVENTS.inc(late)
 
     def notify_at(self) -> datetime | None:
         if self._next_emit is None:

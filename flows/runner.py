@@ -4,6 +4,10 @@ Recovery partitions are created once under ``<recovery_dir>/<flow>``; their numb
 fixed forever (``recovery_partitions``). Kafka offsets live only there: deleting them
 re-reads the topic from the start of retention, and a stored offset that retention
 already dropped fails loudly (``auto.offset.reset=error``) instead of skipping data.
+
+Each flow process serves Prometheus metrics (:mod:`flows.metrics`) on its own port,
+:func:`flows.metrics.metrics_port` of ``flow_metrics_port_base``; its dead-letter sink
+is wrapped to count what it writes, and every sink's series exist from the start.
 """
 
 from __future__ import annotations
@@ -13,11 +17,15 @@ from datetime import timedelta
 from typing import Any
 
 from bytewax.dataflow import Dataflow
+from bytewax.outputs import DynamicSink
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from core.settings import FlowSettings
+from flows import metrics
 from flows.progress import OffsetProgress, start_publisher
+from sinks.base import StoreSink
+from sinks.metrics import SINK_ERRORS, SINK_RETRIES, SINK_WRITE_SECONDS
 
 log = logging.getLogger(__name__)
 FLOWS = ("counts", "fanout")
@@ -26,18 +34,47 @@ FLOWS = ("counts", "fanout")
 def build_production_flow(
     name: str, s: FlowSettings, progress: OffsetProgress | None = None
 ) -> Dataflow:
-    """The named flow wired to the real sinks (read offsets recorded in ``progress``)."""
+    """The named flow wired to the real sinks (read offsets recorded in ``progress``),
+    its dead letters counted."""
     if name == "counts":
         from flows.counts import build_flow
         from flows.production_sinks import counts_sinks
 
-        return build_flow(s, counts_sinks(s), progress=progress)
+        sinks = counts_sinks(s)
+        instrument_sinks(name, sinks)
+        return build_flow(s, sinks, progress=progress)
     if name == "fanout":
         from flows.fanout import build_flow as build_fanout
         from flows.production_sinks import fanout_sinks
 
-        return build_fanout(s, fanout_sinks(s), progress=progress)
+        fanout = fanout_sinks(s)
+        instrument_sinks(name, fanout)
+        return build_fanout(s, fanout, progress=progress)
     raise SystemExit(f"unknown flow {name!r}; known: {', '.join(FLOWS)}")
+
+
+def instrument_sinks(flow: str, sinks: Any) -> None:
+    """Count ``sinks.dead_letters`` writes per flow, and create every store sink's
+    series at 0 (``sinks`` is a ``CountsSinks`` or ``FanoutSinks``)."""
+    if isinstance(sinks.dead_letters, DynamicSink):
+        counter = metrics.FLOW_DEAD_LETTERS.labels(flow)
+        sinks.dead_letters = metrics.CountedSink(sinks.dead_letters, counter)
+    for value in vars(sinks).values():
+        for sink in value if isinstance(value, list) else [value]:
+            inner = sink.inner if isinstance(sink, metrics.CountedSink) else sink
+            if isinstance(inner, StoreSink):
+                SINK_WRITE_SECONDS.labels(inner.name)
+                SINK_ERRORS.labels(inner.name)
+                SINK_RETRIES.labels(inner.name)
+
+
+def serve_metrics(s: FlowSettings, name: str, process_id: int | None) -> None:
+    """Start the flow process's /metrics server (see :mod:`flows.metrics`)."""
+    metrics.init_flow_series(name)
+    if name == "counts":
+        metrics.HOT_FIGURES.expect()
+    port = metrics.metrics_port(s.flow_metrics_port_base, FLOWS, name, process_id)
+    metrics.serve(s.metrics_host, port)
 
 
 def ensure_recovery(s: FlowSettings, name: str) -> RecoveryConfig:
@@ -75,6 +112,7 @@ def run(name: str, *, process_id: int | None = None, addresses: list[str] | None
     if name == "counts":
         serve_analysts(s.effective_clickhouse_url, s.analytics_port)
     start_publisher(s.redis_url, name, progress)
+    serve_metrics(s, name, process_id)
     log.info("flow %s starting (recovery %s)", name, recovery.db_dir)
     cli_main(
         flow,

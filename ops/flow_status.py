@@ -8,7 +8,7 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from core.settings import CommonSettings
-from schemas.redis_keys import flow_progress_key
+from schemas.redis_keys import LAST_DRIFT_KEY, flow_progress_key
 
 
 def end_offsets(bootstrap: str, topic: str, timeout: float = 5.0) -> dict[int, int]:
@@ -41,4 +41,4 @@ def flow_report(s: CommonSettings) -> dict[str, Any]:
     ends = end_offsets(s.kafka_bootstrap, s.events_topic)
     flows = {name: flow_lag(s, name, ends) for name in FLOW_NAMES}
     r = redis.Redis.from_url(s.redis_url, socket_timeout=2, decode_responses=True)
-    return {"flows": flows, "drift": r.get("likes:last_drift")}
+    return {"flows": flows, "drift": r.get(LAST_DRIFT_KEY)}

@@ -35,9 +35,7 @@ from core.settings import CommonSettings
 from ops.analytics import write_window_repairs
 from ops.drift import DriftReport, Verdict, judge
 from ops.projections import PROJECTIONS, READERS, State, edge_store
-from schemas.redis_keys import count_key, count_seq_key
-
-LAST_DRIFT_KEY = "likes:last_drift"
+from schemas.redis_keys import LAST_DRIFT_KEY, count_key, count_seq_key
 
 
 @dataclass

@@ -25,3 +25,10 @@ def flow_progress_key(flow: str) -> str:
 def flow_heartbeat_key(flow: str) -> str:
     """The key a running flow process refreshes every second: ``"<pid> <unix time>"``."""
     return f"likes:flow_heartbeat:{flow}"
+
+
+LAST_DRIFT_KEY = "likes:last_drift"
+"""JSON of the last ``likes reconcile`` result: when, and drifting posts per projection."""
+
+DLQ_REPLAYED_KEY = "likes:dlq:replayed"
+"""Hash of dead letters already replayed: DLQ id -> JSON (when, source, target)."""

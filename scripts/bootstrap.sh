@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what likestream needs on a bare Debian machine: Debian packages (PostgreSQL,
-# Redis, supervisor, Java, Maven), uv, the locked Python environment in .venv.
+# Redis, supervisor, Prometheus, Java, Maven), uv, the locked Python environment in .venv.
+# Debian's prometheus may start its own system service (0.0.0.0:9090, where systemd runs
+# and no policy-rc.d forbids it); ours is a separate process on 127.0.0.1:59090 with its
+# own config and data under .local/prometheus, so the two never share a port or files.
 # Idempotent, and quick when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +13,7 @@ need=()
 [[ -x /usr/lib/postgresql/15/bin/postgres ]] || need+=(postgresql-15)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v supervisord >/dev/null || need+=(supervisor)
+[[ -x /usr/bin/prometheus ]] || need+=(prometheus)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)

@@ -4,13 +4,20 @@ Guarantee: exactly-once effect under replay. Each write is an absolute count wit
 ``seq`` (the sum of edge versions it reflects), applied by a compare-and-set script
 only when ``seq`` is above the stored one (``likes:count_seq:{post_id}``). A replayed or
 reordered older count is a no-op; counts never move backwards. Keyed on ``post_id``.
+
+Freshness (contract section 7): for every count the sink makes visible, the histogram
+``likes_freshness_seconds`` observes now minus the newest ``occurred_at`` (outbox commit
+time) of the events behind it (``CountUpdate.newest_ms``; updates without it, and
+replayed ones that change nothing, are not observed).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import redis
+from prometheus_client import Histogram
 
 from core.records import CountUpdate, latest_per_post
 from schemas.redis_keys import count_key, count_seq_key
@@ -26,17 +33,38 @@ if tonumber(ARGV[2]) > cur then
 end
 return 0
 """
+FRESHNESS_SECONDS = Histogram(
+    "likes_freshness_seconds",
+    "Outbox commit (event occurred_at) to the Redis count visible",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
+
+
+def apply_counts(
+    client: redis.Redis, updates: list[CountUpdate], sha: str | None = None
+) -> list[CountUpdate]:
+    """Apply ``updates`` with compare-and-set in one round trip; return those applied."""
+    if not updates:
+        return []
+    sha = sha or client.script_load(CAS_SCRIPT)
+    latest = latest_per_post(updates)
+    pipe = client.pipeline(transaction=False)
+    for u in latest:
+        pipe.evalsha(sha, 2, count_key(u.post_id), count_seq_key(u.post_id), u.count, u.seq)
+    return [u for u, r in zip(latest, pipe.execute(), strict=True) if int(r)]
 
 
 def write_counts(client: redis.Redis, updates: list[CountUpdate], sha: str | None = None) -> int:
     """Apply ``updates`` with compare-and-set in one round trip; return how many applied."""
-    if not updates:
-        return 0
-    sha = sha or client.script_load(CAS_SCRIPT)
-    pipe = client.pipeline(transaction=False)
-    for u in latest_per_post(updates):
-        pipe.evalsha(sha, 2, count_key(u.post_id), count_seq_key(u.post_id), u.count, u.seq)
-    return sum(int(r) for r in pipe.execute())
+    return len(apply_counts(client, updates, sha))
+
+
+def observe_freshness(applied: list[CountUpdate]) -> None:
+    """Freshness of each count just made visible (one clock read per batch)."""
+    now_ms = time.time() * 1000
+    for u in applied:
+        if u.newest_ms > 0:
+            FRESHNESS_SECONDS.observe(max(0.0, now_ms - u.newest_ms) / 1000)
 
 
 @dataclass
@@ -70,7 +98,8 @@ class RedisCountSink(StoreSink[CountUpdate, CasClient]):
 
     def write(self, client: CasClient, items: list[CountUpdate]) -> None:
         try:
-            write_counts(client.redis, items, client.sha)
+            applied = apply_counts(client.redis, items, client.sha)
         except redis.exceptions.NoScriptError:  # the server restarted and lost its scripts
             client.sha = client.redis.script_load(CAS_SCRIPT)
-            write_counts(client.redis, items, client.sha)
+            applied = apply_counts(client.redis, items, client.sha)
+        observe_freshness(applied)

@@ -3,6 +3,11 @@
 No Docker engine is needed. ``docker-compose config`` (Debian package ``docker-compose``,
 installed by ``make setup``) validates the file and prints it normalized and interpolated;
 the assertions run on that output. A missing binary or connector JSON fails, never skips.
+The monitoring services are checked against the product: Prometheus runs the local
+stack's alert template (rendered the same way) and scrapes every service on the ports
+the settings give, ``promtool`` (Debian's ``prometheus``) accepts config and rules, and
+the Grafana dashboard covers the contract's series and refers to no series the product
+does not define.
 """
 
 from __future__ import annotations
@@ -17,11 +22,26 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
+
+import flows.metrics
+import ingest_api.metrics
+import ops.exporter
+import sinks.metrics
+import sinks.redis_counts
+from core.settings import CommonSettings
+from devstack import prometheus
+from flows.runner import FLOWS as FLOW_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 CONNECTOR_JSON = REPO / "stack" / "connect" / "likes-outbox-connector.json"
+PROMETHEUS_CONFIG = REPO / "stack" / "prometheus" / "prometheus.compose.yml"
+ALERTS_TEMPLATE = REPO / "stack" / "prometheus" / "alerts.yml.tmpl"
+GRAFANA = REPO / "stack" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "likestream.json"
 
 ONE_SHOT = {"migrate", "kafka-init", "connect-init"}
 LONG_RUNNING = {
@@ -33,8 +53,33 @@ LONG_RUNNING = {
     "api",
     "flow-counts",
     "flow-fanout",
+    "exporter",
+    "prometheus",
+    "grafana",
 }
-PROJECT_SERVICES = {"migrate", "api", "flow-counts", "flow-fanout"}
+PROJECT_SERVICES = {"migrate", "api", "flow-counts", "flow-fanout", "exporter"}
+METRICS_MODULES = (ingest_api.metrics, sinks.metrics, sinks.redis_counts, flows.metrics)
+# Contract section 7; the API's viewer-cache and outbox-error counters are left out
+# until the API defines them (the dashboard may only name defined series).
+CONTRACT_SERIES = {
+    "likes_api_request_seconds",
+    "likes_api_transitions_total",
+    "likes_cdc_lag_seconds",
+    "likes_cdc_slot_retained_wal_bytes",
+    "likes_cdc_connector_up",
+    "likes_flow_events_total",
+    "likes_flow_lag_messages",
+    "likes_flow_dedupe_dropped_total",
+    "likes_flow_dead_letters_total",
+    "likes_flow_late_events_total",
+    "likes_sink_write_seconds",
+    "likes_sink_errors_total",
+    "likes_sink_retries_total",
+    "likes_freshness_seconds",
+    "likes_projection_drift_posts",
+    "likes_hot_posts",
+    "likes_hot_post_share",
+}
 FLOWS = {"flow-counts", "flow-fanout"}
 SHARED_ENV = {
     "LIKES_POSTGRES_URL": "postgresql://likes:likes@postgres:5432/likes",
@@ -62,6 +107,10 @@ START_ORDER = [
             ("clickhouse", "service_healthy"),
         ]
     ],
+    ("exporter", "migrate", "service_completed_successfully"),
+    ("exporter", "kafka-init", "service_completed_successfully"),
+    ("exporter", "redis", "service_healthy"),
+    ("grafana", "prometheus", "service_healthy"),
 ]
 
 
@@ -278,3 +327,131 @@ def test_dockerfile_builds_from_the_lock_as_non_root() -> None:
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in {"root", "0"}
     assert "likes" in re.findall(r"^ENTRYPOINT .*$", text, re.M)[-1]
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    """Debian's ``promtool`` (package ``prometheus``, installed by ``make setup``)."""
+    binary = shutil.which("promtool")
+    if binary is None:
+        pytest.fail("promtool not found: install the Debian package prometheus (make setup)")
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def _family_names(family: Metric) -> set[str]:
+    """The sample names a metric family is queried by."""
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+    return {family.name + s for s in suffixes.get(family.type, [""])} | {family.name}
+
+
+def _product_series() -> set[str]:
+    """Every series name the product's processes can expose."""
+    families: list[Metric] = [
+        *ops.exporter.Exporter(CommonSettings()).describe(),
+        *flows.metrics.HOT_COLLECTOR.describe(),
+    ]
+    for module in METRICS_MODULES:
+        for value in vars(module).values():
+            if isinstance(value, MetricWrapperBase):
+                families.extend(value.describe())
+    return {name for family in families for name in _family_names(family)}
+
+
+def _likes_names(expr: str) -> set[str]:
+    return set(re.findall(r"\blikes_[a-z0-9_]+", expr))
+
+
+def _render_rules_like_compose(service: dict[str, Any], out: Path, threshold: str) -> str:
+    """Run the Prometheus service's rendering command here, on the checked-in template."""
+    render = _script(service).split(" exec ", 1)[0]
+    mounts = {tgt: src for src, tgt, _ in _mounts(service)}
+    render = render.replace(
+        "/etc/prometheus/alerts.yml.tmpl", mounts["/etc/prometheus/alerts.yml.tmpl"]
+    )
+    render = render.replace("/rendered/alerts.yml", str(out))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LIKES_SLOT_WAL_ALERT_BYTES": threshold}
+    subprocess.run(["/bin/sh", "-ec", render], env=env, check=True, timeout=30)
+    return out.read_text()
+
+
+def test_prometheus_runs_the_local_stacks_rules(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    prom = services["prometheus"]
+    mounts = {tgt: (Path(src), ro) for src, tgt, ro in _mounts(prom)}
+    assert mounts["/etc/prometheus/alerts.yml.tmpl"] == (ALERTS_TEMPLATE, True)
+    assert mounts["/etc/prometheus/prometheus.yml"] == (PROMETHEUS_CONFIG, True)
+    assert prom["environment"]["LIKES_SLOT_WAL_ALERT_BYTES"] == str(1 << 30)
+    rendered = _render_rules_like_compose(prom, tmp_path / "alerts.yml", "12345")
+    assert rendered == prometheus.render_rules(CommonSettings(slot_wal_alert_bytes=12345))
+    assert "likes_cdc_slot_retained_wal_bytes > 12345" in rendered
+    check = _promtool("check", "rules", str(tmp_path / "alerts.yml"))
+    assert check.returncode == 0, check.stdout + check.stderr
+    alerts = {r["alert"] for g in yaml.safe_load(rendered)["groups"] for r in g["rules"]}
+    assert {"ComponentDown", "ReplicationSlotWalHigh", "ReplicationSlotMissing"} <= alerts
+    assert {"ReplicationSlotInvalidated", "FlowLagGrowing", "ProjectionDrift"} <= alerts
+    unknown = _likes_names(rendered) - _product_series()
+    assert not unknown, f"alert rules use series nobody defines: {sorted(unknown)}"
+
+
+def test_prometheus_scrapes_every_service(services: dict[str, dict[str, Any]]) -> None:
+    prom = services["prometheus"]
+    assert "127.0.0.1:59090:9090" in " ".join(
+        f"{p.get('host_ip')}:{p.get('published')}:{p.get('target')}" if isinstance(p, dict) else p
+        for p in prom["ports"]
+    )
+    assert "/-/ready" in " ".join(prom["healthcheck"]["test"])
+    check = _promtool("check", "config", "--syntax-only", str(PROMETHEUS_CONFIG))
+    assert check.returncode == 0, check.stdout + check.stderr
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert config["rule_files"] == ["/rendered/alerts.yml"]
+    assert "> /rendered/alerts.yml" in _script(prom)
+    targets = {
+        target: group["labels"]["component"]
+        for job in config["scrape_configs"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    }
+    s = CommonSettings()
+    want = {"api:8000": "api", f"exporter:{s.exporter_port}": "exporter"}
+    base = s.flow_metrics_port_base
+    want |= {
+        f"flow-{name}:{flows.metrics.metrics_port(base, FLOW_NAMES, name, 0)}": f"flow-{name}"
+        for name in FLOW_NAMES
+    }
+    assert {t: c for t, c in targets.items() if c != "prometheus"} == want
+    for component in want.values():
+        assert component in services, component
+        if component != "api":
+            env = services[component]["environment"]
+            assert env["LIKES_METRICS_HOST"] == "0.0.0.0", component
+
+
+def test_grafana_is_provisioned_with_the_dashboard(services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    mounts = {tgt: (Path(src), ro) for src, tgt, ro in _mounts(grafana)}
+    assert mounts["/etc/grafana/provisioning"] == (GRAFANA / "provisioning", True)
+    dashboards_dir, read_only = mounts["/etc/grafana/dashboards"]
+    assert dashboards_dir == DASHBOARD.parent and read_only
+    datasources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    (source,) = datasources["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/likestream.yml").read_text())
+    assert [p["options"]["path"] for p in providers["providers"]] == ["/etc/grafana/dashboards"]
+    assert "/api/health" in " ".join(grafana["healthcheck"]["test"])
+
+
+def test_dashboard_covers_the_contract_series_and_only_defined_ones() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    exprs = [t["expr"] for p in panels for t in p["targets"]]
+    assert all(t["datasource"]["uid"] == "likes-prometheus" for p in panels for t in p["targets"])
+    named = set().union(*(_likes_names(e) for e in exprs))
+    defined = _product_series()
+    assert not named - defined, f"the dashboard uses undefined series: {sorted(named - defined)}"
+    assert defined >= CONTRACT_SERIES, sorted(CONTRACT_SERIES - defined)
+    covered = {
+        series
+        for series in CONTRACT_SERIES
+        if any(n == series or n.startswith(series + "_") for n in named)
+    }
+    assert covered == CONTRACT_SERIES, sorted(CONTRACT_SERIES - covered)

@@ -281,9 +281,7 @@ def test_server_refuses_with_400_and_the_reason(server: ServerHandle) -> None:
 
 def _repair(part: str, likes: int = 1) -> list[Any]:
     start = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-    return [
-        77, start.isoformat(), (start + timedelta(minutes=1)).isoformat(), part, likes, 0, 1, 1
-    ]
+    return [77, start.isoformat(), (start + timedelta(minutes=1)).isoformat(), part, likes, 0, 1, 1]
 
 
 def test_repairs_accept_only_repair_rows(server: ServerHandle) -> None:

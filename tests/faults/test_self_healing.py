@@ -16,7 +16,17 @@ from tests.faults.kill import RESTART_WITHIN_S, kill_and_wait
 
 pytestmark = pytest.mark.e2e
 
-ORDER = ["flow-counts", "redis", "connect", "api", "flow-fanout", "kafka", "postgres"]
+ORDER = [
+    "flow-counts",
+    "redis",
+    "connect",
+    "api",
+    "prometheus",
+    "flow-fanout",
+    "exporter",
+    "kafka",
+    "postgres",
+]
 
 
 def _edge_states(s: CommonSettings, posts: list[int]) -> dict[tuple[int, int], bool]:
