@@ -45,19 +45,11 @@ from starlette.routing import Route
 
 from analytics.reader import AnalystReader, QueryFailed, QueryLimits
 from analytics.sql_guard import QueryRefused
+from sinks.clickhouse_sinks import TABLES
 
 log = logging.getLogger(__name__)
 
-REPAIR_COLUMNS = [
-    "post_id",
-    "window_start",
-    "window_end",
-    "part",
-    "likes",
-    "unlikes",
-    "version",
-    "transitions",
-]
+REPAIR_COLUMNS = [*TABLES["post_like_window_parts"], "transitions"]
 RepairWriter = Callable[[list[tuple[Any, ...]]], None]
 """Inserts correction rows (values in ``REPAIR_COLUMNS`` order) into ``post_like_window_parts``."""
 

@@ -118,6 +118,21 @@ def cmd_reconcile(a: argparse.Namespace) -> int:
     return 0 if left.clean else 1
 
 
+def cmd_backfill(a: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from ops.backfill import BackfillError, run
+
+    try:
+        since = datetime.fromisoformat(a.since) if a.since else None
+        report = run(CommonSettings(), a.projection, since, show_progress=not a.json)
+    except (BackfillError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _print(report.as_dict(), a.json)
+    return 0
+
+
 def cmd_dlq_list(a: argparse.Namespace) -> int:
     from ops.dlq import list_dead_letters, render_table
 
@@ -193,6 +208,12 @@ def _parser() -> argparse.ArgumentParser:
     rc = add("reconcile", cmd_reconcile, "compare projections with the edge store")
     rc.add_argument("--repair", action="store_true", help="fix the drift found")
     rc.add_argument("--json", action="store_true")
+    bf = add("backfill", cmd_backfill, "rebuild count projections from the edge store")
+    bf.add_argument("--since", help="only posts with an edge changed since (ISO 8601)")
+    bf.add_argument(
+        "--projection", action="append", help="redis or postgres (repeatable; default both)"
+    )
+    bf.add_argument("--json", action="store_true")
     fl = add("flow", cmd_flow, "run a dataflow in the foreground (with recovery)")
     fl.add_argument("name")
     fl.add_argument("--process-id", type=int)

@@ -21,25 +21,35 @@ ORDER BY p
 ON CONFLICT (post_id) DO UPDATE
     SET like_count = EXCLUDED.like_count, seq = EXCLUDED.seq, updated_at = now()
     WHERE c.seq < EXCLUDED.seq"""
+# a rebuild (``likes backfill``) also corrects a different count at the same seq
+REBUILD_SQL = (
+    UPSERT_SQL + " OR (c.seq = EXCLUDED.seq AND c.like_count IS DISTINCT FROM EXCLUDED.like_count)"
+)
 
 
-def write_counts(conn: psycopg.Connection, updates: list[CountUpdate]) -> None:
+def write_counts(
+    conn: psycopg.Connection, updates: list[CountUpdate], *, rebuild: bool = False
+) -> None:
     """Apply ``updates`` in one transaction."""
     rows = latest_per_post(updates)
     if not rows:
         return
     with conn.transaction():
         conn.execute(
-            UPSERT_SQL,
+            REBUILD_SQL if rebuild else UPSERT_SQL,
             ([u.post_id for u in rows], [u.count for u in rows], [u.seq for u in rows]),
         )
 
 
 class PostgresCountSink(PostgresSink[CountUpdate]):
-    """Counts into ``post_like_counts``, versioned by ``seq``."""
+    """Counts into ``post_like_counts``, versioned by ``seq`` (``rebuild``: also repairs a
+    different count at the same ``seq``, for ``likes backfill``)."""
 
-    def __init__(self, url: str, retry: RetryPolicy = DEFAULT_RETRY) -> None:
-        super().__init__("postgres_counts", url, retry)
+    def __init__(
+        self, url: str, retry: RetryPolicy = DEFAULT_RETRY, *, rebuild: bool = False
+    ) -> None:
+        super().__init__("postgres_counts_rebuild" if rebuild else "postgres_counts", url, retry)
+        self.rebuild = rebuild
 
     def write(self, client: psycopg.Connection, items: list[CountUpdate]) -> None:
-        write_counts(client, items)
+        write_counts(client, items, rebuild=self.rebuild)

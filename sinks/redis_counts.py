@@ -33,6 +33,19 @@ if tonumber(ARGV[2]) > cur then
 end
 return 0
 """
+# a rebuild (``likes backfill``) also corrects a value at the same seq: equal positions
+# must hold equal counts, so a different or missing count there is damage, not news
+REBUILD_SCRIPT = """
+local cur = tonumber(redis.call('GET', KEYS[2]) or '-1')
+local seq = tonumber(ARGV[2])
+if seq > cur or (seq == cur and redis.call('GET', KEYS[1]) ~= ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
 FRESHNESS_SECONDS = Histogram(
     "likes_freshness_seconds",
     "Outbox commit (event occurred_at) to the Redis count visible",
@@ -76,16 +89,20 @@ class CasClient:
 
 
 class RedisCountSink(StoreSink[CountUpdate, CasClient]):
-    """Counts into Redis, versioned by ``seq``."""
+    """Counts into Redis, versioned by ``seq`` (``rebuild``: also repairs a different
+    count at the same ``seq``, for ``likes backfill``)."""
 
-    def __init__(self, url: str, retry: RetryPolicy = DEFAULT_RETRY) -> None:
-        super().__init__("redis_counts", retry)
+    def __init__(
+        self, url: str, retry: RetryPolicy = DEFAULT_RETRY, *, rebuild: bool = False
+    ) -> None:
+        super().__init__("redis_counts_rebuild" if rebuild else "redis_counts", retry)
         self.url = url
+        self.script = REBUILD_SCRIPT if rebuild else CAS_SCRIPT
 
     def connect(self) -> CasClient:
         client = redis_store.connect_redis(self.url)
         try:
-            return CasClient(client, client.script_load(CAS_SCRIPT))
+            return CasClient(client, client.script_load(self.script))
         except Exception:
             client.close()
             raise
@@ -100,6 +117,6 @@ class RedisCountSink(StoreSink[CountUpdate, CasClient]):
         try:
             applied = apply_counts(client.redis, items, client.sha)
         except redis.exceptions.NoScriptError:  # the server restarted and lost its scripts
-            client.sha = client.redis.script_load(CAS_SCRIPT)
+            client.sha = client.redis.script_load(self.script)
             applied = apply_counts(client.redis, items, client.sha)
         observe_freshness(applied)
