@@ -94,8 +94,8 @@ def _pass(s: CommonSettings, name: str, posts: list[int] | None, grace_s: float)
             elif verdict is Verdict.DRIFT:
                 drift[p] = Finding(p, g, t, settled=g[1] >= t[1])
                 del pending[p]
-            elif (g, t) != first[p]:
-                first[p] = pending[p] = (g, t)  # still moving: judge it from here
+            else:
+                pending[p] = (g, t)  # still behind; ``first`` keeps the first reading
     for p, (g, t) in pending.items():
         if (g, t) == first[p] and time.monotonic() >= deadline:
             drift[p] = Finding(p, g, t, settled=True)  # stuck: nothing moved all along

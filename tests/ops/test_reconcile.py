@@ -40,6 +40,29 @@ def test_judge_tells_drift_from_lag() -> None:
     assert judge((0, 0), (3, 5)) is Verdict.BEHIND  # absent: undecided until it settles
 
 
+def test_a_value_still_moving_at_the_end_of_the_grace_is_not_drift(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Behind at every reading but moving (a busy post): unsettled. Never moving: stuck."""
+    import ops.reconcile as rec
+
+    reads = iter(range(1_000))
+
+    def moving(_s: object, posts: list[int] | None = None) -> dict[int, tuple[int, int]]:
+        n = next(reads)
+        return {1: (n, n), 2: (0, 0)}
+
+    def truth(_s: object, posts: list[int] | None = None) -> dict[int, tuple[int, int]]:
+        n = next(reads)
+        return {1: (n + 1, n + 1), 2: (3, 5)}
+
+    monkeypatch.setitem(rec.READERS, "redis", moving)
+    monkeypatch.setattr(rec, "edge_store", truth)
+    found = rec._pass(CommonSettings(), "redis", [1, 2], grace_s=2.5)
+    assert list(found.drift["redis"]) == [2], "only the post whose value never moved"
+    assert found.unsettled["redis"] == [1]
+
+
 def _like(api: httpx.Client, s: CommonSettings, post: int, n: int) -> None:
     for _ in range(n):
         assert api.post(f"/v1/posts/{post}/like", headers=auth(s, fresh_id())).status_code == 200
