@@ -130,7 +130,7 @@ def open_reader_client(url: str) -> Client:
     if is_embedded(url):
         path = Path(url.removeprefix("chdb://"))
         if not path.is_dir():
-            raise QueryFailed(f"no ClickHouse store at {path}: the counts flow creates it")
+            raise QueryFailed(f"no ClickHouse store at {path}: the analytics flow creates it")
     client = connect(url, settings=dict(SESSION_SETTINGS))
     client.database = DATABASE
     return client

@@ -10,6 +10,9 @@ Guarantees:
 - ``POST /repairs/windows`` writes only correction window rows that validate (non-negative
   integers, ``part`` starting ``repair:``, a window that ends after it starts), and only
   through the writer the owning process passes in; without one the route does not exist.
+- ``POST /erasures`` (``{"user_id": N}``, a positive 64-bit id) anonymizes that user's
+  ``like_events`` rows through the eraser the owning process passes in, answering
+  ``{"remaining": rows still carrying the id}``; without one the route does not exist.
 - ``start_in_thread`` serves on a daemon thread and installs no signal handlers, so it
   can run beside a dataflow that owns the main thread and its signals.
 """
@@ -51,6 +54,8 @@ log = logging.getLogger(__name__)
 
 REPAIR_COLUMNS = [*TABLES["post_like_window_parts"], "transitions"]
 RepairWriter = Callable[[list[tuple[Any, ...]]], None]
+UserEraser = Callable[[int], int]
+"""Anonymizes a user's ``like_events`` rows; returns the rows still carrying the id."""
 """Inserts correction rows (values in ``REPAIR_COLUMNS`` order) into ``post_like_window_parts``."""
 
 
@@ -97,6 +102,14 @@ class RepairWindow(BaseModel):
         return tuple(getattr(self, c) for c in REPAIR_COLUMNS)
 
 
+class ErasureBody(BaseModel):
+    """``POST /erasures`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Annotated[int, Field(strict=True, gt=0, lt=2**63)]
+
+
 class QueryBody(BaseModel):
     """``POST /query`` body."""
 
@@ -137,8 +150,13 @@ def _validation_message(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def build_app(reader: AnalystReader, write_repairs: RepairWriter | None = None) -> Starlette:
-    """The HTTP application: queries through ``reader``, repairs through ``write_repairs``."""
+def build_app(
+    reader: AnalystReader,
+    write_repairs: RepairWriter | None = None,
+    erase_user: UserEraser | None = None,
+) -> Starlette:
+    """The HTTP application: queries through ``reader``, repairs through ``write_repairs``,
+    erasures through ``erase_user``."""
 
     async def query(request: Request) -> Response:
         try:
@@ -160,7 +178,25 @@ def build_app(reader: AnalystReader, write_repairs: RepairWriter | None = None) 
     ]
     if write_repairs is not None:
         routes.append(Route("/repairs/windows", _repairs_route(write_repairs), methods=["POST"]))
+    if erase_user is not None:
+        routes.append(Route("/erasures", _erasure_route(erase_user), methods=["POST"]))
     return Starlette(routes=routes)
+
+
+def _erasure_route(erase_user: UserEraser) -> Callable[[Request], Any]:
+    async def erasures(request: Request) -> Response:
+        try:
+            body = ErasureBody.model_validate_json(await request.body())
+        except ValidationError as e:
+            return _error(400, _validation_message(e))
+        try:
+            remaining = await run_in_threadpool(erase_user, body.user_id)
+        except Exception as e:
+            log.exception("erasing user %d failed", body.user_id)
+            return _error(500, f"erasure failed: {str(e).splitlines()[0][:300]}")
+        return JSONResponse({"user_id": body.user_id, "remaining": remaining})
+
+    return erasures
 
 
 def _repairs_route(write_repairs: RepairWriter) -> Callable[[Request], Any]:
@@ -205,13 +241,14 @@ def start_in_thread(
     port: int,
     limits: QueryLimits | None = None,
     write_repairs: RepairWriter | None = None,
+    erase_user: UserEraser | None = None,
     *,
     startup_timeout_s: float = 10.0,
 ) -> ServerHandle:
     """Serve the store at ``url`` on ``127.0.0.1:port`` from a daemon thread, once listening."""
     reader = AnalystReader(url, limits)
     config = uvicorn.Config(
-        build_app(reader, write_repairs),
+        build_app(reader, write_repairs, erase_user),
         host="127.0.0.1",
         port=port,
         log_level="warning",

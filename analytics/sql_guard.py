@@ -26,7 +26,7 @@ from sqlglot.errors import ParseError, TokenError
 
 DATABASE = "likes"
 # Checking costs about 25 µs of pure-Python CPU per character (tokenize, parse, render),
-# on the GIL of the process that also runs the counts flow: 20 000 characters is ~0.5 s.
+# on the GIL of the process that also runs the analytics flow: 20 000 characters is ~0.5 s.
 MAX_SQL_CHARS = 20_000
 
 # Catalogue tables that describe schemas and storage, so analysts can find columns and

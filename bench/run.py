@@ -31,6 +31,8 @@ BENCHMARKS = [
     "freshness",
     "two_processes",
     "dedupe_memory",
+    "liked_by",
+    "read_batch",
 ]
 
 
@@ -39,6 +41,8 @@ def _registry() -> dict[str, Benchmark]:
     from bench.dedupe_mem import bench_dedupe_memory
     from bench.flow_bench import bench_flow_throughput, bench_quix_comparison, bench_two_processes
     from bench.freshness import bench_freshness
+    from bench.liked_by import bench_liked_by
+    from bench.read_batch import bench_read_batch
 
     return {
         "api_vs_pgbench": bench_api_vs_pgbench,
@@ -48,6 +52,8 @@ def _registry() -> dict[str, Benchmark]:
         "freshness": bench_freshness,
         "two_processes": bench_two_processes,
         "dedupe_memory": bench_dedupe_memory,
+        "liked_by": bench_liked_by,
+        "read_batch": bench_read_batch,
     }
 
 

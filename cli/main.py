@@ -168,6 +168,26 @@ def cmd_exporter(a: argparse.Namespace) -> int:
     return 0  # not reached: serves until killed
 
 
+def cmd_erase_user(a: argparse.Namespace) -> int:
+    from ops import erasure
+
+    s = CommonSettings()
+    if a.user_id <= 0 or a.user_id >= 2**63:
+        print("error: a user id is a positive 64-bit integer", file=sys.stderr)
+        return 2
+    job_id = erasure.request(s, a.user_id)
+    job = erasure.wait(s, job_id, timeout_s=a.timeout)
+    print(json.dumps(job.as_dict(), indent=2, default=str) if a.json else erasure.render(job))
+    return 0 if job.status == "done" else 1
+
+
+def cmd_jobs_worker(a: argparse.Namespace) -> int:
+    from ops.jobs_worker import serve
+
+    serve(CommonSettings())
+    return 0  # not reached: serves until killed
+
+
 def cmd_status(a: argparse.Namespace) -> int:
     from ops.status import collect, render
 
@@ -202,16 +222,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("migrate", cmd_migrate, "apply pending SQL migrations")
     add("exporter", cmd_exporter, "serve CDC, flow lag, drift and store metrics (Prometheus)")
+    add("jobs-worker", cmd_jobs_worker, "run erasure jobs the API accepted (supervised)")
+    eu = add("erase-user", cmd_erase_user, "erase a user's likes and id from every projection")
+    eu.add_argument("user_id", type=int)
+    eu.add_argument("--json", action="store_true")
+    eu.add_argument("--timeout", type=float, default=900.0, help="seconds to wait (default 900)")
     api = add("api", cmd_api, "run the ingest API in the foreground")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
     rc = add("reconcile", cmd_reconcile, "compare projections with the edge store")
     rc.add_argument("--repair", action="store_true", help="fix the drift found")
     rc.add_argument("--json", action="store_true")
-    bf = add("backfill", cmd_backfill, "rebuild count projections from the edge store")
+    bf = add("backfill", cmd_backfill, "rebuild projections from the edge store")
     bf.add_argument("--since", help="only posts with an edge changed since (ISO 8601)")
     bf.add_argument(
-        "--projection", action="append", help="redis or postgres (repeatable; default both)"
+        "--projection",
+        action="append",
+        help="redis, postgres or recent (repeatable; default all three)",
     )
     bf.add_argument("--json", action="store_true")
     fl = add("flow", cmd_flow, "run a dataflow in the foreground (with recovery)")

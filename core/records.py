@@ -108,3 +108,52 @@ def latest_per_post(updates: list[CountUpdate]) -> list[CountUpdate]:
         if cur is None or u.seq > cur.seq:
             best[u.post_id] = u
     return [best[p] for p in sorted(best)]
+
+
+@dataclass(frozen=True, slots=True)
+class LikerChange:
+    """An accepted edge transition as the recent-likers stage needs it.
+
+    ``occurred_us`` is the event time in exact integer microseconds (the edge's
+    ``updated_at`` in the edge store), so the stage orders likers exactly as
+    ``post_likes`` does; ``seq_inc`` is :attr:`Accepted.seq_inc`.
+    """
+
+    post_id: int
+    user_id: int
+    version: int
+    liked: bool
+    occurred_us: int
+    seq_inc: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecentLikers:
+    """A post's most recent current likers, newest first, at ``seq``.
+
+    ``seq`` is the sum of the edge-version increments the stage has applied for the post
+    (monotone, the same for the same events whatever the batching). ``exact`` is False
+    when the stage cannot know the list (older likers it no longer holds may belong in
+    it): the sink then reads the list from the edge store instead of ``user_ids``.
+    """
+
+    post_id: int
+    user_ids: tuple[int, ...]
+    seq: int
+    exact: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationUpdate:
+    """New likers of one post for its author's notification, and whether to fold.
+
+    ``actors`` (``(actor_id, liked_ms)`` pairs) go into the actor ledger whatever
+    ``fold`` says; ``fold`` asks the sink to bring the aggregate up to date with every
+    ledger actor not yet in it (the flow asks at most once per interval per
+    (recipient, post), which is what limits the update rate).
+    """
+
+    recipient_id: int
+    post_id: int
+    actors: tuple[tuple[int, int], ...]
+    fold: bool

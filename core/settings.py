@@ -35,11 +35,18 @@ class CommonSettings(BaseSettings):
     events_topic: str = "likes.events"
     dlq_topic: str = "likes.events.dlq"
     hot_topic: str = "likes.hot_posts"
+    hot_episodes_topic: str = Field(
+        default="likes.hot_episodes",
+        description="internal: every hot-episode change, from the counts flow to analytics",
+    )
     prometheus_url: str = "http://127.0.0.1:59090"
     metrics_host: str = Field(
         default="127.0.0.1", description="where flows and the exporter serve /metrics"
     )
     exporter_port: int = 59100
+    jobs_port: int = Field(
+        default=59105, description="where likes jobs-worker (erasure jobs) serves /metrics"
+    )
     exporter_interval_s: float = 5.0
     flow_metrics_port_base: int = Field(
         default=59110, description="flow i of FLOWS, process p serves on base + i + p * #flows"
@@ -80,13 +87,14 @@ class ApiSettings(CommonSettings):
     outbox_retention_s: int = 3600
     jwt_leeway_s: int = 5
     liked_by_budget: int = Field(
-        default=20_000,
+        default=10_000,
+        ge=0,
         description="index entries liked_by may visit per request (see ingest_api.liked_by)",
     )
     count_cache_ttl_s: float = Field(
-        default=1.0, description="in-process like count cache lifetime; 0 turns it off"
+        default=1.0, ge=0, le=1.0, description="in-process count cache lifetime; 0: off"
     )
-    count_cache_size: int = Field(default=10_000, description="posts the count cache keeps")
+    count_cache_size: int = Field(default=10_000, ge=0, description="posts it keeps at most")
 
 
 class FlowSettings(CommonSettings):
@@ -105,6 +113,12 @@ class FlowSettings(CommonSettings):
     - ``hot_threshold`` (120 likes in ``hot_window_s`` = 60 s, i.e. 2 likes/s sustained)
       marks a post hot; it cools below ``hot_cool_ratio`` (0.5) of that: the gap is the
       hysteresis that keeps a post near the line from flapping.
+    - ``notify_min_interval_s`` (5): a like storm updates a post's notification at most
+      this often (the actor ledger still records every actor at once); the last update
+      comes at most this long after the storm ends.
+    - ``recent_likers`` (20, contract section 6) and ``recent_margin`` (20): the fanout
+      flow keeps the newest 40 current likers per post, so 21 unlikes in a row among
+      them are needed before it must read the list from the edge store.
     """
 
     recovery_dir: Path | None = None
@@ -123,6 +137,22 @@ class FlowSettings(CommonSettings):
     hot_check_s: float = 2.0
     recovery_partitions: int = 4
     trending_half_life_s: float = 3600.0
+    notify_min_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="at most one notification update per (recipient, post) this often",
+    )
+    recent_likers: int = Field(default=20, ge=1, description="length of likes:recent:{post}")
+    recent_margin: int = Field(
+        default=20,
+        ge=0,
+        description="likers kept beyond recent_likers per post, so unlikes rarely empty it",
+    )
+    recent_idle_s: int = Field(
+        default=24 * 3600,
+        gt=0,
+        description="a post idle this long (event time) keeps only its seq in flow state",
+    )
 
     def recovery_path(self, flow: str) -> Path:
         """Where flow ``flow`` keeps its Bytewax recovery partitions."""

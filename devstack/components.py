@@ -1,6 +1,7 @@
 """The components of the local stack, in start order, each with its health check.
 
-Component names are part of the contract: ``.local/run/<name>.pid``. The metrics
+Component names are part of the contract: ``.local/run/<name>.pid``. ``jobs``
+(``likes jobs-worker``) runs the erasure jobs the API accepts. The metrics
 components come last: ``exporter`` (``likes exporter``: CDC, flow lag, drift, stores)
 and ``prometheus`` (Debian's, scraping every other component; see
 :mod:`devstack.prometheus`).
@@ -23,7 +24,7 @@ from devstack import java_stack, local_servers, process, prometheus
 from schemas.cdc import SLOT_NAME
 from schemas.migrate import apply_migrations
 
-FLOW_NAMES: tuple[str, ...] = ("counts", "fanout")
+FLOW_NAMES: tuple[str, ...] = ("counts", "fanout", "analytics")  # as flows.runner.FLOWS
 FLOW_HEARTBEAT_MAX_AGE_S = 10.0
 
 
@@ -177,6 +178,14 @@ def build_components(s: CommonSettings) -> list[Component]:
         ),
     ]
     comps.extend(_flow_component(s, name) for name in FLOW_NAMES)
+    comps.append(
+        Component(
+            "jobs",
+            lambda: [_likes_bin(), "jobs-worker"],
+            lambda: _http_ok(f"http://{prometheus.jobs_target(s)}/metrics"),
+            start_timeout=30,
+        )
+    )
     comps.extend(_metrics_components(s))
     return comps
 

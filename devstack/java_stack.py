@@ -51,6 +51,8 @@ _TOPICS: dict[str, tuple[int, dict[str, str]]] = {
     "likes.events": (12, {"retention.ms": str(7 * _DAY_MS)}),
     "likes.events.dlq": (3, {"retention.ms": str(7 * _DAY_MS)}),
     "likes.hot_posts": (3, {"retention.ms": str(7 * _DAY_MS)}),
+    # internal: the counts flow's hot-episode changes for the analytics flow
+    "likes.hot_episodes": (3, {"retention.ms": str(7 * _DAY_MS)}),
     "__debezium-heartbeat.likes_cdc": (
         1,
         {"retention.ms": str(_DAY_MS), "segment.ms": str(_HOUR_MS)},

@@ -62,6 +62,11 @@ def exporter_target(s: CommonSettings) -> str:
     return f"{_scrape_host(s)}:{s.exporter_port}"
 
 
+def jobs_target(s: CommonSettings) -> str:
+    """``host:port`` of the jobs worker's /metrics."""
+    return f"{_scrape_host(s)}:{s.jobs_port}"
+
+
 def render_config(s: CommonSettings, flows: Sequence[str]) -> str:
     """prometheus.yml: every target of the stack."""
     blocks = [
@@ -75,6 +80,7 @@ def render_config(s: CommonSettings, flows: Sequence[str]) -> str:
         api_target=_hostport(s.api_url, 80),
         flow_targets="\n".join(blocks),
         exporter_target=exporter_target(s),
+        jobs_target=jobs_target(s),
         prometheus_target=listen_address(s),
     )
 

@@ -16,14 +16,16 @@ Guarantees, while live traffic continues:
   post, so a rerun resumes where it stopped if given recovery, and repeating it is
   harmless anyway.
 
-What it does not rebuild: the counts flow's own state (it assumes that state is right,
-as after a loss of Redis data or a wiped table), and ClickHouse windows (use
-``likes reconcile --repair``, whose correction rows are judged at a consistent point).
+It also rebuilds ``likes:recent:{post}`` (the newest current likers from the edge store,
+written only over a list at a lower ``seq``). What it does not rebuild: the flows' own
+state (it assumes that state is right, as after a loss of Redis data or a wiped table),
+and ClickHouse windows (use ``likes reconcile --repair``, whose correction rows are
+judged at a consistent point).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,7 +35,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import Sink
 
-from core.records import CountUpdate
+from core.records import CountUpdate, RecentLikers
 
 _CHUNK_SQL = """
 SELECT post_id, count(*) FILTER (WHERE state = 'liked'), sum(version), count(*)
@@ -128,8 +130,12 @@ def build_flow(
     plan: BackfillPlan,
     sinks: list[Sink[CountUpdate]],
     on_posts: Callable[[PostSnapshot], None] | None = None,
+    recent: Sequence[Sink[RecentLikers]] = (),
 ) -> Dataflow:
-    """The backfill dataflow; ``on_posts`` sees every post read (progress)."""
+    """The backfill dataflow; ``on_posts`` sees every post read (progress). ``recent``
+    sinks get each post's recent likers as an inexact list at the post's ``seq``: the
+    sink reads the list itself from the edge store (``sinks.redis_recent``), fenced by
+    that ``seq`` like the counts."""
     flow = Dataflow("likes_backfill")
     posts = op.input("read_edge_store", flow, EdgeStoreSource(url, plan))
     if on_posts is not None:
@@ -138,4 +144,8 @@ def build_flow(
     counts = op.map("to_counts", posts, lambda p: CountUpdate(p.post_id, p.count, p.seq))
     for i, sink in enumerate(sinks):
         op.output(f"write_counts_{i}", counts, sink)
+    if recent:
+        lists = op.map("to_recent", posts, lambda p: RecentLikers(p.post_id, (), p.seq, False))
+        for i, rsink in enumerate(recent):
+            op.output(f"write_recent_{i}", lists, rsink)
     return flow

@@ -1,4 +1,11 @@
-"""The counts flow: ``likes.events`` to every count, window and hot-post projection.
+"""The counts flow: ``likes.events`` to the like counts and hot posts, the critical path.
+
+It writes Redis and Postgres counts, hot posts (Redis ``likes:hot``, ``likes.hot_posts``,
+and every episode change to the internal ``likes.hot_episodes`` topic, from which the
+analytics flow writes ClickHouse ``hot_posts``) and dead letters: no ClickHouse write,
+so a slow or failing analytics store never delays a count (:mod:`flows.analytics` owns
+those). Tests and benchmarks may still attach ``like_events`` and ``windows`` sinks:
+then this flow also counts windows and writes both, as the analytics flow does.
 
 Guarantees, given Bytewax recovery (state and Kafka offsets snapshotted together) and
 at-least-once input: each edge transition is applied once to per-post counts (dedupe by
@@ -22,18 +29,22 @@ from core.settings import FlowSettings
 from flows.count_stage import CountStage, Partial
 from flows.hot import HotDetector
 from flows.kafka_input import EventSource, kafka_events
-from flows.partition_stage import PartitionStage
+from flows.partition_stage import stage_builder
 from flows.progress import OffsetProgress
 from flows.streams import split_by_type
 
 
 @dataclass
 class CountsSinks:
-    """Where each output of the counts flow goes (tests pass ``TestingSink``s)."""
+    """Where each output of the counts flow goes (tests pass ``TestingSink``s).
+
+    ``like_events`` and ``windows`` are None in production (the analytics flow writes
+    them); without a ``windows`` sink the flow computes no windows at all.
+    """
 
     dead_letters: Sink[DeadLetter]
-    like_events: Sink[Accepted]
-    windows: Sink[WindowPart]
+    like_events: Sink[Accepted] | None
+    windows: Sink[WindowPart] | None
     counts: list[Sink[CountUpdate]]
     hot: list[Sink[HotChange]]
 
@@ -51,19 +62,6 @@ def combine_counts(
             buckets[b] = buckets.get(b, 0) + 1
         partial[a.post_id] = (delta + a.delta, inc + a.seq_inc, max(ts, a.occurred_ms), buckets)
     return [(str(s), p) for s, p in per_shard.items()]
-
-
-def _partition_stage(s: FlowSettings) -> Any:
-    def build(resume: Any) -> PartitionStage:
-        return PartitionStage(
-            ttl_ms=s.dedupe_ttl_s * 1000,
-            window_ms=s.window_s * 1000,
-            lateness_ms=s.lateness_s * 1000,
-            emit_ms=int(s.window_emit_s * 1000),
-            snapshot=resume,
-        )
-
-    return build
 
 
 def _count_stage(s: FlowSettings) -> Any:
@@ -92,12 +90,15 @@ def build_flow(
     flow = Dataflow(flow_id)
     kin = kafka_events("read_events", flow, s, source, progress)
     op.output("write_dlq", kin.dead, sinks.dead_letters)
-    staged = op.stateful_batch("dedupe_window", kin.events, _partition_stage(s))
+    stage = stage_builder(s, flow="counts", windows=sinks.windows is not None)
+    staged = op.stateful_batch("dedupe_window", kin.events, stage)
     outs = op.map("unkey_stage", staged, lambda kv: kv[1])
     accepted = op.flat_map("flatten_accepted", outs, lambda o: o.accepted)
-    op.output("write_like_events", accepted, sinks.like_events)
-    windows = op.flat_map("flatten_windows", outs, lambda o: o.windows)
-    op.output("write_windows", windows, sinks.windows)
+    if sinks.like_events is not None:
+        op.output("write_like_events", accepted, sinks.like_events)
+    if sinks.windows is not None:
+        windows = op.flat_map("flatten_windows", outs, lambda o: o.windows)
+        op.output("write_windows", windows, sinks.windows)
     partials = op.flat_map_batch(
         "combine_counts",
         accepted,

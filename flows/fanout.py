@@ -1,9 +1,19 @@
-"""The fanout flow: ``likes.events`` to notifications and the trending ranking signal.
+"""The fanout flow: ``likes.events`` to notifications, recent likers and the trending
+ranking signal.
 
-Guarantees under replay and crash (Bytewax recovery, at-least-once input): a like
-notifies a post's author at most once per actor (the actor ledger's primary key makes a
-replay a no-op, in the same transaction as the aggregate), and trending scores are
-absolute values that a replay rewrites identically. Step ids are permanent.
+Guarantees under replay and crash (Bytewax recovery, at-least-once input):
+
+- Notifications: a like by someone other than the post's author goes into the actor
+  ledger at once; the aggregate row is brought up to date at most once per
+  ``notify_min_interval_s`` per (recipient, post) (:class:`~flows.fanout_stages.NotifyThrottle`),
+  and not at all while the post is muted. The ledger's primary key makes a replayed
+  like a no-op, and a fold adds only ledger actors not yet in the aggregate, in the same
+  transaction, so replays and extra folds change nothing.
+- Recent likers: absolute lists with a monotone ``seq`` (:mod:`flows.recent`), written by
+  compare-and-set, so a replay rewrites nothing.
+- Trending scores are absolute values that a replay rewrites identically.
+
+Step ids are permanent (``tests/flows/test_step_ids.py``).
 """
 
 from __future__ import annotations
@@ -13,14 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
-from core.records import Accepted, DeadLetter, TrendOut
+from core.records import Accepted, DeadLetter, NotificationUpdate, RecentLikers, TrendOut
 from core.settings import FlowSettings
-from flows.fanout_stages import DedupeStage, TrendStage
+from flows.fanout_stages import Deduped, DedupeStage, NotifyThrottle, TrendStage
 from flows.kafka_input import EventSource, kafka_events
 from flows.progress import OffsetProgress
+from flows.recent import RecentStage, group_changes
 
 
 @dataclass
@@ -28,8 +40,10 @@ class FanoutSinks:
     """Where each output of the fanout flow goes (tests pass ``TestingSink``s)."""
 
     dead_letters: Sink[DeadLetter]
-    notifications: Sink[Accepted]
+    notifications: Sink[NotificationUpdate]
     trending: Sink[TrendOut]
+    recent: Sink[RecentLikers] | None = None
+    """``likes:recent:{post_id}``; None computes the lists and writes them nowhere."""
 
 
 def notifies(a: Accepted) -> bool:
@@ -46,6 +60,14 @@ def combine_likes(shards: int, batch: list[Accepted]) -> Iterable[tuple[str, dic
                 a.occurred_ms
             )
     return [(str(s), p) for s, p in per_shard.items()]
+
+
+def group_notifying(shards: int, batch: list[Accepted]) -> Iterable[tuple[str, list[Accepted]]]:
+    """Notifying likes grouped per post shard (one item per shard crosses workers)."""
+    per_shard: dict[int, list[Accepted]] = {}
+    for a in batch:
+        per_shard.setdefault(a.post_id % shards, []).append(a)
+    return [(str(s), group) for s, group in per_shard.items()]
 
 
 def build_flow(
@@ -65,14 +87,8 @@ def build_flow(
     def dedupe_builder(resume: Any) -> DedupeStage:
         return DedupeStage(ttl_ms, resume)
 
-    accepted = op.flat_map(
-        "unkey_accepted", op.stateful_batch("dedupe", kin.events, dedupe_builder), lambda kv: kv[1]
-    )
-    op.output(
-        "write_notifications",
-        op.filter("select_notifications", accepted, notifies),
-        sinks.notifications,
-    )
+    deduped = op.stateful_batch("dedupe", kin.events, dedupe_builder)
+    accepted = op.flat_map("unkey_accepted", deduped, lambda kv: kv[1].accepted)
 
     def trend_builder(resume: Any) -> TrendStage:
         return TrendStage(s.trending_half_life_s, resume)
@@ -82,4 +98,42 @@ def build_flow(
     )
     scores = op.stateful_batch("trend_posts", partials, trend_builder)
     op.output("write_trending", op.map("unkey_trending", scores, lambda kv: kv[1]), sinks.trending)
+
+    _notifications(s, accepted, sinks.notifications)
+    _recent_likers(s, deduped, sinks.recent)
     return flow
+
+
+def _notifications(
+    s: FlowSettings, accepted: Stream[Accepted], sink: Sink[NotificationUpdate]
+) -> None:
+    """Notifying likes, rate-limited per (recipient, post), into ``sink``."""
+
+    def throttle_builder(resume: Any) -> NotifyThrottle:
+        return NotifyThrottle(s.notify_min_interval_s, resume)
+
+    notifying = op.flat_map_batch(
+        "group_notifications",
+        op.filter("select_notifications", accepted, notifies),
+        lambda b: group_notifying(s.count_shards, b),
+    )
+    updates = op.stateful_batch("throttle_notifications", notifying, throttle_builder)
+    op.output("write_notifications", op.map("unkey_notifications", updates, lambda kv: kv[1]), sink)
+
+
+def _recent_likers(
+    s: FlowSettings, deduped: KeyedStream[Deduped], sink: Sink[RecentLikers] | None
+) -> None:
+    """Each touched post's recent likers, per batch, into ``sink`` (if any)."""
+
+    def recent_builder(resume: Any) -> RecentStage:
+        return RecentStage(s.recent_likers, s.recent_margin, s.recent_idle_s * 1000, resume)
+
+    changes = op.flat_map_batch(
+        "group_changes",
+        op.flat_map("unkey_changes", deduped, lambda kv: kv[1].changes),
+        lambda b: group_changes(s.count_shards, b),
+    )
+    recent = op.stateful_batch("recent_likers", changes, recent_builder)
+    if sink is not None:
+        op.output("write_recent", op.map("unkey_recent", recent, lambda kv: kv[1]), sink)

@@ -1,59 +1,85 @@
-"""Stateful stages of the fanout flow: dedupe per Kafka partition, trending per post shard.
+"""Stateful stages of the fanout flow: dedupe per Kafka partition; trending and the
+notification rate limit per post shard (recent likers: :mod:`flows.recent`).
 
 The dedupe stage counts events and drops into :mod:`flows.metrics` once per batch.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from core.records import Accepted, TrendOut
+from core.records import Accepted, LikerChange, NotificationUpdate, TrendOut
 from flows.decode import PartitionEvents
 from flows.dedupe import EdgeDeduper
 from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS
 from flows.trending import TrendingScores
+from schemas.events import LikeEvent
 
 SWEEP_EVERY_MS = 10 * 60 * 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-class DedupeStage(StatefulBatchLogic[PartitionEvents, list[Accepted], Any]):
+@dataclass(frozen=True, slots=True)
+class Deduped:
+    """What the dedupe stage emits per batch: the new transitions, and the same
+    transitions as the recent-likers stage needs them (exact event time)."""
+
+    accepted: list[Accepted]
+    changes: list[LikerChange]
+
+
+def _accepted(ev: LikeEvent, delta: int, seq_inc: int) -> Accepted:
+    return Accepted(
+        ev.post_id,
+        ev.user_id,
+        ev.edge_version,
+        delta,
+        seq_inc,
+        ev.occurred_ms,
+        ev.event_id,
+        ev.action,
+        ev.author_id,
+    )
+
+
+def _liker_change(ev: LikeEvent, seq_inc: int) -> LikerChange:
+    us = (ev.occurred_at - _EPOCH) // _MICROSECOND  # exact: no float on the way
+    return LikerChange(ev.post_id, ev.user_id, ev.edge_version, ev.liked, us, seq_inc)
+
+
+class DedupeStage(StatefulBatchLogic[PartitionEvents, Deduped, Any]):
     """Edge-version dedupe of one Kafka partition; emits each new transition once (one
-    list per batch)."""
+    :class:`Deduped` per batch)."""
 
     def __init__(self, ttl_ms: int, snapshot: Any = None, flow: str = "fanout") -> None:
         self.dedupe = EdgeDeduper(ttl_ms, snapshot)
         self._events = FLOW_EVENTS.labels(flow)
         self._dropped = FLOW_DEDUPE_DROPPED.labels(flow)
 
-    def on_batch(self, values: list[PartitionEvents]) -> tuple[list[list[Accepted]], bool]:
+    def on_batch(self, values: list[PartitionEvents]) -> tuple[list[Deduped], bool]:
         out: list[Accepted] = []
+        changes: list[LikerChange] = []
         events = 0
         for group in values:
             events += len(group.events)
             for ev in group.events:
                 applied = self.dedupe.apply(ev)
                 if applied is not None:
-                    out.append(
-                        Accepted(
-                            ev.post_id,
-                            ev.user_id,
-                            ev.edge_version,
-                            applied[0],
-                            applied[1],
-                            ev.occurred_ms,
-                            ev.event_id,
-                            ev.action,
-                            ev.author_id,
-                        )
-                    )
+                    out.append(_accepted(ev, *applied))
+                    changes.append(_liker_change(ev, applied[1]))
         self.dedupe.maybe_evict()
         if events:
             self._events.inc(events)
             if events > len(out):
                 self._dropped.inc(events - len(out))
-        return [out], StatefulBatchLogic.RETAIN
+        return [Deduped(out, changes)], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Any:
         return self.dedupe.snapshot()
@@ -82,3 +108,99 @@ class TrendStage(StatefulBatchLogic[dict[int, list[int]], TrendOut, Any]):
 
     def snapshot(self) -> Any:
         return self.trending.snapshot(), self.max_ms
+
+
+Pair = tuple[int, int]
+"""``(recipient_id, post_id)``: one notification aggregate."""
+ThrottleSnapshot = tuple[dict[Pair, float], list[Pair]]
+
+
+class NotifyThrottle(StatefulBatchLogic[list[Accepted], NotificationUpdate, ThrottleSnapshot]):
+    """The notification rate limit of one post shard.
+
+    Every batch's notifying likes go out at once, one :class:`NotificationUpdate` per
+    (recipient, post), so the sink's actor ledger records every actor without delay.
+    Only the fold into the aggregate (the visible update) is limited: it is asked for at
+    most once per ``interval_s`` of wall time per (recipient, post), on the first like
+    after a quiet interval, and otherwise by a timer when the interval since the last
+    fold ends (so the aggregate is exact at most ``interval_s`` after a storm ends) or at
+    the end of the input.
+
+    Replay-safe whatever the timing: the ledger's primary key drops actors seen before,
+    and a fold adds only ledger actors not yet in the aggregate, in one transaction, so a
+    repeated or extra fold changes nothing. Wall time decides only when folds happen.
+    """
+
+    def __init__(
+        self,
+        interval_s: float,
+        snapshot: ThrottleSnapshot | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self.folded: dict[Pair, float] = dict(snapshot[0]) if snapshot else {}
+        self.dirty: set[Pair] = set(snapshot[1]) if snapshot else set()
+        self._swept = 0.0
+
+    def on_batch(self, values: list[list[Accepted]]) -> tuple[list[NotificationUpdate], bool]:
+        now = self.clock()
+        actors: dict[Pair, dict[int, int]] = {}
+        for group in values:
+            for a in group:
+                if a.author_id is None:
+                    continue
+                first = actors.setdefault((a.author_id, a.post_id), {})
+                first[a.user_id] = min(a.occurred_ms, first.get(a.user_id, a.occurred_ms))
+        out: list[NotificationUpdate] = []
+        for pair in sorted(actors):
+            fold = self._fold_now(pair, now)
+            out.append(NotificationUpdate(*pair, tuple(sorted(actors[pair].items())), fold))
+        out.extend(self._due(now))
+        self._forget(now)
+        return out, StatefulBatchLogic.RETAIN
+
+    def _fold_now(self, pair: Pair, now: float) -> bool:
+        last = self.folded.get(pair)
+        if last is None or now - last >= self.interval_s:
+            self.folded[pair] = now
+            self.dirty.discard(pair)
+            return True
+        self.dirty.add(pair)
+        return False
+
+    def _due(self, now: float, everything: bool = False) -> list[NotificationUpdate]:
+        due = sorted(p for p in self.dirty if everything or now - self.folded[p] >= self.interval_s)
+        for pair in due:
+            self.folded[pair] = now
+            self.dirty.discard(pair)
+        return [NotificationUpdate(r, p, (), True) for r, p in due]
+
+    def _forget(self, now: float) -> None:
+        """Drop quiet pairs (their next like folds at once anyway), once per interval."""
+        if now - self._swept < self.interval_s:
+            return
+        self._swept = now
+        quiet = [
+            p for p, t in self.folded.items() if now - t >= self.interval_s and p not in self.dirty
+        ]
+        for p in quiet:
+            del self.folded[p]
+
+    def notify_at(self) -> datetime | None:
+        if not self.dirty:
+            return None
+        first = min(self.folded[p] for p in self.dirty) + self.interval_s
+        return datetime.fromtimestamp(first, tz=UTC)
+
+    def on_notify(self) -> tuple[list[NotificationUpdate], bool]:
+        now = self.clock()
+        out = self._due(now)
+        self._forget(now)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[NotificationUpdate], bool]:
+        return self._due(self.clock(), everything=True), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> ThrottleSnapshot:
+        return dict(self.folded), sorted(self.dirty)

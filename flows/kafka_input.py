@@ -51,13 +51,15 @@ def consumer_config(settings: FlowSettings) -> dict[str, str]:
     return {"auto.offset.reset": "error", "fetch.wait.max.ms": "100"}
 
 
-def kafka_source(settings: FlowSettings, *, tail: bool = True) -> KafkaSource:
-    """The events topic from its beginning (recovery overrides that), with
+def kafka_source(
+    settings: FlowSettings, *, tail: bool = True, topic: str | None = None
+) -> KafkaSource:
+    """The events topic (or ``topic``) from its beginning (recovery overrides that), with
     :func:`consumer_config`; errors are emitted as items for triage, not raised.
     ``tail=False`` stops at the end of every partition (benchmarks)."""
     return KafkaSource(
         [settings.kafka_bootstrap],
-        [settings.events_topic],
+        [topic or settings.events_topic],
         tail=tail,
         starting_offset=OFFSET_BEGINNING,
         add_config=consumer_config(settings),

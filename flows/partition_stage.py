@@ -5,17 +5,24 @@ owner and event-time progress never mixes partitions. Emits one ``StageOutput`` 
 batch: every new transition, and window rows (on close, and every ``emit_ms`` of wall
 time for windows still open, so idle input still drains). Counts events, dedupe drops
 and late events into :mod:`flows.metrics` once per batch.
+
+Both the counts and the analytics flow run it (each on its own copy of the input, with
+its own state). With ``windows=False`` (the counts flow, which writes no windows) it
+dedupes only: no window is counted, emitted or timed, and the snapshot keeps its shape
+with an empty window part (a snapshot that held open windows drops them on resume).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
 from core.records import Accepted, StageOutput, WindowPart
+from core.settings import FlowSettings
 from flows.decode import PartitionEvents
 from flows.dedupe import EdgeDeduper
 from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS, FLOW_LATE_EVENTS
@@ -37,12 +44,14 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         emit_ms: int,
         snapshot: Snapshot | None = None,
         flow: str = "counts",
+        windows: bool = True,
     ) -> None:
         partition = snapshot[2] if snapshot else -1
         self.dedupe = EdgeDeduper(ttl_ms, snapshot[0] if snapshot else None)
         self.windows = PartitionWindows(
-            partition, window_ms, lateness_ms, snapshot[1] if snapshot else None
+            partition, window_ms, lateness_ms, snapshot[1] if snapshot and windows else None
         )
+        self.with_windows = windows
         self.partition = partition
         self.emit_ms = emit_ms
         self.duplicates = 0
@@ -80,7 +89,7 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
                         ev.author_id,
                     )
                 )
-                late = self.windows.add(ev.post_id, delta, ms, eid)
+                late = self.windows.add(ev.post_id, delta, ms, eid) if self.with_windows else None
                 if late is not None:
                     rows.append(late)
         rows.extend(self.windows.close_due())
@@ -117,3 +126,22 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
 
     def snapshot(self) -> Snapshot:
         return self.dedupe.snapshot(), self.windows.snapshot(), self.partition
+
+
+def stage_builder(
+    s: FlowSettings, *, flow: str, windows: bool = True
+) -> Callable[[Snapshot | None], PartitionStage]:
+    """The ``stateful_batch`` builder of flow ``flow``'s stage (resumed from a snapshot)."""
+
+    def build(resume: Snapshot | None) -> PartitionStage:
+        return PartitionStage(
+            ttl_ms=s.dedupe_ttl_s * 1000,
+            window_ms=s.window_s * 1000,
+            lateness_ms=s.lateness_s * 1000,
+            emit_ms=int(s.window_emit_s * 1000),
+            snapshot=resume,
+            flow=flow,
+            windows=windows,
+        )
+
+    return build

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from core.records import HotChange
 from core.settings import FlowSettings
+from flows.analytics import AnalyticsSinks
 from flows.counts import CountsSinks
 from flows.decode import dead_letter_record, hot_record
 from flows.fanout import FanoutSinks
+from flows.hot_episodes import episode_record
+from sinks.clickhouse_erasure import anonymizing
 from sinks.clickhouse_sinks import ClickHouseSink, event_row, hot_row, window_row
+from sinks.faults import fault_file
 from sinks.kafka_topic import KafkaRecord, KafkaTopicSink
 from sinks.postgres_counts import PostgresCountSink
 from sinks.postgres_notifications import PostgresNotificationSink
 from sinks.redis_counts import RedisCountSink
 from sinks.redis_hot import RedisHotSink
+from sinks.redis_recent import RedisRecentSink
 from sinks.redis_trending import RedisTrendingSink
 
 
 def counts_sinks(s: FlowSettings) -> CountsSinks:
-    """Redis and Postgres counts, ClickHouse analytics, hot posts, the DLQ."""
-    ch = s.effective_clickhouse_url
+    """Redis and Postgres counts, hot posts (Redis, ``likes.hot_posts``, and every
+    episode change to ``likes.hot_episodes`` for the analytics flow), the DLQ: nothing
+    in ClickHouse, so a slow analytics store cannot delay a count."""
 
     def hot_to_kafka(h: HotChange) -> KafkaRecord | None:
         return hot_record(h, s.hot_window_s) if h.state in ("hot", "cooled") else None
@@ -27,25 +33,49 @@ def counts_sinks(s: FlowSettings) -> CountsSinks:
         dead_letters=KafkaTopicSink(
             s.kafka_bootstrap, s.dlq_topic, name="kafka_dlq", to_record=dead_letter_record
         ),
-        like_events=ClickHouseSink(ch, "like_events_raw", event_row),
-        windows=ClickHouseSink(ch, "post_like_window_parts", window_row),
+        like_events=None,
+        windows=None,
         counts=[RedisCountSink(s.redis_url), PostgresCountSink(s.postgres_url)],
         hot=[
             RedisHotSink(s.redis_url),
             KafkaTopicSink(
                 s.kafka_bootstrap, s.hot_topic, name="kafka_hot_posts", to_record=hot_to_kafka
             ),
-            ClickHouseSink(ch, "hot_post_episodes", hot_row),
+            KafkaTopicSink(
+                s.kafka_bootstrap,
+                s.hot_episodes_topic,
+                name="kafka_hot_episodes",
+                to_record=episode_record,
+            ),
         ],
     )
 
 
+def analytics_sinks(s: FlowSettings) -> AnalyticsSinks:
+    """ClickHouse like events (an erased user's with ``user_id`` 0), window parts and
+    hot-post episodes (each reading the fault-injection test hook
+    ``<home>/faults/clickhouse.json``), the DLQ."""
+    ch = s.effective_clickhouse_url
+    faults = fault_file(s.home, "clickhouse")
+    return AnalyticsSinks(
+        dead_letters=KafkaTopicSink(
+            s.kafka_bootstrap, s.dlq_topic, name="kafka_dlq", to_record=dead_letter_record
+        ),
+        like_events=ClickHouseSink(
+            ch, "like_events_raw", anonymizing(ch, event_row), fault_file=faults
+        ),
+        windows=ClickHouseSink(ch, "post_like_window_parts", window_row, fault_file=faults),
+        hot_episodes=ClickHouseSink(ch, "hot_post_episodes", hot_row, fault_file=faults),
+    )
+
+
 def fanout_sinks(s: FlowSettings) -> FanoutSinks:
-    """Notifications in Postgres, trending scores in Redis, the DLQ."""
+    """Notifications in Postgres, trending scores and recent likers in Redis, the DLQ."""
     return FanoutSinks(
         dead_letters=KafkaTopicSink(
             s.kafka_bootstrap, s.dlq_topic, name="kafka_dlq", to_record=dead_letter_record
         ),
         notifications=PostgresNotificationSink(s.postgres_url),
         trending=RedisTrendingSink(s.redis_url),
+        recent=RedisRecentSink(s.redis_url, s.postgres_url, s.recent_likers),
     )

@@ -5,6 +5,10 @@ fixed forever (``recovery_partitions``). Kafka offsets live only there: deleting
 re-reads the topic from the start of retention, and a stored offset that retention
 already dropped fails loudly (``auto.offset.reset=error``) instead of skipping data.
 
+The ``analytics`` flow's process owns an embedded chDB store (one process per data path)
+and so also serves analysts' read-only SQL and reconcile's repair rows
+(:func:`serve_analysts`); the ``counts`` flow never opens ClickHouse.
+
 Each flow process serves Prometheus metrics (:mod:`flows.metrics`) on its own port,
 :func:`flows.metrics.metrics_port` of ``flow_metrics_port_base``; its dead-letter sink
 is wrapped to count what it writes, and every sink's series exist from the start.
@@ -28,7 +32,7 @@ from sinks.base import StoreSink
 from sinks.metrics import SINK_ERRORS, SINK_RETRIES, SINK_WRITE_SECONDS
 
 log = logging.getLogger(__name__)
-FLOWS = ("counts", "fanout")
+FLOWS = ("counts", "fanout", "analytics")
 
 
 def build_production_flow(
@@ -50,12 +54,19 @@ def build_production_flow(
         fanout = fanout_sinks(s)
         instrument_sinks(name, fanout)
         return build_fanout(s, fanout, progress=progress)
+    if name == "analytics":
+        from flows.analytics import build_flow as build_analytics
+        from flows.production_sinks import analytics_sinks
+
+        analytics = analytics_sinks(s)
+        instrument_sinks(name, analytics)
+        return build_analytics(s, analytics, progress=progress)
     raise SystemExit(f"unknown flow {name!r}; known: {', '.join(FLOWS)}")
 
 
 def instrument_sinks(flow: str, sinks: Any) -> None:
     """Count ``sinks.dead_letters`` writes per flow, and create every store sink's
-    series at 0 (``sinks`` is a ``CountsSinks`` or ``FanoutSinks``)."""
+    series at 0 (``sinks`` is a ``CountsSinks``, ``FanoutSinks`` or ``AnalyticsSinks``)."""
     if isinstance(sinks.dead_letters, DynamicSink):
         counter = metrics.FLOW_DEAD_LETTERS.labels(flow)
         sinks.dead_letters = metrics.CountedSink(sinks.dead_letters, counter)
@@ -87,9 +98,10 @@ def ensure_recovery(s: FlowSettings, name: str) -> RecoveryConfig:
 
 
 def serve_analysts(url: str, port: int) -> None:
-    """With embedded chDB this process owns the store, so it also answers analysts'
-    read-only SQL (on a connection of their own) and reconcile's correction rows."""
-    from sinks import clickhouse_store
+    """With embedded chDB the analytics flow's process owns the store, so it also answers
+    analysts' read-only SQL (on a connection of their own), reconcile's correction rows
+    and erasures' anonymization, on ``127.0.0.1:<analytics_port>``."""
+    from sinks import clickhouse_erasure, clickhouse_store
 
     if not clickhouse_store.is_embedded(url):
         return
@@ -100,7 +112,10 @@ def serve_analysts(url: str, port: int) -> None:
     def write_repairs(rows: list[tuple[Any, ...]]) -> None:
         clickhouse_store.insert(url, "post_like_window_parts", rows, REPAIR_COLUMNS)
 
-    start_in_thread(url, port, write_repairs=write_repairs)
+    def erase_user(user_id: int) -> int:
+        return clickhouse_erasure.erase_user(url, user_id)
+
+    start_in_thread(url, port, write_repairs=write_repairs, erase_user=erase_user)
 
 
 def run(name: str, *, process_id: int | None = None, addresses: list[str] | None = None) -> None:
@@ -109,7 +124,7 @@ def run(name: str, *, process_id: int | None = None, addresses: list[str] | None
     progress = OffsetProgress()
     flow = build_production_flow(name, s, progress)
     recovery = ensure_recovery(s, name)
-    if name == "counts":
+    if name == "analytics":
         serve_analysts(s.effective_clickhouse_url, s.analytics_port)
     start_publisher(s.redis_url, name, progress)
     serve_metrics(s, name, process_id)

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.settings import ApiSettings
+from ingest_api.counts import CountCache
 from ingest_api.db import make_pool
 from ingest_api.deps import AppState
 from ingest_api.idempotency import PURGE_SQL
@@ -21,7 +22,16 @@ from ingest_api.metrics import REQUESTS
 from ingest_api.openapi import LikesAPI
 from ingest_api.problems import install_problem_handlers
 from ingest_api.ratelimit import RateLimiter
-from ingest_api.routes import health, likes, notifications, posts, users
+from ingest_api.routes import (
+    erasure,
+    following,
+    health,
+    likes,
+    mute,
+    notifications,
+    posts,
+    users,
+)
 from ingest_api.viewer_cache import ViewerCache
 
 log = logging.getLogger(__name__)
@@ -51,6 +61,7 @@ def _build_state(s: ApiSettings) -> AppState:
         redis=client,
         viewer=ViewerCache(client, s.viewer_cache_ttl_s),
         limiter=RateLimiter(client, limit=s.rate_limit_requests, window_s=s.rate_limit_window_s),
+        counts=CountCache(s.count_cache_ttl_s, s.count_cache_size),
     )
 
 
@@ -106,6 +117,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.likes = state
     install_problem_handlers(app)
     app.add_middleware(_TimingMiddleware)
-    for module in (health, likes, posts, users, notifications):
+    for module in (health, likes, posts, users, following, notifications, mute, erasure):
         app.include_router(module.router)
     return app

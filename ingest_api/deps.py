@@ -14,6 +14,7 @@ from pydantic import WithJsonSchema
 from core.settings import ApiSettings
 from ingest_api import cursor, idempotency
 from ingest_api.auth import MAX_ID, Principal, verify
+from ingest_api.counts import CountCache
 from ingest_api.problems import ProblemError
 from ingest_api.ratelimit import RateLimiter
 from ingest_api.viewer_cache import ViewerCache
@@ -28,6 +29,7 @@ class AppState:
     redis: aioredis.Redis
     viewer: ViewerCache
     limiter: RateLimiter
+    counts: CountCache
 
 
 def app_state(request: Request) -> AppState:

@@ -3,7 +3,8 @@
 In that commit: the edge upsert (version + 1 only on a real change), the outbox row
 (only on a change) and the completion of the caller's idempotency record with the
 response. A repeated like, or an unlike of an edge not liked, changes nothing and
-writes nothing. One statement is also one round trip: the hot path of the API.
+writes nothing; a user in ``erased_users`` changes nothing (410). One statement is
+also one round trip: the hot path of the API.
 """
 
 from __future__ import annotations
@@ -45,18 +46,21 @@ idem AS (
         response = jsonb_build_object('post_id', %(post_id)s::bigint,
             'user_id', %(user_id)s::bigint, 'liked', %(liked)s::boolean,
             'changed', res.changed, 'version', res.version)
-    FROM res, p
+    FROM res, p, er
     WHERE %(idem)s::text IS NOT NULL AND user_id = %(user_id)s AND idem_key = %(idem)s
-      AND p.deleted_at IS NULL AND res.consistent
+      AND p.deleted_at IS NULL AND NOT er.erased AND res.consistent
     RETURNING 1)
-SELECT (SELECT deleted_at IS NOT NULL FROM p), res.changed, res.version, res.consistent
+SELECT (SELECT deleted_at IS NOT NULL FROM p), res.changed, res.version, res.consistent,
+       (SELECT erased FROM er)
 FROM res"""
 
 LIKE_SQL = f"""
 WITH p AS (SELECT post_id, author_id, deleted_at FROM posts WHERE post_id = %(post_id)s),
+er AS (SELECT EXISTS (SELECT 1 FROM erased_users WHERE user_id = %(user_id)s) AS erased),
 up AS (
     INSERT INTO post_likes AS e (post_id, user_id, state, created_at, updated_at, version)
-    SELECT p.post_id, %(user_id)s, 'liked', now(), now(), 1 FROM p WHERE p.deleted_at IS NULL
+    SELECT p.post_id, %(user_id)s, 'liked', now(), now(), 1 FROM p, er
+    WHERE p.deleted_at IS NULL AND NOT er.erased
     ON CONFLICT (post_id, user_id) DO UPDATE
         SET state = 'liked', updated_at = now(), version = e.version + 1
         WHERE e.state <> 'liked'
@@ -65,11 +69,12 @@ up AS (
 
 UNLIKE_SQL = f"""
 WITH p AS (SELECT post_id, author_id, deleted_at FROM posts WHERE post_id = %(post_id)s),
+er AS (SELECT EXISTS (SELECT 1 FROM erased_users WHERE user_id = %(user_id)s) AS erased),
 up AS (
     UPDATE post_likes AS e SET state = 'unliked', updated_at = now(), version = e.version + 1
-    FROM p
+    FROM p, er
     WHERE e.post_id = p.post_id AND e.user_id = %(user_id)s AND e.state = 'liked'
-      AND p.deleted_at IS NULL
+      AND p.deleted_at IS NULL AND NOT er.erased
     RETURNING e.version, e.updated_at),
 {_TAIL}"""
 
@@ -103,7 +108,8 @@ class LikeResult:
 async def set_like(
     conn: AsyncConnection, *, post_id: int, user_id: int, liked: bool, idem_key: str | None = None
 ) -> LikeResult:
-    """Move edge ``(post_id, user_id)`` to ``liked``; 404/410 for unknown/deleted posts.
+    """Move edge ``(post_id, user_id)`` to ``liked``; 404/410 for unknown/deleted posts,
+    410 for an erased user (checked in the same statement that would write the edge).
 
     ``conn`` must be in autocommit mode: the statement is its own transaction.
     """
@@ -118,7 +124,10 @@ async def set_like(
         "state": "liked" if liked else "unliked",
     }
     cur = await conn.execute(LIKE_SQL if liked else UNLIKE_SQL, params)
-    deleted, changed, version, consistent = await cur.fetchone() or (None, False, 0, True)
+    row = await cur.fetchone()
+    deleted, changed, version, consistent, erased = row or (None, False, 0, True, False)
+    if erased:
+        raise ProblemError(410, f"user {user_id} was erased: their likes cannot change")
     if deleted is None:
         raise ProblemError(404, f"post {post_id} does not exist")
     if deleted:
@@ -126,8 +135,8 @@ async def set_like(
     if consistent:
         return LikeResult(post_id, user_id, liked, bool(changed), int(version))
     # a concurrent transaction moved the edge after our snapshot: report it as it is now
-    row = await (await conn.execute(CURRENT_SQL, (post_id, user_id))).fetchone()
-    result = LikeResult(post_id, user_id, liked, False, int(row[0]) if row else 0)
+    edge = await (await conn.execute(CURRENT_SQL, (post_id, user_id))).fetchone()
+    result = LikeResult(post_id, user_id, liked, False, int(edge[0]) if edge else 0)
     if idem_key is not None:
         await conn.execute(COMPLETE_IDEM_SQL, (200, json.dumps(result.body()), user_id, idem_key))
     return result

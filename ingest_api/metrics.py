@@ -13,3 +13,25 @@ REQUESTS = Histogram(
 LIKE_TRANSITIONS = Counter(
     "likes_api_transitions_total", "like/unlike requests applied", ["action", "changed"]
 )
+COUNT_CACHE = Counter(
+    "likes_api_count_cache_total",
+    "like counts read by the API from its in-process cache (hit) or the stores (miss)",
+    ["result"],
+)
+LIKED_BY_POSTS = Counter(
+    "likes_api_liked_by_posts_total",
+    "posts whose liked_by was read: exactly by probe or scan, or as a prefix (budget short)",
+    ["method"],
+)
+VIEWER_CACHE = Counter(
+    "likes_api_viewer_cache_total",
+    "viewer like states read: from the viewer cache (hit), not in it (miss), or with the "
+    "cache skipped because it may be stale or Redis failed (bypass)",
+    ["result"],
+)
+for _result in ("hit", "miss", "bypass"):
+    VIEWER_CACHE.labels(_result)
+OUTBOX_WRITE_ERRORS = Counter(
+    "likes_api_outbox_write_errors_total",
+    "like/unlike transactions (edge, outbox row, idempotency record) the edge store failed",
+)

@@ -51,15 +51,22 @@ class LikeState(BaseModel):
 
 
 class PostLikes(BaseModel):
-    """A post's like count and the caller's state."""
+    """A post's like count, the caller's state, and who the caller follows likes it."""
 
     post_id: PostIdField
     like_count: int = Field(description="Likes of the post (eventually consistent).")
     viewer_liked: bool = Field(description="Whether the caller likes it (read-your-writes).")
+    liked_by: list[UserIdField] = Field(
+        max_length=3,
+        description="Up to 3 users the caller follows who currently like the post, most "
+        'recent like first ("liked by A, B and N others"). Always a prefix of the exact '
+        "answer; it can be shorter when a viral post meets a large follow list in a "
+        "crowded batch (the cost of a read is bounded).",
+    )
 
 
 class LikesBatch(BaseModel):
-    """Like counts and viewer state for many posts."""
+    """Like counts, viewer state and `liked_by` of many posts."""
 
     items: list[PostLikes] = Field(description="One per requested id, in request order.")
 
@@ -89,6 +96,29 @@ class UserLikesPage(BaseModel):
     """A page of the posts a user likes, most recent first."""
 
     items: list[UserLike] = Field(description="At most `limit` posts.")
+    next_cursor: NextCursor
+
+
+class FollowState(BaseModel):
+    """Whether a user follows another, after a follow or unfollow."""
+
+    user_id: UserIdField = Field(description="The follower: the caller.")
+    followee_id: UserIdField = Field(description="The user followed or unfollowed.")
+    following: bool = Field(description="Whether the user now follows the followee.")
+    changed: bool = Field(description="False when the edge already was in this state.")
+
+
+class Followee(BaseModel):
+    """A user the caller follows."""
+
+    user_id: UserIdField
+    followed_at: Timestamp = Field(description="When the caller followed the user.")
+
+
+class FollowingPage(BaseModel):
+    """A page of the users a user follows, most recently followed first."""
+
+    items: list[Followee] = Field(description="At most `limit` users.")
     next_cursor: NextCursor
 
 
@@ -138,3 +168,21 @@ class DeletedPost(BaseModel):
     post_id: PostIdField
     author_id: UserIdField = Field(description="The post's author.")
     deleted_at: Timestamp = Field(description="When the post was first deleted.")
+
+
+class ErasureJob(BaseModel):
+    """An erasure of a user's likes and of their id from every projection."""
+
+    job_id: str = Field(description="The job's id (a UUID).")
+    user_id: UserIdField = Field(description="The erased user.")
+    status: Literal["pending", "running", "done", "failed"] = Field(
+        description="`done` once nothing of the user remains; `failed` jobs are retried."
+    )
+    attempts: int = Field(ge=0, description="Runs of the job so far.")
+    progress: dict[str, dict[str, int | bool | str]] = Field(
+        description="One entry per projection or store step: what was removed, what remains."
+    )
+    error: str | None = Field(description="Why the last run failed, if it did.")
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None

@@ -13,6 +13,8 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ingest_api.metrics import VIEWER_CACHE
+
 log = logging.getLogger(__name__)
 
 
@@ -40,14 +42,25 @@ class ViewerCache:
         return True
 
     async def get_many(self, user_id: int, post_ids: list[int]) -> dict[int, bool]:
-        """Cached states for the posts that have one (possibly none)."""
-        if not post_ids or not await self._clean(user_id):
+        """Cached states for the posts that have one (possibly none); every post asked
+        counts in ``likes_api_viewer_cache_total`` as a hit, a miss or a bypass (the
+        cache skipped: its state may be stale, or Redis failed)."""
+        if not post_ids:
+            return {}
+        if not await self._clean(user_id):
+            VIEWER_CACHE.labels("bypass").inc(len(post_ids))
             return {}
         try:
             values = await self._r.hmget(viewer_key(user_id), [str(p) for p in post_ids])
         except RedisError:
+            VIEWER_CACHE.labels("bypass").inc(len(post_ids))
             return {}
-        return {p: v in (b"1", "1") for p, v in zip(post_ids, values, strict=True) if v is not None}
+        found = {
+            p: v in (b"1", "1") for p, v in zip(post_ids, values, strict=True) if v is not None
+        }
+        VIEWER_CACHE.labels("hit").inc(len(found))
+        VIEWER_CACHE.labels("miss").inc(len(post_ids) - len(found))
+        return found
 
     async def put_many(self, user_id: int, states: dict[int, bool]) -> None:
         """Record states read from or written to the edge store."""

@@ -2,10 +2,10 @@
 flows, with a progress bar (rich) or a JSON report.
 
 Runs the backfill dataflow (``flows.backfill``: per-post snapshots fenced by ``seq``)
-in this process, one worker. ``redis`` and ``postgres`` are rebuilt; ``clickhouse``
-windows are repaired by ``likes reconcile --repair`` instead, and the other projections
-(notifications, trending, recent likers) and the counts flow's own state are not
-rebuilt yet: asking for them is an error that says so.
+in this process, one worker. ``redis`` and ``postgres`` (counts) and ``recent`` (recent
+likers) are rebuilt; ``clickhouse`` windows are repaired by ``likes reconcile --repair``
+instead, and the other projections (notifications, trending) and the flows' own state
+are not rebuilt yet: asking for them is an error that says so.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from bytewax.outputs import Sink
 from bytewax.testing import run_main
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from core.records import CountUpdate
-from core.settings import CommonSettings
+from core.records import CountUpdate, RecentLikers
+from core.settings import CommonSettings, FlowSettings
 from flows.backfill import BackfillPlan, PostSnapshot, build_flow
 from sinks.postgres_counts import PostgresCountSink
 from sinks.redis_counts import RedisCountSink
+from sinks.redis_recent import RedisRecentSink
 
-REBUILT = ("redis", "postgres")
+REBUILT = ("redis", "postgres", "recent")
 NOT_YET = {
     "clickhouse": "use `likes reconcile --repair`: its correction rows are judged at a "
     "consistent point",
@@ -54,6 +55,12 @@ class BackfillReport:
         """Plain data for ``--json``."""
         rate = self.edges / self.seconds if self.seconds else 0.0
         return {**self.__dict__, "edges_per_second": round(rate)}
+
+
+def _recent_sinks(s: CommonSettings, projections: list[str]) -> list[Sink[RecentLikers]]:
+    if "recent" not in projections:
+        return []
+    return [RedisRecentSink(s.redis_url, s.postgres_url, size=FlowSettings().recent_likers)]
 
 
 def _sinks(s: CommonSettings, projections: list[str]) -> list[Sink[CountUpdate]]:
@@ -118,7 +125,8 @@ def run(
     t0 = time.monotonic()
     with progress:
         if p.last >= p.first:
-            run_main(build_flow(s.postgres_url, p, _sinks(s, chosen), seen))  # type: ignore[no-untyped-call]
+            flow = build_flow(s.postgres_url, p, _sinks(s, chosen), seen, _recent_sinks(s, chosen))
+            run_main(flow)  # type: ignore[no-untyped-call]
         progress.update(task, total=max(report.edges, 1), completed=report.edges)
     report.seconds = round(time.monotonic() - t0, 3)
     return report

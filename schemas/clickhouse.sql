@@ -58,3 +58,12 @@ ORDER BY (post_id, became_hot_at);
 CREATE VIEW IF NOT EXISTS likes.hot_posts AS
 SELECT post_id, became_hot_at, cooled_at, peak_rate
 FROM likes.hot_post_episodes FINAL;
+
+-- Users erased (likes erase-user): the like_events writer stores their events with
+-- user_id 0, and the erasure rewrote their earlier rows the same way, so a replay of
+-- old Kafka events cannot bring an erased id back. Windows and hot posts hold no ids.
+CREATE TABLE IF NOT EXISTS likes.erased_users (
+    user_id   UInt64,
+    erased_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY user_id;

@@ -2,6 +2,8 @@
 
 ``LikeEvent`` is the value of a ``likes.events`` message: one per committed edge state
 change. ``HotPostEvent`` is the value of a ``likes.hot_posts`` message.
+``HotEpisodeChange`` is the value of a message of the internal ``likes.hot_episodes``
+topic (the counts flow to the analytics flow; not part of the contract).
 """
 
 from __future__ import annotations
@@ -66,3 +68,18 @@ class HotPostEvent(BaseModel):
     @field_serializer("became_hot_at", "at")
     def _ser_ts(self, ts: datetime) -> str:
         return rfc3339(ts)
+
+
+class HotEpisodeChange(BaseModel):
+    """A hot-post episode started (``hot``), reached a new rate (``update``) or ended
+    (``cooled``), as the counts flow detected it; times are epoch milliseconds."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    post_id: PositiveId
+    state: Literal["hot", "update", "cooled"]
+    rate: int = Field(ge=0, strict=True)
+    peak_rate: int = Field(ge=0, strict=True)
+    became_hot_at_ms: int = Field(ge=0, strict=True)
+    at_ms: int = Field(ge=0, strict=True)
+    cooled_at_ms: int | None = Field(default=None, ge=0, strict=True)

@@ -17,6 +17,17 @@ def count_seq_key(post_id: int) -> str:
     return f"likes:count_seq:{post_id}"
 
 
+def recent_key(post_id: int) -> str:
+    """A post's most recent current likers: a list of user ids, newest first (at most
+    20); absent means none recorded."""
+    return f"likes:recent:{post_id}"
+
+
+def recent_seq_key(post_id: int) -> str:
+    """The version (``RecentLikers.seq``) of the list stored at :func:`recent_key`."""
+    return f"likes:recent_seq:{post_id}"
+
+
 def flow_progress_key(flow: str) -> str:
     """The hash of a flow's next offset per Kafka partition (``likes status`` lag)."""
     return f"likes:flow_progress:{flow}"

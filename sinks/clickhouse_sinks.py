@@ -5,12 +5,19 @@ ReplacingMergeTree keyed on the row's identity (``event_id``; post, window and p
 post and episode start); window parts and episodes carry a version that only grows (an
 event never changes). Analysts read views that apply ``FINAL``: a replayed row replaces
 its earlier copy, never adds to it, and an older version never replaces a newer one.
+
+Test hook: a sink given ``fault_file`` (production: ``<home>/faults/clickhouse.json``,
+see :mod:`sinks.faults`) reads it before every batch, so an end-to-end test can make
+the live analytics flow's ClickHouse writes 10 times slower (``{"slowdown": 10}``) or
+failing (``{"fail": true}``, retried as a transient error) and remove the file to end
+it. Without the file nothing changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
@@ -18,6 +25,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from core.records import Accepted, HotChange, WindowPart
 from sinks import clickhouse_store
 from sinks.base import DEFAULT_RETRY, RetryPolicy, StoreSink
+from sinks.faults import InjectedFault, with_fault
 
 T = TypeVar("T")
 
@@ -96,7 +104,10 @@ EMBEDDED_TRANSIENT_CODES = frozenset({241, 252})  # MEMORY_LIMIT_EXCEEDED, TOO_M
 
 def is_transient(url: str, error: Exception) -> bool:
     """Server: transport errors and the server's own error answers, not client-side
-    mistakes (``ProgrammingError``, ``DataError``). Embedded: see ``EMBEDDED_TRANSIENT_CODES``."""
+    mistakes (``ProgrammingError``, ``DataError``). Embedded: see ``EMBEDDED_TRANSIENT_CODES``.
+    An injected fault (the test hook) is transient, as an outage would be."""
+    if isinstance(error, InjectedFault):
+        return True
     if clickhouse_store.is_embedded(url):
         return isinstance(error, DatabaseError) and error.code in EMBEDDED_TRANSIENT_CODES
     return isinstance(error, OperationalError) or type(error) is DatabaseError
@@ -104,7 +115,8 @@ def is_transient(url: str, error: Exception) -> bool:
 
 class ClickHouseSink(StoreSink[T, str]):
     """Rows into one ClickHouse table (``to_row`` maps each item); the client is the
-    process's own for ``url`` (``sinks.clickhouse_store``), shared with its readers."""
+    process's own for ``url`` (``sinks.clickhouse_store``), shared with its readers.
+    ``fault_file``: the test hook (module docstring)."""
 
     def __init__(
         self,
@@ -112,11 +124,14 @@ class ClickHouseSink(StoreSink[T, str]):
         table: str,
         to_row: Callable[[T], Sequence[Any]],
         retry: RetryPolicy = DEFAULT_RETRY,
+        *,
+        fault_file: Path | None = None,
     ) -> None:
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}")
         super().__init__(SINK_NAMES[table], retry)
         self.url, self.table, self.to_row = url, table, to_row
+        self.fault_file = fault_file
 
     def connect(self) -> str:
         clickhouse_store.ensure_schema(self.url)
@@ -130,4 +145,7 @@ class ClickHouseSink(StoreSink[T, str]):
 
     def write(self, client: str, items: list[T]) -> None:
         rows = [self.to_row(i) for i in items]
-        clickhouse_store.insert(client, self.table, rows, TABLES[self.table])
+        with_fault(
+            self.fault_file,
+            lambda: clickhouse_store.insert(client, self.table, rows, TABLES[self.table]),
+        )

@@ -53,17 +53,28 @@ LONG_RUNNING = {
     "api",
     "flow-counts",
     "flow-fanout",
+    "flow-analytics",
     "exporter",
+    "jobs",
     "prometheus",
     "grafana",
 }
-PROJECT_SERVICES = {"migrate", "api", "flow-counts", "flow-fanout", "exporter"}
+PROJECT_SERVICES = {
+    "migrate",
+    "api",
+    "flow-counts",
+    "flow-fanout",
+    "flow-analytics",
+    "exporter",
+    "jobs",
+}
 METRICS_MODULES = (ingest_api.metrics, sinks.metrics, sinks.redis_counts, flows.metrics)
-# Contract section 7; the API's viewer-cache and outbox-error counters are left out
-# until the API defines them (the dashboard may only name defined series).
+# Contract section 7 (the dashboard may only name defined series)
 CONTRACT_SERIES = {
     "likes_api_request_seconds",
     "likes_api_transitions_total",
+    "likes_api_viewer_cache_total",
+    "likes_api_outbox_write_errors_total",
     "likes_cdc_lag_seconds",
     "likes_cdc_slot_retained_wal_bytes",
     "likes_cdc_connector_up",
@@ -80,7 +91,7 @@ CONTRACT_SERIES = {
     "likes_hot_posts",
     "likes_hot_post_share",
 }
-FLOWS = {"flow-counts", "flow-fanout"}
+FLOWS = {"flow-counts", "flow-fanout", "flow-analytics"}
 SHARED_ENV = {
     "LIKES_POSTGRES_URL": "postgresql://likes:likes@postgres:5432/likes",
     "LIKES_REDIS_URL": "redis://redis:6379/0",
@@ -284,6 +295,7 @@ def test_kafka_topics_are_created_explicitly(services: dict[str, dict[str, Any]]
         ("likes.events", 12, f" --config {week}"),
         ("likes.events.dlq", 3, f" --config {week}"),
         ("likes.hot_posts", 3, ""),
+        ("likes.hot_episodes", 3, f" --config {week}"),
     ]:
         create = f"--create --if-not-exists --topic {topic} --partitions {partitions}"
         assert f"{create} --replication-factor 1{extra}" in script, topic
@@ -412,7 +424,11 @@ def test_prometheus_scrapes_every_service(services: dict[str, dict[str, Any]]) -
         for target in group["targets"]
     }
     s = CommonSettings()
-    want = {"api:8000": "api", f"exporter:{s.exporter_port}": "exporter"}
+    want = {
+        "api:8000": "api",
+        f"exporter:{s.exporter_port}": "exporter",
+        f"jobs:{s.jobs_port}": "jobs",
+    }
     base = s.flow_metrics_port_base
     want |= {
         f"flow-{name}:{flows.metrics.metrics_port(base, FLOW_NAMES, name, 0)}": f"flow-{name}"

@@ -1,4 +1,4 @@
-"""Like, unlike, and the reads feeds make: counts, viewer state, likers."""
+"""Like, unlike, and the reads feeds make: counts, viewer state, `liked_by`, likers."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from ingest_api.auth import MAX_ID
 from ingest_api.counts import like_counts
 from ingest_api.db import connection
 from ingest_api.deps import Caller, Cursor, IdempotencyKey, Limit, PostId, State, parse_id_list
+from ingest_api.liked_by import liked_by
 from ingest_api.likes_tx import LikeResult, set_like
-from ingest_api.metrics import LIKE_TRANSITIONS
+from ingest_api.metrics import LIKE_TRANSITIONS, OUTBOX_WRITE_ERRORS
 from ingest_api.models import LikersPage, LikesBatch, LikeState, PostLikes
 from ingest_api.openapi import problem_responses
 from ingest_api.problems import ProblemError
@@ -83,7 +84,9 @@ async def _mutate(
             result: LikeResult = await set_like(
                 conn, post_id=post_id, user_id=caller.user_id, liked=liked, idem_key=key
             )
-        except BaseException:
+        except BaseException as e:
+            if not isinstance(e, ProblemError):  # the store failed, not the request
+                OUTBOX_WRITE_ERRORS.inc()
             if key is not None and not conn.broken:
                 await idempotency.release(conn, user_id=caller.user_id, key=key)
             raise
@@ -131,13 +134,19 @@ WHERE p.post_id = %s"""
     responses=problem_responses(401, 404, 422, 503),
 )
 async def post_likes(state: State, caller: Caller, post_id: PostId) -> dict[str, Any]:
-    """A post's like count and whether the caller likes it."""
+    """A post's like count, whether the caller likes it, and who they follow likes it."""
     async with connection(state.pool) as conn:
         row = await (await conn.execute(_VIEWER_SQL, (caller.user_id, post_id))).fetchone()
         if row is None:
             raise ProblemError(404, f"post {post_id} does not exist")
-        counts = await like_counts(state.redis, conn, [post_id])
-    return {"post_id": post_id, "like_count": counts[post_id], "viewer_liked": bool(row[1])}
+        counts = await like_counts(state.redis, conn, [post_id], state.counts)
+        friends = await liked_by(conn, caller.user_id, counts, state.settings.liked_by_budget)
+    return {
+        "post_id": post_id,
+        "like_count": counts[post_id],
+        "viewer_liked": bool(row[1]),
+        "liked_by": friends[post_id],
+    }
 
 
 _BATCH_VIEWER_SQL = """SELECT post_id, state = 'liked' FROM post_likes
@@ -155,7 +164,7 @@ async def likes_batch(
     caller: Caller,
     post_ids: Annotated[str, Query(include_in_schema=False)],
 ) -> dict[str, Any]:
-    """Feed batch read: counts and viewer state for many posts, in request order."""
+    """Feed batch read: counts, viewer state and `liked_by` of many posts, in request order."""
     ids = parse_id_list(post_ids, limit=MAX_BATCH)
     viewer = await state.viewer.get_many(caller.user_id, ids)
     missing = [p for p in dict.fromkeys(ids) if p not in viewer]
@@ -166,9 +175,18 @@ async def likes_batch(
             fetched = {p: found.get(p, False) for p in missing}
             await state.viewer.put_many(caller.user_id, fetched)
             viewer.update(fetched)
-        counts = await like_counts(state.redis, conn, ids)
+        counts = await like_counts(state.redis, conn, ids, state.counts)
+        friends = await liked_by(conn, caller.user_id, counts, state.settings.liked_by_budget)
     return {
-        "items": [{"post_id": p, "like_count": counts[p], "viewer_liked": viewer[p]} for p in ids]
+        "items": [
+            {
+                "post_id": p,
+                "like_count": counts[p],
+                "viewer_liked": viewer[p],
+                "liked_by": friends[p],
+            }
+            for p in ids
+        ]
     }
 
 

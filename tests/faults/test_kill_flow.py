@@ -16,7 +16,7 @@ from tests.faults.kill import kill_and_wait
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.parametrize("flow", ["flow-counts", "flow-fanout"])
+@pytest.mark.parametrize("flow", ["flow-counts", "flow-fanout", "flow-analytics"])
 def test_kill_flow_mid_stream(stack: CommonSettings, flow: str) -> None:
     posts = new_posts(stack, 200)
     done = threading.Event()

@@ -23,7 +23,9 @@ ORDER = [
     "api",
     "prometheus",
     "flow-fanout",
+    "flow-analytics",
     "exporter",
+    "jobs",
     "kafka",
     "postgres",
 ]

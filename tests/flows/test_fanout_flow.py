@@ -1,4 +1,5 @@
-"""The fanout flow in-process: notification candidates and trending scores."""
+"""The fanout flow in-process: notification updates and trending scores (recent likers:
+``test_recent_flow.py``; the rate limit: ``test_notify_throttle.py``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from core.records import Accepted, DeadLetter
+from core.records import DeadLetter, NotificationUpdate
 from core.settings import FlowSettings
 from flows.fanout import FanoutSinks, build_flow
 from flows.trending import TrendingScores
 from tests.flows.conftest import Runner
+from tests.flows.fanout_model import NotificationStore, notifying_actors
 from tests.flows.helpers import T0_MS, event, to_messages, workload
 
 SETTINGS = FlowSettings(count_shards=4, trending_half_life_s=60)
@@ -22,8 +24,8 @@ SETTINGS = FlowSettings(count_shards=4, trending_half_life_s=60)
 
 def run(
     entry_point: Runner, msgs: list[Any], flow_id: str = "fanout_test", **kw: Any
-) -> tuple[list[Accepted], list[tuple[int, float | None]], list[DeadLetter]]:
-    notes: list[Accepted] = []
+) -> tuple[list[NotificationUpdate], list[tuple[int, float | None]], list[DeadLetter]]:
+    notes: list[NotificationUpdate] = []
     trend: list[tuple[int, float | None]] = []
     dead: list[DeadLetter] = []
     sinks = FanoutSinks(TestingSink(dead), TestingSink(notes), TestingSink(trend))
@@ -51,11 +53,10 @@ def test_notifications_only_for_new_likes_by_others(entry_point: Runner) -> None
     ]
     msgs = to_messages(evs)
     notes, _, _ = run(entry_point, msgs + msgs)  # every event delivered twice
-    assert sorted((a.post_id, a.user_id, a.version) for a in notes) == [
-        (1, 5, 1),
-        (1, 5, 3),
-        (2, 6, 1),
-    ], "self-likes, unlikes and duplicates do not notify"
+    recorded = sorted({(u.post_id, actor) for u in notes for actor, _ in u.actors})
+    assert recorded == [(1, 5), (2, 6)], "self-likes and unlikes do not notify"
+    store = NotificationStore().apply(notes)
+    assert store.totals() == {(9, 1): 1, (9, 2): 1}, "the re-like is not a new actor"
 
 
 def test_trending_ranks_recent_engagement(entry_point: Runner) -> None:
@@ -80,12 +81,12 @@ def test_trending_score_is_log_sum_of_decayed_weights() -> None:
 
 
 def test_fanout_crash_and_resume_matches_clean_run(tmp_path: Path) -> None:
-    msgs = to_messages(workload(1500, posts=20, users=40, seed=9))
+    msgs: list[Any] = to_messages(workload(1500, posts=20, users=40, seed=9))
     clean = run(run_main, msgs, epoch_interval=timedelta(0))
     db = tmp_path / "db"
     db.mkdir()
     init_db_dir(db, 1)
-    notes: list[Accepted] = []
+    notes: list[NotificationUpdate] = []
     trend: list[tuple[int, float | None]] = []
     sinks = FanoutSinks(TestingSink([]), TestingSink(notes), TestingSink(trend))
     flow = build_flow(
@@ -98,7 +99,11 @@ def test_fanout_crash_and_resume_matches_clean_run(tmp_path: Path) -> None:
         run_main(
             flow, epoch_interval=timedelta(milliseconds=15), recovery_config=RecoveryConfig(str(db))
         )
-    assert {a.event_id for a in notes} == {a.event_id for a in clean[0]}
+    events = workload(1500, posts=20, users=40, seed=9)
+    assert NotificationStore().apply(notes).totals() == {
+        pair: len(actors) for pair, actors in notifying_actors(events).items()
+    }
+    assert NotificationStore().apply(clean[0]).ledger == NotificationStore().apply(notes).ledger
     got, want = final_scores(trend), final_scores(clean[1])
     assert got.keys() == want.keys()
     assert all(math.isclose(got[p], want[p], rel_tol=1e-9) for p in want)

@@ -20,8 +20,8 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from core.settings import FlowSettings
-from flows import counts, fanout
-from flows.production_sinks import counts_sinks, fanout_sinks
+from flows import analytics, counts, fanout
+from flows.production_sinks import analytics_sinks, counts_sinks, fanout_sinks
 from flows.progress import OffsetProgress
 from tests.flows.helpers import to_messages, workload
 
@@ -30,10 +30,17 @@ COUNTS_STATEFUL = [
     "likes_counts.dedupe_window",
     "likes_counts.count_posts",
 ]
+ANALYTICS_STATEFUL = [
+    "likes_analytics.read_events.kafka_input",
+    "likes_analytics.dedupe_window",
+    "likes_analytics.read_hot_episodes.kafka_input",
+]
 FANOUT_STATEFUL = [
     "likes_fanout.read_events.kafka_input",
     "likes_fanout.dedupe",
     "likes_fanout.trend_posts",
+    "likes_fanout.throttle_notifications",
+    "likes_fanout.recent_likers",
 ]
 
 
@@ -108,3 +115,25 @@ def test_recovery_store_holds_exactly_the_pinned_ids(tmp_path: Path) -> None:
     )
     assert _snapshotted_ids(counts_flow, tmp_path / "counts") == set(COUNTS_STATEFUL)
     assert _snapshotted_ids(fanout_flow, tmp_path / "fanout") == set(FANOUT_STATEFUL)
+
+
+@pytest.mark.parametrize("progress", [None, OffsetProgress()], ids=["untracked", "tracked"])
+def test_the_analytics_flow_keeps_its_stateful_step_ids(progress: OffsetProgress | None) -> None:
+    s = FlowSettings()
+    flow = analytics.build_flow(s, analytics_sinks(s), progress=progress)
+    assert stateful_step_ids(flow) == ANALYTICS_STATEFUL
+    replaced = analytics.build_flow(s, analytics_sinks(s), TestingSource([]), TestingSource([]))
+    assert stateful_step_ids(replaced) == ANALYTICS_STATEFUL
+
+
+def test_the_analytics_recovery_store_holds_exactly_its_pinned_ids(tmp_path: Path) -> None:
+    msgs: list[Any] = to_messages(workload(200, posts=10, users=20))
+    flow = analytics.build_flow(
+        FlowSettings(),
+        analytics.AnalyticsSinks(
+            TestingSink([]), TestingSink([]), TestingSink([]), TestingSink([])
+        ),
+        TestingSource(msgs, batch_size=20),
+        TestingSource([]),
+    )
+    assert _snapshotted_ids(flow, tmp_path / "analytics") == set(ANALYTICS_STATEFUL)

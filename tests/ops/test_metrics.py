@@ -67,7 +67,7 @@ EXPORTER_SERIES = {
     "likes_component_up",
     "likes_dlq_messages",
 }
-TARGETS = {"api", "exporter", "prometheus", *(f"flow-{f}" for f in FLOWS)}
+TARGETS = {"api", "exporter", "jobs", "prometheus", *(f"flow-{f}" for f in FLOWS)}
 
 
 def _value(name: str, **labels: str) -> float:
@@ -226,6 +226,7 @@ def test_every_process_serves_its_series(api: httpx.Client, stack: CommonSetting
     assert _scrape(f"{stack.api_url}/metrics") >= API_SERIES
     assert _scrape(_flow_url(stack, "counts")) >= FLOW_SERIES | COUNTS_SERIES
     assert _scrape(_flow_url(stack, "fanout")) >= FLOW_SERIES
+    assert _scrape(_flow_url(stack, "analytics")) >= FLOW_SERIES
     exporter = f"http://127.0.0.1:{stack.exporter_port}/metrics"
 
     def exporter_series() -> set[str] | None:

@@ -16,10 +16,25 @@ import psycopg
 import redis
 from bytewax.outputs import DynamicSink
 
-from core.records import Accepted, CountUpdate, DeadLetter, HotChange, WindowPart
+from core.records import (
+    Accepted,
+    CountUpdate,
+    DeadLetter,
+    HotChange,
+    NotificationUpdate,
+    RecentLikers,
+    WindowPart,
+)
 from core.settings import CommonSettings
 from flows.decode import dead_letter_record, hot_record
-from schemas.redis_keys import HOT_KEY, TRENDING_KEY, count_key, count_seq_key
+from schemas.redis_keys import (
+    HOT_KEY,
+    TRENDING_KEY,
+    count_key,
+    count_seq_key,
+    recent_key,
+    recent_seq_key,
+)
 from sinks import clickhouse_store
 from sinks.clickhouse_sinks import ClickHouseSink, event_row, hot_row, window_row
 from sinks.kafka_topic import KafkaRecord, KafkaTopicSink
@@ -27,6 +42,7 @@ from sinks.postgres_counts import PostgresCountSink
 from sinks.postgres_notifications import PostgresNotificationSink
 from sinks.redis_counts import RedisCountSink
 from sinks.redis_hot import RedisHotSink
+from sinks.redis_recent import RedisRecentSink
 from sinks.redis_trending import RedisTrendingSink
 from tests.conftest import fresh_id
 from tests.sinks import kafka_topics
@@ -89,12 +105,11 @@ def postgres_counts(s: CommonSettings, chdb_url: str) -> Case:
 def postgres_notifications(s: CommonSettings, chdb_url: str) -> Case:
     author, post = fresh_id(), fresh_id()
     batch = [
-        Accepted(post, 11, 1, 1, 1, T0, UUID(int=1), "LikeCreated", author),
-        Accepted(post, 12, 1, 1, 1, T0 + 5, UUID(int=2), "LikeCreated", author),
-        Accepted(post, 11, 3, 1, 2, T0 + 9, UUID(int=3), "LikeCreated", author),  # re-like
-        Accepted(post, 13, 1, 1, 1, T0 + 7, UUID(int=4), "LikeCreated", None),  # no author
+        NotificationUpdate(author, post, ((11, T0), (12, T0 + 5)), True),
+        NotificationUpdate(author, post, ((11, T0 + 9),), True),  # a re-like: not a new actor
+        NotificationUpdate(author, post, ((author, T0 + 7),), True),  # a self-like: never
     ]
-    sql = "SELECT post_id, actor_ids, total_actors, updated_at FROM notifications"
+    sql = "SELECT post_id, actor_ids, total_actors, updated_at, updates FROM notifications"
 
     def cleanup() -> None:
         _pg(s.postgres_url, "DELETE FROM notifications WHERE recipient_id = %s", (author,))
@@ -103,8 +118,8 @@ def postgres_notifications(s: CommonSettings, chdb_url: str) -> Case:
     return Case(
         PostgresNotificationSink(s.postgres_url),
         batch,
-        # two distinct actors, newest first; the re-like is not a new actor
-        [(post, [12, 11], 2, datetime(2026, 11, 18, 11, 6, 40, 5000, tzinfo=UTC))],
+        # two distinct actors, newest first, in one row update
+        [(post, [12, 11], 2, datetime(2026, 11, 18, 11, 6, 40, 5000, tzinfo=UTC), 1)],
         lambda: _pg(s.postgres_url, sql + " WHERE recipient_id = %s", (author,)),
         stale=batch[:1],
         cleanup=cleanup,
@@ -135,6 +150,30 @@ def redis_trending(s: CommonSettings, chdb_url: str) -> Case:
         (4.25, None),  # the last score; a forgotten post is gone
         lambda: (r.zscore(TRENDING_KEY, str(p)), r.zscore(TRENDING_KEY, str(p + 1))),
         cleanup=lambda: r.zrem(TRENDING_KEY, str(p), str(p + 1)),
+    )
+
+
+def redis_recent(s: CommonSettings, chdb_url: str) -> Case:
+    p, r = fresh_id(), redis.Redis.from_url(s.redis_url)
+    lists = [recent_key(p + i) for i in range(3)]
+    seqs = [recent_seq_key(p + i) for i in range(3)]
+
+    def read() -> Any:
+        return [r.lrange(k, 0, -1) for k in lists], r.mget(seqs)
+
+    return Case(
+        RedisRecentSink(s.redis_url, s.postgres_url),
+        [
+            RecentLikers(p, (3, 2, 1), 3, True),
+            RecentLikers(p + 1, (9,), 5, True),
+            RecentLikers(p, (4, 3, 2, 1), 4, True),
+            RecentLikers(p + 2, (7,), 1, True),
+            RecentLikers(p + 2, (), 2, True),  # its last liker left: no list
+        ],
+        ([[b"4", b"3", b"2", b"1"], [b"9"], []], [b"4", b"5", b"2"]),
+        read,
+        stale=[RecentLikers(p, (1,), 2, True), RecentLikers(p + 1, (), 4, True)],
+        cleanup=lambda: r.delete(*lists, *seqs),
     )
 
 
@@ -269,6 +308,7 @@ CASES: list[Builder] = [
     redis_counts,
     redis_hot,
     redis_trending,
+    redis_recent,
     postgres_counts,
     postgres_notifications,
     clickhouse_like_events,

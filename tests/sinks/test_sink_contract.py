@@ -25,16 +25,18 @@ from uuid import UUID
 import pytest
 from bytewax.outputs import DynamicSink
 
-from core.records import Accepted
+from core.records import Accepted, NotificationUpdate
 from core.settings import CommonSettings
 from sinks import clickhouse_store
-from sinks.clickhouse_sinks import ClickHouseSink, hot_row
+from sinks.clickhouse_sinks import ClickHouseSink, event_row, hot_row
 from sinks.kafka_topic import KafkaTopicSink
 from sinks.postgres_counts import PostgresCountSink
 from sinks.postgres_notifications import PostgresNotificationSink
 from sinks.redis_counts import RedisCountSink
 from sinks.redis_hot import RedisHotSink
+from sinks.redis_recent import RedisRecentSink
 from sinks.redis_trending import RedisTrendingSink
+from tests.conftest import fresh_id
 from tests.sinks import cases, kafka_topics
 from tests.sinks.cases import T0, Case
 
@@ -72,6 +74,9 @@ UNREACHABLE = {
     "redis_counts": lambda: RedisCountSink("redis://127.0.0.1:1/0"),
     "redis_hot": lambda: RedisHotSink("redis://127.0.0.1:1/0"),
     "redis_trending": lambda: RedisTrendingSink("redis://127.0.0.1:1/0"),
+    "redis_recent": lambda: RedisRecentSink(
+        "redis://127.0.0.1:1/0", "postgresql://x@127.0.0.1:1/x"
+    ),
     "postgres_counts": lambda: PostgresCountSink("postgresql://x@127.0.0.1:1/x"),
     "postgres_notifications": lambda: PostgresNotificationSink("postgresql://x@127.0.0.1:1/x"),
     "clickhouse": lambda: ClickHouseSink("chdb:///nonexistent/store", "hot_post_episodes", hot_row),
@@ -107,14 +112,44 @@ def test_notifications_grow_by_new_actors_only(stack: CommonSettings, chdb_url: 
     try:
         part = c.sink.build("contract", 0, 1)
         part.write_batch(c.batch)
-        post, author = c.batch[0].post_id, c.batch[0].author_id
+        post, author = c.batch[0].post_id, c.batch[0].recipient_id
         later = [
-            Accepted(post, 14, 1, 1, 1, T0 + 60_000, UUID(int=5), "LikeCreated", author),
-            Accepted(post, 12, 3, 1, 2, T0 + 61_000, UUID(int=6), "LikeCreated", author),
+            NotificationUpdate(author, post, ((14, T0 + 60_000),), True),
+            NotificationUpdate(author, post, ((12, T0 + 61_000),), True),  # 12's re-like
         ]
         part.write_batch(later)
-        at = datetime(2026, 11, 18, 11, 7, 40, tzinfo=UTC)  # 12's re-like is not news
-        assert c.read() == [(post, [14, 12, 11], 3, at)]
+        at = datetime(2026, 11, 18, 11, 7, 40, tzinfo=UTC)
+        assert c.read() == [(post, [14, 12, 11], 3, at, 2)]
         part.close()
     finally:
         c.cleanup()
+
+
+def test_erased_users_leave_like_events_and_replays_stay_anonymous(chdb_url: str) -> None:
+    """``erase_user`` rewrites the user's rows to user 0 (totals kept); afterwards the
+    anonymizing writer stores a replay of their events without the id."""
+    from sinks.clickhouse_erasure import anonymizing, erase_user
+
+    p, user, other = fresh_id(), fresh_id(), fresh_id()
+    events = [
+        Accepted(p, user, 1, 1, 1, T0, UUID(int=fresh_id()), "LikeCreated", None),
+        Accepted(p, other, 1, 1, 1, T0 + 1, UUID(int=fresh_id()), "LikeCreated", None),
+        Accepted(p, user, 2, -1, 1, T0 + 2, UUID(int=fresh_id()), "LikeRemoved", None),
+    ]
+    sink = ClickHouseSink(chdb_url, "like_events_raw", anonymizing(chdb_url, event_row))
+    part = sink.build("erasure", 0, 1)
+    part.write_batch(events)
+    read = cases._ch(
+        chdb_url,
+        f"SELECT user_id, sum(delta) FROM likes.like_events WHERE post_id = {p}"
+        " GROUP BY user_id ORDER BY user_id",
+    )
+    assert sorted(read()) == sorted([(other, 1), (user, 0)])
+    assert erase_user(chdb_url, user) == 0
+    assert sorted(read()) == sorted([(0, 0), (other, 1)]), "anonymous, totals unchanged"
+    assert erase_user(chdb_url, user) == 0, "idempotent"
+    part.write_batch(events)  # a replay after the erasure
+    assert sorted(read()) == sorted([(0, 0), (other, 1)])
+    raw = f"SELECT count() FROM likes.like_events_raw WHERE user_id = {user}"
+    assert cases._ch(chdb_url, raw)() == [(0,)]
+    part.close()

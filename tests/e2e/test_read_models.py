@@ -1,0 +1,221 @@
+"""End to end: the fanout flow's read models against the edge store.
+
+- ``likes:recent:{post}`` equals each post's 20 newest current likers in ``post_likes``
+  (``updated_at``, then ``version``, then ``user_id``, descending) after a workload with
+  unlikes, client retries and redelivered Kafka messages;
+- liking one's own post notifies nobody; a muted post's notification does not change,
+  and after the mute is lifted its next update counts everyone;
+- a like storm on one post gives an exact aggregate in few row updates
+  (``notifications.updates``), never more than one per ``LIKES_NOTIFY_MIN_INTERVAL_S``
+  plus the first and the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+import psycopg
+import pytest
+import redis
+from confluent_kafka import Producer
+
+from core.settings import CommonSettings, FlowSettings
+from ingest_api.auth import issue_token
+from ops.flow_status import end_offsets, flow_lag
+from schemas.redis_keys import recent_key
+from tests.conftest import auth, fresh_id
+from tests.e2e.pipeline import converge, drive, new_posts
+from tests.kafka_watch import TopicWatcher
+
+pytestmark = pytest.mark.e2e
+T = TypeVar("T")
+
+NEWEST_SQL = """
+SELECT post_id, user_id FROM (
+    SELECT post_id, user_id, row_number() OVER (
+        PARTITION BY post_id ORDER BY updated_at DESC, version DESC, user_id DESC) AS rank
+    FROM post_likes WHERE post_id = ANY(%s) AND state = 'liked') AS ranked
+WHERE rank <= 20 ORDER BY post_id, rank"""
+NOTE_SQL = """
+SELECT n.total_actors, n.updates, n.actor_ids,
+       (SELECT count(*) FROM notification_actors a
+        WHERE a.recipient_id = n.recipient_id AND a.post_id = n.post_id AND a.folded)
+FROM notifications n WHERE n.recipient_id = %s AND n.post_id = %s"""
+
+
+def _rows(s: CommonSettings, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    with psycopg.connect(s.postgres_url, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def edge_store_recent(s: CommonSettings, posts: list[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for post, user in _rows(s, NEWEST_SQL, (posts,)):
+        out.setdefault(post, []).append(user)
+    return out
+
+
+def redis_recent(s: CommonSettings, posts: list[int]) -> dict[int, list[int]]:
+    r = redis.Redis.from_url(s.redis_url)
+    pipe = r.pipeline(transaction=False)
+    for p in posts:
+        pipe.lrange(recent_key(p), 0, -1)
+    lists = pipe.execute()
+    return {p: [int(u) for u in users] for p, users in zip(posts, lists, strict=True) if users}
+
+
+def wait_for(what: str, probe: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {value!r}")
+        time.sleep(1)
+
+
+def fanout_caught_up(s: CommonSettings, timeout: float = 120) -> None:
+    """The fanout flow has read everything on the events topic now, and had a moment
+    to write it."""
+    ends = end_offsets(s.kafka_bootstrap, s.events_topic)
+    wait_for("fanout lag 0", lambda: flow_lag(s, "fanout", ends)["lag"], lambda n: n == 0, timeout)
+    time.sleep(3)
+
+
+def like_all(s: CommonSettings, post: int, users: list[int], concurrency: int = 16) -> float:
+    """Every user likes ``post`` once (concurrently); return the seconds it took."""
+    secret = s.jwt_secret.get_secret_value()
+
+    async def run() -> None:
+        gate = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(base_url=s.api_url, timeout=60) as c:
+
+            async def one(user: int) -> None:
+                async with gate:
+                    headers = {"Authorization": f"Bearer {issue_token(secret, user)}"}
+                    r = await c.post(f"/v1/posts/{post}/like", headers=headers)
+                    assert r.status_code == 200, r.text
+
+            await asyncio.gather(*(one(u) for u in users))
+
+    t0 = time.monotonic()
+    asyncio.run(run())
+    return time.monotonic() - t0
+
+
+def register(s: CommonSettings, author: int) -> int:
+    post = fresh_id()
+    r = httpx.put(
+        f"{s.api_url}/v1/posts/{post}",
+        json={"author_id": author},
+        headers=auth(s, fresh_id(), "posts:write"),
+    )
+    assert r.status_code == 201, r.text
+    return post
+
+
+def test_recent_likers_equal_the_edge_store(stack: CommonSettings) -> None:
+    posts = new_posts(stack, 40)
+    watch = TopicWatcher(stack.kafka_bootstrap, stack.events_topic)
+    result = drive(
+        stack, posts, 8000, users=250, viral_share=0.3, unlike_share=0.3, retry_share=0.05
+    )
+    assert not result.errors, result.errors
+    assert result.replayed > 0, "client retries with the same key were replayed"
+    assert converge(stack, posts).clean
+    truth = edge_store_recent(stack, posts)
+    assert max(len(users) for users in truth.values()) == 20, "some posts have 20+ likers"
+    wait_for("recent likers", lambda: redis_recent(stack, posts), lambda got: got == truth, 120)
+
+    # redelivered and stale copies of this run's events change nothing
+    mine = [m for m in watch.poll_for(1) if int(m.key().split(b":")[0]) in set(posts)]
+    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})
+    for m in mine[::2]:
+        producer.produce(
+            stack.events_topic,
+            key=m.key(),
+            value=m.value(),
+            headers=m.headers(),
+            partition=m.partition(),
+        )
+    producer.flush(30)
+    watch.close()
+    fanout_caught_up(stack)
+    assert redis_recent(stack, posts) == truth
+
+
+def test_self_likes_and_muted_posts_do_not_notify(stack: CommonSettings) -> None:
+    author, fan = fresh_id(), fresh_id()
+    own, muted = register(stack, author), register(stack, author)
+    api = httpx.Client(base_url=stack.api_url, timeout=30)
+    r = api.put(f"/v1/posts/{muted}/mute", headers=auth(stack, author))
+    assert r.status_code == 200 and r.json()["muted"] is True, r.text
+    assert api.put(f"/v1/posts/{muted}/mute", headers=auth(stack, fan)).status_code == 403
+    assert api.put(f"/v1/posts/{fresh_id()}/mute", headers=auth(stack, author)).status_code == 404
+    again = api.put(f"/v1/posts/{muted}/mute", headers=auth(stack, author))
+    assert again.json() == r.json(), "muting again changes nothing"
+
+    like_all(stack, own, [author, fan])
+    like_all(stack, muted, [fan, fresh_id()])
+    wait_for(
+        "the likes in the ledger",
+        lambda: _rows(
+            stack,
+            "SELECT count(*) FROM notification_actors WHERE recipient_id = %s",
+            (author,),
+        )[0][0],
+        lambda n: n == 3,
+        120,
+    )
+    fanout_caught_up(stack)
+    assert _rows(stack, NOTE_SQL, (author, own)) == [(1, 1, [fan], 1)], "the author is not an actor"
+    assert _rows(stack, NOTE_SQL, (author, muted)) == [], "a muted post has no notification"
+    assert redis_recent(stack, [own]) == {own: edge_store_recent(stack, [own])[own]}
+    assert set(redis_recent(stack, [own])[own]) == {author, fan}, "the author is a liker"
+
+    # a fold the rate limit still held back would come while muted, and change nothing
+    time.sleep(FlowSettings().notify_min_interval_s + 1)
+    assert _rows(stack, NOTE_SQL, (author, muted)) == []
+    r = api.delete(f"/v1/posts/{muted}/mute", headers=auth(stack, author))
+    assert r.status_code == 200 and r.json() == {"post_id": muted, "muted": False, "muted_at": None}
+    late = fresh_id()
+    like_all(stack, muted, [late])
+    note = wait_for(
+        "the muted post's first update",
+        lambda: _rows(stack, NOTE_SQL, (author, muted)),
+        lambda rows: bool(rows),
+        120,
+    )
+    assert note[0][:2] == (3, 1) and note[0][2][0] == late, "the held likes are counted now"
+    api.close()
+
+
+def test_a_like_storm_is_exact_in_few_updates(stack: CommonSettings) -> None:
+    interval = FlowSettings().notify_min_interval_s
+    author = fresh_id()
+    post = register(stack, author)
+    users = [fresh_id() for _ in range(400)]
+    seen: list[tuple[Any, ...]] = []
+    took = like_all(stack, post, users[:200])
+    seen.extend(_rows(stack, NOTE_SQL, (author, post)))
+    took += like_all(stack, post, users[200:])
+    final = wait_for(
+        "an exact aggregate",
+        lambda: _rows(stack, NOTE_SQL, (author, post)),
+        lambda rows: bool(rows) and rows[0][0] == len(users),
+        120,
+    )
+    seen.extend(final)
+    total, updates, actor_ids, folded = final[0]
+    assert total == folded == len(users), "every actor counted once"
+    assert len(actor_ids) == 10 and set(actor_ids) <= set(users)
+    assert all(row[0] == row[3] for row in seen), "the aggregate is exact whenever it changes"
+    # folds follow the flow's reading of the storm, which lags the API by CDC latency
+    bound = (took + 10) / interval + 2
+    assert 1 <= updates <= bound, (updates, took, interval)
+    assert updates < len(users) / 20, "the rate limit, not one update per like"
