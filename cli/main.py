@@ -181,6 +181,30 @@ def cmd_erase_user(a: argparse.Namespace) -> int:
     return 0 if job.status == "done" else 1
 
 
+def cmd_cdc_recover(a: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from ops.cdc_recover import recover
+
+    try:
+        since = datetime.fromisoformat(a.since) if a.since else None
+    except ValueError as e:
+        print(f"error: --since: {e}", file=sys.stderr)
+        return 2
+    report = recover(CommonSettings(), since)
+    if a.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(
+            f"slot {report.slot} at {report.slot_created_at}; republished "
+            f"{report.republished:,} outbox rows (oldest {report.oldest_republished}); "
+            f"connect {report.connect}; {report.seconds:.1f}s"
+        )
+        for note in report.notes:
+            print(f"note: {note}")
+    return 0
+
+
 def cmd_jobs_worker(a: argparse.Namespace) -> int:
     from ops.jobs_worker import serve
 
@@ -222,6 +246,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("migrate", cmd_migrate, "apply pending SQL migrations")
     add("exporter", cmd_exporter, "serve CDC, flow lag, drift and store metrics (Prometheus)")
+    cdc = sub.add_parser("cdc", help="change data capture").add_subparsers(
+        dest="ccmd", required=True
+    )
+    cr = cdc.add_parser(
+        "recover", help="after a lost replication slot: re-create it, republish the outbox"
+    )
+    cr.add_argument("--since", help="republish outbox rows from this time (ISO 8601)")
+    cr.add_argument("--json", action="store_true")
+    cr.set_defaults(fn=cmd_cdc_recover)
     add("jobs-worker", cmd_jobs_worker, "run erasure jobs the API accepted (supervised)")
     eu = add("erase-user", cmd_erase_user, "erase a user's likes and id from every projection")
     eu.add_argument("user_id", type=int)

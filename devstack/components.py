@@ -103,6 +103,38 @@ def _likes_bin() -> str:
     return str(Path(sys.executable).with_name("likes"))
 
 
+class SlotLost(RuntimeError):
+    """The replication slot Connect streamed from is gone: starting would skip events."""
+
+
+def connect_offsets(s: CommonSettings) -> tuple[Path, Path]:
+    """Connect's stored source offsets, and the file naming the database they belong to
+    (its system identifier)."""
+    return s.home / "connect" / "offsets.dat", s.home / "connect" / "offsets.owner"
+
+
+def check_slot(s: CommonSettings) -> None:
+    """Before Connect starts: with no replication slot, Debezium would create a new one
+    at the current WAL position and silently skip every event committed since the old
+    one was lost. That is refused (``SlotLost``, so the component fails loudly and
+    ``likes status`` shows the slot missing) when Connect's offsets belong to this very
+    database; only a new database (another system identifier, or no offsets) starts
+    clean. ``likes cdc recover`` is the way back (README runbook)."""
+    offsets, owner = connect_offsets(s)
+    ident = local_servers.system_identifier(s.postgres_url)
+    if not local_servers.slot_exists(s.postgres_url, SLOT_NAME):
+        known = owner.read_text().strip() if owner.exists() else None
+        if offsets.exists() and known == ident:
+            raise SlotLost(
+                f"replication slot {SLOT_NAME} is missing, but Connect has streamed from "
+                "this database: starting now would skip every event committed since the "
+                "slot was lost. Refusing to start. Run `likes cdc recover` (README runbook)."
+            )
+        offsets.unlink(missing_ok=True)  # a new database: its WAL starts anew
+    owner.parent.mkdir(parents=True, exist_ok=True)
+    owner.write_text(ident + "\n")
+
+
 def build_components(s: CommonSettings) -> list[Component]:
     """Every component in start order."""
     layout = java_stack.JavaStackLayout(repo=REPO_ROOT, cache=REPO_ROOT / ".cache", local=s.home)
@@ -123,9 +155,7 @@ def build_components(s: CommonSettings) -> list[Component]:
         )
 
     def connect_prepare() -> None:
-        if not local_servers.slot_exists(s.postgres_url, SLOT_NAME):
-            # stored source offsets would point past a new database's WAL: start clean
-            (s.home / "connect" / "offsets.dat").unlink(missing_ok=True)
+        check_slot(s)
         java_stack.connect_prepare(
             layout, bootstrap=s.kafka_bootstrap, rest_port=_port(s.connect_url)
         )

@@ -177,6 +177,13 @@ def slot_exists(app_url: str, slot: str) -> bool:
     return row is not None
 
 
+def system_identifier(app_url: str) -> str:
+    """The database cluster's system identifier: new with every ``initdb``."""
+    with psycopg.connect(app_url, connect_timeout=5) as conn:
+        row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    return str(row[0]) if row else ""
+
+
 def redis_command(data_dir: Path, port: int) -> list[str]:
     """argv running redis-server in the foreground with append-only persistence."""
     data_dir.mkdir(parents=True, exist_ok=True)
