@@ -95,6 +95,13 @@ class ApiSettings(CommonSettings):
         default=1.0, ge=0, le=1.0, description="in-process count cache lifetime; 0: off"
     )
     count_cache_size: int = Field(default=10_000, ge=0, description="posts it keeps at most")
+    group_commit: bool = Field(
+        default=True,
+        description="concurrent like/unlike requests share one statement (ingest_api.group_commit)",
+    )
+    group_commit_max_batch: int = Field(
+        default=256, ge=1, le=10_000, description="requests per shared statement at most"
+    )
 
 
 class FlowSettings(CommonSettings):

@@ -17,6 +17,7 @@ from core.settings import ApiSettings
 from ingest_api.counts import CountCache
 from ingest_api.db import make_pool
 from ingest_api.deps import AppState
+from ingest_api.group_commit import GroupCommitter
 from ingest_api.idempotency import PURGE_SQL
 from ingest_api.metrics import REQUESTS
 from ingest_api.openapi import LikesAPI
@@ -53,7 +54,7 @@ async def _retention_loop(state: AppState, every_s: float = 60.0) -> None:
 
 def _build_state(s: ApiSettings) -> AppState:
     client = aioredis.Redis.from_url(s.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
-    return AppState(
+    state = AppState(
         settings=s,
         pool=make_pool(
             s.postgres_url, min_size=s.pg_pool_min, max_size=s.pg_pool_max, timeout=s.pg_timeout_s
@@ -63,6 +64,9 @@ def _build_state(s: ApiSettings) -> AppState:
         limiter=RateLimiter(client, limit=s.rate_limit_requests, window_s=s.rate_limit_window_s),
         counts=CountCache(s.count_cache_ttl_s, s.count_cache_size),
     )
+    if s.group_commit:
+        state.writer = GroupCommitter(state.pool, s.group_commit_max_batch)
+    return state
 
 
 class _TimingMiddleware:
@@ -104,6 +108,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             yield
         finally:
             task.cancel()
+            if state.writer is not None:
+                await state.writer.close()
             await state.pool.close()
             await state.redis.aclose()
 

@@ -15,6 +15,7 @@ from core.settings import ApiSettings
 from ingest_api import cursor, idempotency
 from ingest_api.auth import MAX_ID, Principal, verify
 from ingest_api.counts import CountCache
+from ingest_api.group_commit import GroupCommitter
 from ingest_api.problems import ProblemError
 from ingest_api.ratelimit import RateLimiter
 from ingest_api.viewer_cache import ViewerCache
@@ -30,6 +31,7 @@ class AppState:
     viewer: ViewerCache
     limiter: RateLimiter
     counts: CountCache
+    writer: GroupCommitter | None = None
 
 
 def app_state(request: Request) -> AppState:

@@ -125,6 +125,21 @@ async def set_like(
     }
     cur = await conn.execute(LIKE_SQL if liked else UNLIKE_SQL, params)
     row = await cur.fetchone()
+    return await finish(conn, row, post_id=post_id, user_id=user_id, liked=liked, idem_key=idem_key)
+
+
+async def finish(
+    conn: AsyncConnection,
+    row: Any,
+    *,
+    post_id: int,
+    user_id: int,
+    liked: bool,
+    idem_key: str | None,
+) -> LikeResult:
+    """The request's result from its statement row ``(deleted, changed, version,
+    consistent, erased)``: 404/410 problems, or the edge as it is now (read again, and
+    the idempotency record completed, when a concurrent transaction moved it)."""
     deleted, changed, version, consistent, erased = row or (None, False, 0, True, False)
     if erased:
         raise ProblemError(410, f"user {user_id} was erased: their likes cannot change")

@@ -35,3 +35,8 @@ OUTBOX_WRITE_ERRORS = Counter(
     "likes_api_outbox_write_errors_total",
     "like/unlike transactions (edge, outbox row, idempotency record) the edge store failed",
 )
+GROUP_COMMIT_BATCH = Histogram(
+    "likes_api_group_commit_batch",
+    "like/unlike requests per shared statement (group commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, Query, Request, Response
 
 from ingest_api import cursor, idempotency
 from ingest_api.auth import MAX_ID
 from ingest_api.counts import like_counts
 from ingest_api.db import connection
-from ingest_api.deps import Caller, Cursor, IdempotencyKey, Limit, PostId, State, parse_id_list
+from ingest_api.deps import (
+    AppState,
+    Caller,
+    Cursor,
+    IdempotencyKey,
+    Limit,
+    PostId,
+    State,
+    parse_id_list,
+)
 from ingest_api.liked_by import liked_by
 from ingest_api.likes_tx import LikeResult, set_like
 from ingest_api.metrics import LIKE_TRANSITIONS, OUTBOX_WRITE_ERRORS
@@ -53,6 +63,38 @@ _POST_IDS = {
 }
 
 
+async def _transition(
+    state: AppState, user_id: int, post_id: int, liked: bool, key: str | None
+) -> LikeResult:
+    """The like statement: through the group committer, or alone on a connection."""
+    if state.writer is not None:
+        return await state.writer.set_like(
+            post_id=post_id, user_id=user_id, liked=liked, idem_key=key
+        )
+    async with connection(state.pool) as conn:
+        return await set_like(conn, post_id=post_id, user_id=user_id, liked=liked, idem_key=key)
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether the statement certainly did not commit the request (it was refused, or
+    failed on its own data): only then is its idempotency key freed for a retry. After a
+    lost connection or a cancelled request the outcome is unknown, and the claimed key
+    makes a retry wait (409) until the record is completed or goes stale."""
+    if isinstance(error, ProblemError):
+        return error.status < 500
+    return isinstance(error, psycopg.Error) and not isinstance(error, psycopg.OperationalError)
+
+
+async def _release(state: AppState, user_id: int, key: str) -> None:
+    """Free the idempotency key of a request that failed (best effort: a key left claimed
+    is released by its staleness rule)."""
+    try:
+        async with connection(state.pool) as conn:
+            await idempotency.release(conn, user_id=user_id, key=key)
+    except ProblemError:
+        pass
+
+
 async def _mutate(
     request: Request,
     response: Response,
@@ -64,10 +106,10 @@ async def _mutate(
 ) -> dict[str, Any]:
     await state.limiter.check(caller.user_id)
     s = state.settings
-    async with connection(state.pool) as conn:
-        if key is not None:
-            idempotency.validate_key(key)
-            fp = idempotency.fingerprint(request.method, request.url.path)
+    if key is not None:
+        idempotency.validate_key(key)
+        fp = idempotency.fingerprint(request.method, request.url.path)
+        async with connection(state.pool) as conn:
             replay = await idempotency.claim(
                 conn,
                 user_id=caller.user_id,
@@ -76,20 +118,18 @@ async def _mutate(
                 stale_s=s.idempotency_stale_s,
                 ttl_h=s.idempotency_ttl_h,
             )
-            if replay is not None:
-                response.status_code = replay.status_code
-                response.headers[REPLAYED] = "true"
-                return replay.body
-        try:
-            result: LikeResult = await set_like(
-                conn, post_id=post_id, user_id=caller.user_id, liked=liked, idem_key=key
-            )
-        except BaseException as e:
-            if not isinstance(e, ProblemError):  # the store failed, not the request
-                OUTBOX_WRITE_ERRORS.inc()
-            if key is not None and not conn.broken:
-                await idempotency.release(conn, user_id=caller.user_id, key=key)
-            raise
+        if replay is not None:
+            response.status_code = replay.status_code
+            response.headers[REPLAYED] = "true"
+            return replay.body
+    try:
+        result: LikeResult = await _transition(state, caller.user_id, post_id, liked, key)
+    except BaseException as e:
+        if not isinstance(e, ProblemError) or e.status >= 500:  # the store failed
+            OUTBOX_WRITE_ERRORS.inc()
+        if key is not None and _refused(e):
+            await _release(state, caller.user_id, key)
+        raise
     await state.viewer.put_many(caller.user_id, {post_id: liked})
     LIKE_TRANSITIONS.labels(
         action="like" if liked else "unlike", changed=str(result.changed).lower()

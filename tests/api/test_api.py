@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import httpx
@@ -100,7 +101,14 @@ def test_idempotency_key_in_flight_is_409(api: httpx.Client, stack: CommonSettin
     r = api.post(f"/v1/posts/{post}/like", headers=headers)
     assert r.status_code == 409
     assert r.headers["content-type"].startswith("application/problem+json")
-    owner.close()  # the holder dies without completing: the next retry takes over at once
+    pid = owner.info.backend_pid
+    owner.close()  # the holder dies without completing: once its session is gone (the
+    # backend exits asynchronously after the close), the next retry takes over at once
+    with psycopg.connect(stack.postgres_url, autocommit=True) as conn:
+        deadline = time.monotonic() + 10
+        while conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+            assert time.monotonic() < deadline, "the owner's session never ended"
+            time.sleep(0.02)
     retry = api.post(f"/v1/posts/{post}/like", headers=headers)
     assert retry.status_code == 200 and retry.json()["changed"] is True
 
