@@ -97,14 +97,3 @@ def erase_user(url: str, user_id: int) -> int:
             parameters=params,
         ).result_rows
     return int(left[0][0])
-
-
-def remaining_rows(url: str, user_id: int) -> int:
-    """``like_events_raw`` rows that still carry ``user_id``."""
-    client = clickhouse_store.get_client(url)
-    with clickhouse_store.LOCK:
-        rows = client.query(
-            "SELECT count() FROM likes.like_events_raw WHERE user_id = {u:UInt64}",
-            parameters={"u": user_id},
-        ).result_rows
-    return int(rows[0][0])
