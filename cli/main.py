@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from core.settings import CommonSettings
 
@@ -54,16 +55,26 @@ def cmd_api(a: argparse.Namespace) -> int:
     from core.settings import ApiSettings
 
     s = ApiSettings()
-    uvicorn.run(
-        "ingest_api.app:create_app",
-        factory=True,
-        host=a.host or s.api_host,
-        port=a.port or s.api_port,
-        workers=s.api_workers,
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=30,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_keep_alive": 30,
+    }
+    if a.member is None:
+        uvicorn.run(
+            "ingest_api.app:create_app",
+            host=a.host or s.api_host,
+            port=a.port or s.api_port,
+            workers=s.api_workers,
+            **options,
+        )
+        return 0
+    from ingest_api.listen import member_sockets
+
+    config = uvicorn.Config("ingest_api.app:create_app", **options)
+    shared, own = member_sockets(s, a.member)
+    uvicorn.Server(config).run(sockets=[shared, own])
     return 0
 
 
@@ -263,6 +274,11 @@ def _parser() -> argparse.ArgumentParser:
     api = add("api", cmd_api, "run the ingest API in the foreground")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
+    api.add_argument(
+        "--member",
+        type=int,
+        help="cluster profile: API process MEMBER, sharing the API port with the others",
+    )
     rc = add("reconcile", cmd_reconcile, "compare projections with the edge store")
     rc.add_argument("--repair", action="store_true", help="fix the drift found")
     rc.add_argument("--json", action="store_true")

@@ -9,11 +9,13 @@ and flows rather than imported deep inside them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CLUSTER_BROKERS = 3  # Kafka brokers of the cluster profile (contract section 1)
 
 
 class CommonSettings(BaseSettings):
@@ -22,6 +24,11 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LIKES_", extra="ignore")
 
     home: Path = Field(default=REPO_ROOT / ".local", description="runtime data, logs, PID files")
+    profile: Literal["single", "cluster"] = Field(
+        default="single",
+        description="single: one process per component; cluster: the scale-out topology "
+        "(core.topology)",
+    )
     api_url: str = "http://127.0.0.1:8000"
     postgres_url: str = "postgresql://likes:likes@127.0.0.1:55432/likes"
     redis_url: str = "redis://127.0.0.1:56379/0"
@@ -54,6 +61,24 @@ class CommonSettings(BaseSettings):
     slot_wal_alert_bytes: int = Field(
         default=1 << 30, description="WAL retained by the replication slot that alerts"
     )
+    api_member_port_base: int = Field(
+        default=18300,
+        description="cluster profile: API process i also listens on base + i (below the "
+        "ephemeral port range, so no outgoing connection can hold it)",
+    )
+    flow_cluster_port_base: int = Field(
+        default=19400,
+        description="cluster profile: flow i's process p talks on base + 10i + p",
+    )
+
+    @model_validator(mode="after")
+    def _cluster_bootstrap(self) -> CommonSettings:
+        """In the cluster profile the default bootstrap lists every broker."""
+        if self.profile == "cluster" and "kafka_bootstrap" not in self.model_fields_set:
+            host, _, port = self.kafka_bootstrap.rpartition(":")
+            brokers = [f"{host}:{int(port) + 2 * i}" for i in range(CLUSTER_BROKERS)]
+            self.kafka_bootstrap = ",".join(brokers)
+        return self
 
     @property
     def effective_clickhouse_url(self) -> str:

@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 import redis
 
+from core import topology
 from core.settings import REPO_ROOT, CommonSettings
 from devstack import java_stack, local_servers, process, prometheus
 from schemas.cdc import SLOT_NAME
@@ -50,6 +51,7 @@ class Component:
     start_timeout: float = 120.0
     stop_signal: str = "TERM"
     stop_as_group: bool = False
+    group: str | None = None  # members started together (a quorum, a Bytewax cluster)
 
 
 def _port(url: str) -> int:
@@ -73,18 +75,9 @@ def _redis_ok(url: str) -> bool:
         return False
 
 
-def _kafka_ok(bootstrap: str) -> bool:
-    from confluent_kafka.admin import AdminClient
-
-    try:
-        AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=2)
-        return True
-    except Exception:
-        return False
-
-
 def _flow_ok(s: CommonSettings, name: str) -> bool:
-    """The flow process recorded in its PID file is the one refreshing the heartbeat."""
+    """The flow process recorded in its PID file (component ``name``) is the one
+    refreshing the heartbeat."""
     from schemas.redis_keys import flow_heartbeat_key
 
     try:
@@ -96,7 +89,7 @@ def _flow_ok(s: CommonSettings, name: str) -> bool:
         return False
     pid, _, at = str(beat).partition(" ")
     fresh = time.time() - float(at or 0) < FLOW_HEARTBEAT_MAX_AGE_S
-    return fresh and process.read_pid(s.home / "run" / f"flow-{name}.pid") == int(pid)
+    return fresh and process.read_pid(s.home / "run" / f"{name}.pid") == int(pid)
 
 
 def _likes_bin() -> str:
@@ -108,9 +101,34 @@ class SlotLost(RuntimeError):
 
 
 def connect_offsets(s: CommonSettings) -> tuple[Path, Path]:
-    """Connect's stored source offsets, and the file naming the database they belong to
-    (its system identifier)."""
+    """Connect's stored source offsets (the standalone worker's file), and the file naming
+    the database they belong to (its system identifier)."""
     return s.home / "connect" / "offsets.dat", s.home / "connect" / "offsets.owner"
+
+
+def _has_offsets(s: CommonSettings) -> bool:
+    """Connect has stored a source position: in its file (standalone), or in the offsets
+    topic of the distributed workers (cluster profile; any record at all)."""
+    if not topology.is_cluster(s):
+        return connect_offsets(s)[0].exists()
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": "likes-devstack"})
+    try:
+        topic = consumer.list_topics(java_stack.OFFSETS_TOPIC, timeout=15).topics.get(
+            java_stack.OFFSETS_TOPIC
+        )
+        if topic is None or topic.error is not None:
+            return False
+        return any(
+            consumer.get_watermark_offsets(TopicPartition(java_stack.OFFSETS_TOPIC, p), timeout=15)[
+                1
+            ]
+            > 0
+            for p in topic.partitions
+        )
+    finally:
+        consumer.close()
 
 
 def check_slot(s: CommonSettings) -> None:
@@ -124,7 +142,7 @@ def check_slot(s: CommonSettings) -> None:
     ident = local_servers.system_identifier(s.postgres_url)
     if not local_servers.slot_exists(s.postgres_url, SLOT_NAME):
         known = owner.read_text().strip() if owner.exists() else None
-        if offsets.exists() and known == ident:
+        if known == ident and _has_offsets(s):
             raise SlotLost(
                 f"replication slot {SLOT_NAME} is missing, but Connect has streamed from "
                 "this database: starting now would skip every event committed since the "
@@ -135,30 +153,41 @@ def check_slot(s: CommonSettings) -> None:
     owner.write_text(ident + "\n")
 
 
+def check_profile(s: CommonSettings) -> None:
+    """The data under ``home`` belongs to one profile: the two have different Kafka
+    clusters, Connect offsets and flow recovery stores, so starting the other profile on
+    it would re-read or skip events. Refused with the way out."""
+    marker = s.home / "profile"
+    if marker.exists():
+        owner: str | None = marker.read_text().strip()
+    elif (s.home / "kafka" / "data").exists():  # data from before the marker existed
+        owner = "single"
+    else:
+        owner = None
+    if owner is not None and owner != s.profile:
+        raise StackProfileError(
+            f"{s.home} holds the data of the {owner!r} profile, not "
+            f"{s.profile!r}: run `make down` with that profile, then `make clean` (deletes "
+            f"the data) or set LIKES_HOME to another directory for this profile"
+        )
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(s.profile + "\n")
+
+
+class StackProfileError(RuntimeError):
+    """``make up`` with a profile other than the one the data belongs to."""
+
+
 def build_components(s: CommonSettings) -> list[Component]:
-    """Every component in start order."""
+    """Every component in start order (the members of a component are consecutive and
+    share a ``group``: they are started together, then waited for)."""
     layout = java_stack.JavaStackLayout(repo=REPO_ROOT, cache=REPO_ROOT / ".cache", local=s.home)
     pg_root = s.home / "postgres"
     pg_url = urlsplit(s.postgres_url)
-    broker_port = _port(s.kafka_bootstrap)
 
     def pg_after() -> None:
         local_servers.pg_bootstrap(pg_root, s.postgres_url)
         apply_migrations(s.postgres_url)
-
-    def jars() -> None:
-        java_stack.ensure_jars(layout)
-
-    def kafka_prepare() -> None:
-        java_stack.kafka_prepare(
-            layout, broker_port=broker_port, controller_port=s.kafka_controller_port
-        )
-
-    def connect_prepare() -> None:
-        check_slot(s)
-        java_stack.connect_prepare(
-            layout, bootstrap=s.kafka_bootstrap, rest_port=_port(s.connect_url)
-        )
 
     comps = [
         Component(
@@ -177,37 +206,12 @@ def build_components(s: CommonSettings) -> list[Component]:
             lambda: _redis_ok(s.redis_url),
             start_timeout=30,
         ),
-        Component(
-            "kafka",
-            lambda: java_stack.kafka_command(layout),
-            lambda: _kafka_ok(s.kafka_bootstrap),
-            setup=jars,
-            prepare=kafka_prepare,
-            after_healthy=lambda: java_stack.create_topics(s.kafka_bootstrap),
-        ),
-        Component(
-            "connect",
-            lambda: java_stack.connect_command(layout),
-            lambda: java_stack.connector_state(s.connect_url) == "RUNNING",
-            setup=jars,
-            prepare=connect_prepare,
-            env=lambda: java_stack.connect_env(
-                pg_host=pg_url.hostname or "127.0.0.1",
-                pg_port=pg_url.port or 5432,
-                pg_user=pg_url.username or "",
-                pg_password=pg_url.password or "",
-                pg_db=pg_url.path.lstrip("/"),
-            ),
-        ),
-        Component(
-            "api",
-            lambda: [_likes_bin(), "api"],
-            lambda: _http_ok(f"{s.api_url}/readyz"),
-            start_timeout=60,
-            stop_as_group=True,  # uvicorn workers, when there are several
-        ),
     ]
-    comps.extend(_flow_component(s, name) for name in FLOW_NAMES)
+    comps.extend(_kafka_components(s, layout))
+    comps.extend(_connect_components(s, layout, pg_url))
+    comps.extend(_api_components(s))
+    for name in FLOW_NAMES:
+        comps.extend(_flow_components(s, name))
     comps.append(
         Component(
             "jobs",
@@ -218,6 +222,118 @@ def build_components(s: CommonSettings) -> list[Component]:
     )
     comps.extend(_metrics_components(s))
     return comps
+
+
+def _kafka_components(s: CommonSettings, layout: java_stack.JavaStackLayout) -> list[Component]:
+    nodes = topology.brokers(s)
+    replication, min_isr = topology.replication(s)
+    voters = ",".join(f"{b.node_id}@127.0.0.1:{b.controller_port}" for b in nodes)
+
+    def one(b: topology.Broker) -> Component:
+        node = java_stack.KafkaNode(
+            b.name, b.node_id, b.port, b.controller_port, voters, replication, min_isr
+        )
+        last = b == nodes[-1]  # topics need every replica's broker up
+        return Component(
+            b.name,
+            lambda: java_stack.kafka_command(layout, b.name),
+            lambda: _broker_ok(f"127.0.0.1:{b.port}", b.node_id),
+            setup=lambda: java_stack.ensure_jars(layout),
+            prepare=lambda: java_stack.kafka_prepare(layout, node),
+            after_healthy=(
+                (lambda: java_stack.create_topics(s.kafka_bootstrap, replication, min_isr))
+                if last
+                else (lambda: None)
+            ),
+            group="kafka",
+        )
+
+    return [one(b) for b in nodes]
+
+
+def _broker_ok(bootstrap: str, node_id: int) -> bool:
+    """The broker answers and is a live member of its cluster."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        meta = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=2)
+    except Exception:
+        return False
+    return node_id in meta.brokers
+
+
+def _connect_components(
+    s: CommonSettings, layout: java_stack.JavaStackLayout, pg_url: SplitResult
+) -> list[Component]:
+    workers = topology.connect_workers(s)
+    distributed = topology.is_cluster(s)
+    replication, _ = topology.replication(s)
+
+    def env() -> dict[str, str]:
+        return java_stack.connect_env(
+            pg_host=pg_url.hostname or "127.0.0.1",
+            pg_port=pg_url.port or 5432,
+            pg_user=pg_url.username or "",
+            pg_password=pg_url.password or "",
+            pg_db=pg_url.path.lstrip("/"),
+        )
+
+    def one(w: topology.ConnectWorker) -> Component:
+        def prepare() -> None:
+            check_slot(s)
+            java_stack.connect_prepare(
+                layout,
+                bootstrap=s.kafka_bootstrap,
+                rest_port=w.rest_port,
+                worker=w.name,
+                distributed=distributed,
+                replication=replication,
+            )
+
+        def register() -> None:
+            java_stack.register_connector(layout, w.url)
+            _wait(lambda: java_stack.connector_state(w.url) == "RUNNING", 120, "likes-outbox")
+
+        if not distributed:
+            healthy = lambda: java_stack.connector_state(w.url) == "RUNNING"  # noqa: E731
+        else:
+            healthy = lambda: java_stack.worker_ready(w.url)  # noqa: E731
+        return Component(
+            w.name,
+            lambda: java_stack.connect_command(layout, w.name, distributed=distributed),
+            healthy,
+            setup=lambda: java_stack.ensure_jars(layout),
+            prepare=prepare,
+            env=env,
+            after_healthy=register if distributed and w == workers[-1] else (lambda: None),
+        )
+
+    return [one(w) for w in workers]
+
+
+def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def _api_components(s: CommonSettings) -> list[Component]:
+    def one(p: topology.ApiProcess) -> Component:
+        argv = [_likes_bin(), "api"]
+        if p.index is not None:
+            argv += ["--member", str(p.index)]
+        own = p.own_url or s.api_url
+        return Component(
+            p.name,
+            lambda: argv,
+            lambda: _http_ok(f"{own}/readyz"),
+            start_timeout=60,
+            stop_as_group=True,  # uvicorn workers, when there are several
+        )
+
+    return [one(p) for p in topology.api_processes(s)]
 
 
 def by_name(s: CommonSettings, name: str) -> Component:
@@ -246,10 +362,19 @@ def _metrics_components(s: CommonSettings) -> list[Component]:
     ]
 
 
-def _flow_component(s: CommonSettings, name: str) -> Component:
-    return Component(
-        f"flow-{name}",
-        lambda: [_likes_bin(), "flow", name],
-        lambda: _flow_ok(s, name),
-        start_timeout=60,
-    )
+def _flow_components(s: CommonSettings, name: str) -> list[Component]:
+    """The processes of flow ``name``; those of one Bytewax cluster start together."""
+
+    def one(p: topology.FlowProcess) -> Component:
+        argv = [_likes_bin(), "flow", name]
+        if p.process_id is not None and p.addresses is not None:
+            argv += ["--process-id", str(p.process_id), "--addresses", ";".join(p.addresses)]
+        return Component(
+            p.name,
+            lambda: argv,
+            lambda: _flow_ok(s, p.name),
+            start_timeout=60,
+            group=f"flow-{name}",
+        )
+
+    return [one(p) for p in topology.flow_processes(s, FLOW_NAMES, name)]

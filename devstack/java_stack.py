@@ -1,21 +1,22 @@
 """Kafka (KRaft) and Kafka Connect with Debezium, run from Maven Central jars.
 
 This module prepares what the JVM processes of the local stack need and says
-how to start them; it does not start, watch or stop anything (``ops/stack.py``
-does the supervision):
+how to start them; it does not start, watch or stop anything (``devstack.stack``
+and supervisord do):
 
 * :func:`ensure_jars` resolves the broker classpath, the Connect worker
   classpath and the Debezium PostgreSQL plugin with Maven
   (``stack/java/*/pom.xml``) into ``.cache/jars``; a marker keyed by a hash of
   the pom makes later calls skip Maven entirely.
 * :func:`kafka_prepare` / :func:`kafka_command` render
-  ``stack/kafka/server.properties.tmpl`` into ``.local/kafka`` and format the
-  KRaft storage once; the broker runs in the foreground and logs to
-  ``.local/kafka/logs/server.log``.
-* :func:`connect_prepare` / :func:`connect_command` / :func:`connect_env` do
-  the same for a standalone Connect worker running the ``likes-outbox``
-  connector (``stack/connect/likes-outbox-connector.json``), which publishes
-  every row inserted into ``like_outbox`` to ``likes.events``.
+  ``stack/kafka/server.properties.tmpl`` into ``.local/<node>`` (``kafka``, or
+  ``kafka-<i>`` in the cluster profile) and format the KRaft storage once; each node
+  runs in the foreground and logs to ``.local/<node>/logs/server.log``.
+* :func:`connect_prepare` / :func:`connect_command` / :func:`connect_env` do the same
+  for a Connect worker: standalone, running the ``likes-outbox`` connector
+  (``stack/connect/likes-outbox-connector.json``), which publishes every row inserted
+  into ``like_outbox`` to ``likes.events``; or distributed (cluster profile), where
+  :func:`register_connector` puts the same connector config through the REST API.
 * :func:`create_topics` and :func:`connector_state` talk to the running
   services.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -38,6 +40,7 @@ from string import Template
 import httpx
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from schemas.cdc import CONNECTOR_NAME as _CONNECTOR_NAME
 
@@ -58,7 +61,7 @@ _TOPICS: dict[str, tuple[int, dict[str, str]]] = {
         {"retention.ms": str(_DAY_MS), "segment.ms": str(_HOUR_MS)},
     ),
 }
-_TOPIC_DEFAULTS = {"cleanup.policy": "delete", "min.insync.replicas": "1"}
+_TOPIC_DEFAULTS = {"cleanup.policy": "delete"}
 
 _JVM_OPTS = (
     "-Xms128m",
@@ -70,6 +73,9 @@ _JVM_OPTS = (
 _KAFKA_MAIN = "kafka.Kafka"
 _STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
 _CONNECT_MAIN = "org.apache.kafka.connect.cli.ConnectStandalone"
+_CONNECT_DISTRIBUTED_MAIN = "org.apache.kafka.connect.cli.ConnectDistributed"
+OFFSETS_TOPIC = "likes-connect-offsets"  # distributed Connect (worker-distributed.properties)
+_CONNECTOR_FILE = Path("stack/connect/likes-outbox-connector.json")
 
 
 @dataclass(frozen=True)
@@ -166,14 +172,29 @@ def _file_lock(path: Path) -> Iterator[None]:
 # -------------------------------------------------------------------- kafka
 
 
-def _kafka_dir(layout: JavaStackLayout) -> Path:
-    return layout.local / "kafka"
+def _kafka_dir(layout: JavaStackLayout, node: str) -> Path:
+    return layout.local / node
 
 
-def kafka_prepare(layout: JavaStackLayout, *, broker_port: int, controller_port: int) -> None:
-    """Render .local/kafka/server.properties; format the KRaft storage once."""
+@dataclass(frozen=True)
+class KafkaNode:
+    """What one KRaft node's config needs: its name (``kafka`` or ``kafka-<i>``, also
+    its directory under ``.local``), id, ports, the quorum and the replication."""
+
+    name: str
+    node_id: int
+    broker_port: int
+    controller_port: int
+    voters: str  # controller.quorum.voters: id@host:port,...
+    replication: int = 1
+    min_isr: int = 1
+
+
+def kafka_prepare(layout: JavaStackLayout, node: KafkaNode) -> None:
+    """Render .local/<node>/server.properties; format the KRaft storage once (every node
+    of a cluster with the same cluster id)."""
     ensure_jars(layout)
-    kafka_dir = _kafka_dir(layout)
+    kafka_dir = _kafka_dir(layout, node.name)
     data_dir = kafka_dir / "data"
     for sub in ("logs", "tmp"):
         (kafka_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -181,16 +202,21 @@ def kafka_prepare(layout: JavaStackLayout, *, broker_port: int, controller_port:
     _render(
         layout.repo / "stack/kafka/server.properties.tmpl",
         config,
-        broker_port=str(broker_port),
-        controller_port=str(controller_port),
+        node_id=str(node.node_id),
+        voters=node.voters,
+        broker_port=str(node.broker_port),
+        controller_port=str(node.controller_port),
         log_dir=str(data_dir),
+        replication=str(node.replication),
+        min_isr=str(node.min_isr),
     )
     if (data_dir / "meta.properties").exists():
         return
-    cluster_id = _cluster_id(kafka_dir)
+    # a single node keeps its id in its own dir (as before); a cluster shares one
+    id_dir = kafka_dir if node.name == "kafka" else layout.local / "kafka-cluster"
     command = [
         *_java(layout, _KAFKA_JARS, "stack/kafka/log4j2.yaml", kafka_dir / "logs"),
-        _STORAGE_TOOL_MAIN, "format", "--cluster-id", cluster_id,
+        _STORAGE_TOOL_MAIN, "format", "--cluster-id", _cluster_id(id_dir),
         "--config", str(config), "--ignore-formatted",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -198,21 +224,23 @@ def kafka_prepare(layout: JavaStackLayout, *, broker_port: int, controller_port:
         raise RuntimeError(f"kafka storage format failed:\n{done.stdout}{done.stderr}")
 
 
-def _cluster_id(kafka_dir: Path) -> str:
-    """The cluster id kept in .local/kafka/cluster.id (created on first use)."""
-    path = kafka_dir / "cluster.id"
-    if path.exists():
-        return path.read_text().strip()
-    cluster_id = "-"
-    while cluster_id.startswith("-"):  # as Kafka's Uuid: never starts with "-"
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    path.write_text(cluster_id + "\n")
-    return cluster_id
+def _cluster_id(id_dir: Path) -> str:
+    """The cluster id kept in <id_dir>/cluster.id (created on first use)."""
+    path = id_dir / "cluster.id"
+    id_dir.mkdir(parents=True, exist_ok=True)
+    with _file_lock(id_dir / ".lock"):  # the nodes of a cluster are prepared at once
+        if path.exists():
+            return path.read_text().strip()
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # as Kafka's Uuid: never starts with "-"
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        path.write_text(cluster_id + "\n")
+        return cluster_id
 
 
-def kafka_command(layout: JavaStackLayout) -> list[str]:
-    """The java argv running the broker+controller in the foreground."""
-    kafka_dir = _kafka_dir(layout)
+def kafka_command(layout: JavaStackLayout, node: str = "kafka") -> list[str]:
+    """The java argv running one broker+controller in the foreground."""
+    kafka_dir = _kafka_dir(layout, node)
     return [
         *_java(layout, _KAFKA_JARS, "stack/kafka/log4j2.yaml", kafka_dir / "logs"),
         _KAFKA_MAIN,
@@ -223,35 +251,88 @@ def kafka_command(layout: JavaStackLayout) -> list[str]:
 # ------------------------------------------------------------------ connect
 
 
-def _connect_dir(layout: JavaStackLayout) -> Path:
-    return layout.local / "connect"
+def _connect_dir(layout: JavaStackLayout, worker: str) -> Path:
+    return layout.local / worker
 
 
-def connect_prepare(layout: JavaStackLayout, *, bootstrap: str, rest_port: int) -> None:
-    """Render .local/connect/worker.properties (offsets stay in that dir)."""
+def connect_prepare(
+    layout: JavaStackLayout,
+    *,
+    bootstrap: str,
+    rest_port: int,
+    worker: str = "connect",
+    distributed: bool = False,
+    replication: int = 1,
+) -> None:
+    """Render .local/<worker>/worker.properties: standalone (offsets in that dir) or
+    distributed (offsets, configs and status in replicated topics)."""
     ensure_jars(layout)
-    connect_dir = _connect_dir(layout)
+    connect_dir = _connect_dir(layout, worker)
     for sub in ("logs", "tmp"):
         (connect_dir / sub).mkdir(parents=True, exist_ok=True)
+    plugin_path = str((layout.cache / "jars" / _PLUGIN_JARS.dest).parent)
+    if distributed:
+        _render(
+            layout.repo / "stack/connect/worker-distributed.properties.tmpl",
+            connect_dir / "worker.properties",
+            bootstrap=bootstrap,
+            rest_port=str(rest_port),
+            plugin_path=plugin_path,
+            replication=str(replication),
+        )
+        return
     _render(
         layout.repo / "stack/connect/worker.properties.tmpl",
         connect_dir / "worker.properties",
         bootstrap=bootstrap,
         rest_port=str(rest_port),
         offsets_file=str(connect_dir / "offsets.dat"),
-        plugin_path=str((layout.cache / "jars" / _PLUGIN_JARS.dest).parent),
+        plugin_path=plugin_path,
     )
 
 
-def connect_command(layout: JavaStackLayout) -> list[str]:
-    """The java argv of ConnectStandalone with the worker and connector configs."""
-    connect_dir = _connect_dir(layout)
+def connect_command(
+    layout: JavaStackLayout, worker: str = "connect", *, distributed: bool = False
+) -> list[str]:
+    """The java argv of a Connect worker: standalone with the connector config, or
+    distributed (the connector is registered through the REST API)."""
+    connect_dir = _connect_dir(layout, worker)
+    java = _java(layout, _CONNECT_JARS, "stack/connect/log4j2.yaml", connect_dir / "logs")
+    if distributed:
+        return [*java, _CONNECT_DISTRIBUTED_MAIN, str(connect_dir / "worker.properties")]
     return [
-        *_java(layout, _CONNECT_JARS, "stack/connect/log4j2.yaml", connect_dir / "logs"),
+        *java,
         _CONNECT_MAIN,
         str(connect_dir / "worker.properties"),
-        str(layout.repo / "stack/connect/likes-outbox-connector.json"),
+        str(layout.repo / _CONNECTOR_FILE),
     ]
+
+
+def register_connector(layout: JavaStackLayout, rest_url: str) -> None:
+    """Create or update the likes-outbox connector of a distributed Connect cluster from
+    the checked-in JSON (``PUT /connectors/<name>/config``: idempotent)."""
+    spec = json.loads((layout.repo / _CONNECTOR_FILE).read_text())
+    url = f"{rest_url.rstrip('/')}/connectors/{spec['name']}/config"
+    for attempt in Retrying(
+        stop=stop_after_delay(60), wait=wait_fixed(1), retry=retry_if_exception_type(_Busy)
+    ):
+        with attempt:
+            response = httpx.put(url, json=spec["config"], timeout=30.0)
+            if response.status_code == httpx.codes.CONFLICT:  # rebalancing: try again
+                raise _Busy(response.text)
+            response.raise_for_status()
+
+
+class _Busy(RuntimeError):
+    """Connect answered 409: the group is rebalancing."""
+
+
+def worker_ready(rest_url: str) -> bool:
+    """The distributed worker has joined its group and read the config topic."""
+    try:
+        return httpx.get(f"{rest_url.rstrip('/')}/connectors", timeout=3.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def connect_env(
@@ -296,13 +377,13 @@ def _render(template: Path, target: Path, **values: str) -> None:
 # ------------------------------------------------------------ live services
 
 
-def create_topics(bootstrap: str) -> None:
+def create_topics(bootstrap: str, replication: int = 1, min_isr: int = 1) -> None:
     """Create the likestream topics that do not exist yet (idempotent)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=15).topics)
     missing = [
-        NewTopic(name, num_partitions=partitions, replication_factor=1,
-                 config={**_TOPIC_DEFAULTS, **config})
+        NewTopic(name, num_partitions=partitions, replication_factor=replication,
+                 config={**_TOPIC_DEFAULTS, "min.insync.replicas": str(min_isr), **config})
         for name, (partitions, config) in _TOPICS.items()
         if name not in existing
     ]  # fmt: skip

@@ -10,12 +10,13 @@ settings. Samples live in ``.local/prometheus/data``. Prometheus listens where
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from string import Template
 from urllib.parse import urlsplit
 
+from core import topology
 from core.settings import REPO_ROOT, CommonSettings
+from core.topology import metrics_port
 
 BINARY = "/usr/bin/prometheus"
 TEMPLATES = REPO_ROOT / "stack" / "prometheus"
@@ -48,13 +49,20 @@ def _scrape_host(s: CommonSettings) -> str:
     return "127.0.0.1" if s.metrics_host in ("", "0.0.0.0", "::") else s.metrics_host
 
 
-def flow_targets(s: CommonSettings, flows: Sequence[str]) -> dict[str, str]:
-    """Component name to ``host:port`` of each flow process (process 0 of each flow:
-    the port formula of ``flows.metrics.metrics_port``)."""
+def flow_targets(s: CommonSettings, flows: tuple[str, ...]) -> dict[str, str]:
+    """Component name to ``host:port`` of each flow process."""
     host = _scrape_host(s)
     return {
-        f"flow-{name}": f"{host}:{s.flow_metrics_port_base + i}" for i, name in enumerate(flows)
+        p.name: f"{host}:{metrics_port(s.flow_metrics_port_base, flows, name, p.process_id)}"
+        for name in flows
+        for p in topology.flow_processes(s, flows, name)
     }
+
+
+def api_targets(s: CommonSettings) -> dict[str, str]:
+    """Component name to ``host:port`` of each API process (in the cluster profile the
+    port only that process listens on, so each is scraped on its own)."""
+    return {p.name: _hostport(p.own_url or s.api_url, 80) for p in topology.api_processes(s)}
 
 
 def exporter_target(s: CommonSettings) -> str:
@@ -67,18 +75,21 @@ def jobs_target(s: CommonSettings) -> str:
     return f"{_scrape_host(s)}:{s.jobs_port}"
 
 
-def render_config(s: CommonSettings, flows: Sequence[str]) -> str:
-    """prometheus.yml: every target of the stack."""
-    blocks = [
+def _blocks(targets: dict[str, str]) -> str:
+    return "\n".join(
         f'      - targets: ["{target}"]\n        labels:\n          component: {component}'
-        for component, target in flow_targets(s, flows).items()
-    ]
+        for component, target in targets.items()
+    )
+
+
+def render_config(s: CommonSettings, flows: tuple[str, ...]) -> str:
+    """prometheus.yml: every target of the stack."""
     return Template((TEMPLATES / "prometheus.yml.tmpl").read_text()).substitute(
         interval=INTERVAL,
         rules_file=str(rules_file(s).resolve()),
         api_scheme=urlsplit(s.api_url).scheme or "http",
-        api_target=_hostport(s.api_url, 80),
-        flow_targets="\n".join(blocks),
+        api_targets=_blocks(api_targets(s)),
+        flow_targets=_blocks(flow_targets(s, flows)),
         exporter_target=exporter_target(s),
         jobs_target=jobs_target(s),
         prometheus_target=listen_address(s),
@@ -99,7 +110,7 @@ def _write(path: Path, text: str) -> None:
     scratch.replace(path)
 
 
-def prepare(s: CommonSettings, flows: Sequence[str]) -> None:
+def prepare(s: CommonSettings, flows: tuple[str, ...]) -> None:
     """Render the config and the rules (idempotent; before every start)."""
     _write(rules_file(s), render_rules(s))
     _write(config_file(s), render_config(s, flows))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core.settings import CommonSettings
 from devstack import paths, process
-from devstack.components import Component, build_components
+from devstack.components import Component, build_components, check_profile
 from devstack.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -70,12 +70,25 @@ def _wait_healthy(s: CommonSettings, sup: Supervisor, comp: Component) -> None:
 
 def ensure_component(s: CommonSettings, sup: Supervisor, comp: Component) -> bool:
     """Start ``comp`` unless supervisord runs it; wait until healthy. True if started."""
+    started = _start(sup, comp)
+    _settle(s, sup, comp, started)
+    return started
+
+
+def _start(sup: Supervisor, comp: Component) -> bool:
+    """Ask supervisord to start ``comp`` unless it runs it; True if asked."""
     state = (sup.info(comp.name) or {}).get("statename")
-    started = state not in _UP_STATES
-    if started:
-        comp.setup()
-        log.info("starting %s", comp.name)
-        sup.start(comp.name)
+    if state in _UP_STATES:
+        return False
+    comp.setup()
+    log.info("starting %s", comp.name)
+    sup.start(comp.name)
+    return True
+
+
+def _settle(s: CommonSettings, sup: Supervisor, comp: Component, started: bool) -> None:
+    """Wait until ``comp`` is healthy (restarting it once if it ran unhealthy before this
+    ``up``), then run its ``after_healthy``."""
     try:
         _wait_healthy(s, sup, comp)
     except StackError:
@@ -85,25 +98,38 @@ def ensure_component(s: CommonSettings, sup: Supervisor, comp: Component) -> boo
         sup.stop(comp.name)
         sup.start(comp.name)
         _wait_healthy(s, sup, comp)
-        started = True
     comp.after_healthy()  # idempotent: migrations, topics
-    return started
+
+
+def _batches(comps: list[Component]) -> list[list[Component]]:
+    """Consecutive members of one ``group`` form one batch; every other component is a
+    batch of its own."""
+    out: list[list[Component]] = []
+    for comp in comps:
+        if out and comp.group is not None and out[-1][-1].group == comp.group:
+            out[-1].append(comp)
+        else:
+            out.append([comp])
+    return out
 
 
 def up(s: CommonSettings, only: list[str] | None = None) -> dict[str, float]:
-    """Start every missing component in order; return seconds spent per component."""
+    """Start every missing component in order (the members of a group together: a
+    Kafka quorum, a Bytewax cluster); return seconds spent per component."""
+    check_profile(s)
     comps = build_components(s)
     sup = Supervisor(s)
     if sup.ensure(_programs(comps)):
         for comp in comps:  # restart counts are per supervisord lifetime
             paths.starts_file(s, comp.name).unlink(missing_ok=True)
     timings: dict[str, float] = {}
-    for comp in comps:
-        if only and comp.name not in only:
-            continue
+    for batch in _batches(comps):
+        batch = [c for c in batch if not only or c.name in only]
         t0 = time.monotonic()
-        ensure_component(s, sup, comp)
-        timings[comp.name] = time.monotonic() - t0
+        started = {c.name: _start(sup, c) for c in batch}
+        for comp in batch:
+            _settle(s, sup, comp, started[comp.name])
+            timings[comp.name] = time.monotonic() - t0
     return timings
 
 

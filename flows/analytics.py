@@ -31,6 +31,8 @@ from flows.hot_episodes import kafka_hot_episodes
 from flows.kafka_input import EventSource, RawItem, kafka_events
 from flows.partition_stage import stage_builder
 from flows.progress import OffsetProgress
+from flows.streams import output
+from sinks.owner import OwnerOnlySink
 
 
 @dataclass
@@ -38,9 +40,9 @@ class AnalyticsSinks:
     """Where each output of the analytics flow goes (tests pass ``TestingSink``s)."""
 
     dead_letters: Sink[DeadLetter]
-    like_events: Sink[Accepted]
-    windows: Sink[WindowPart]
-    hot_episodes: Sink[HotChange]
+    like_events: Sink[Accepted] | OwnerOnlySink[Accepted]
+    windows: Sink[WindowPart] | OwnerOnlySink[WindowPart]
+    hot_episodes: Sink[HotChange] | OwnerOnlySink[HotChange]
 
 
 def build_flow(
@@ -60,10 +62,10 @@ def build_flow(
     )
     outs = op.map("unkey_stage", staged, lambda kv: kv[1])
     accepted = op.flat_map("flatten_accepted", outs, lambda o: o.accepted)
-    op.output("write_like_events", accepted, sinks.like_events)
+    output("write_like_events", accepted, sinks.like_events)
     windows = op.flat_map("flatten_windows", outs, lambda o: o.windows)
-    op.output("write_windows", windows, sinks.windows)
+    output("write_windows", windows, sinks.windows)
     hot = kafka_hot_episodes("read_hot_episodes", flow, s, hot_source)
-    op.output("write_hot_episodes", hot.changes, sinks.hot_episodes)
+    output("write_hot_episodes", hot.changes, sinks.hot_episodes)
     op.output("write_dlq", op.merge("all_dead", kin.dead, hot.dead), sinks.dead_letters)
     return flow

@@ -24,13 +24,15 @@ from __future__ import annotations
 import itertools
 import logging
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from prometheus_client import REGISTRY, Counter, disable_created_metrics, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from core.topology import metrics_port as metrics_port  # re-exported: where a process serves
 
 log = logging.getLogger(__name__)
 X = TypeVar("X")
@@ -50,13 +52,6 @@ FLOW_LATE_EVENTS = Counter(
     "likes_flow_late_events_total",
     "Transitions that came after their window closed (written as correction rows)",
 )
-
-
-def metrics_port(base: int, flows: Sequence[str], name: str, process_id: int | None) -> int:
-    """The port flow ``name``'s process ``process_id`` serves /metrics on: flow i of
-    ``flows`` is ``base + i`` in process 0, and each further process adds ``len(flows)``
-    (``devstack.prometheus`` scrapes the same ports)."""
-    return base + flows.index(name) + len(flows) * (process_id or 0)
 
 
 def init_flow_series(flow: str) -> None:

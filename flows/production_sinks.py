@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from core.records import HotChange
+from bytewax.outputs import Sink
+
+from core.records import Accepted, HotChange, WindowPart
 from core.settings import FlowSettings
+from core.topology import is_cluster
 from flows.analytics import AnalyticsSinks
 from flows.counts import CountsSinks
 from flows.decode import dead_letter_record, hot_record
 from flows.fanout import FanoutSinks
 from flows.hot_episodes import episode_record
+from sinks import clickhouse_store
 from sinks.clickhouse_erasure import anonymizing
 from sinks.clickhouse_sinks import ClickHouseSink, event_row, hot_row, window_row
 from sinks.faults import fault_file
 from sinks.kafka_topic import KafkaRecord, KafkaTopicSink
+from sinks.owner import OwnerOnlySink
 from sinks.postgres_counts import PostgresCountSink
 from sinks.postgres_notifications import PostgresNotificationSink
 from sinks.redis_counts import RedisCountSink
@@ -51,21 +56,31 @@ def counts_sinks(s: FlowSettings) -> CountsSinks:
     )
 
 
-def analytics_sinks(s: FlowSettings) -> AnalyticsSinks:
+def analytics_sinks(s: FlowSettings, *, owns_store: bool = True) -> AnalyticsSinks:
     """ClickHouse like events (an erased user's with ``user_id`` 0), window parts and
     hot-post episodes (each reading the fault-injection test hook
-    ``<home>/faults/clickhouse.json``), the DLQ."""
+    ``<home>/faults/clickhouse.json``), the DLQ. With embedded chDB in a flow of several
+    processes, only the one that ``owns_store`` writes ClickHouse (the others' rows
+    cross to it: :class:`sinks.owner.OwnerOnlySink`)."""
     ch = s.effective_clickhouse_url
     faults = fault_file(s.home, "clickhouse")
+    events = ClickHouseSink(ch, "like_events_raw", anonymizing(ch, event_row), fault_file=faults)
+    parts = ClickHouseSink(ch, "post_like_window_parts", window_row, fault_file=faults)
+    episodes = ClickHouseSink(ch, "hot_post_episodes", hot_row, fault_file=faults)
+    like_events: Sink[Accepted] | OwnerOnlySink[Accepted] = events
+    windows: Sink[WindowPart] | OwnerOnlySink[WindowPart] = parts
+    hot_episodes: Sink[HotChange] | OwnerOnlySink[HotChange] = episodes
+    if clickhouse_store.is_embedded(ch) and is_cluster(s):
+        like_events = OwnerOnlySink(events, owns=owns_store)
+        windows = OwnerOnlySink(parts, owns=owns_store)
+        hot_episodes = OwnerOnlySink(episodes, owns=owns_store)
     return AnalyticsSinks(
         dead_letters=KafkaTopicSink(
             s.kafka_bootstrap, s.dlq_topic, name="kafka_dlq", to_record=dead_letter_record
         ),
-        like_events=ClickHouseSink(
-            ch, "like_events_raw", anonymizing(ch, event_row), fault_file=faults
-        ),
-        windows=ClickHouseSink(ch, "post_like_window_parts", window_row, fault_file=faults),
-        hot_episodes=ClickHouseSink(ch, "hot_post_episodes", hot_row, fault_file=faults),
+        like_events=like_events,
+        windows=windows,
+        hot_episodes=hot_episodes,
     )
 
 

@@ -57,13 +57,18 @@ class OffsetProgress:
 
 
 def _publish_forever(
-    url: str, flow: str, progress: OffsetProgress | None, every_s: float, stop: threading.Event
+    url: str,
+    flow: str,
+    member: str,
+    progress: OffsetProgress | None,
+    every_s: float,
+    stop: threading.Event,
 ) -> None:
     client = redis.Redis.from_url(url, socket_timeout=2)
     while not stop.wait(every_s):
         snapshot = progress.offsets() if progress is not None else {}
         try:
-            client.set(flow_heartbeat_key(flow), f"{os.getpid()} {time.time()}", ex=60)
+            client.set(flow_heartbeat_key(member), f"{os.getpid()} {time.time()}", ex=60)
             if snapshot:
                 client.hset(
                     flow_progress_key(flow), mapping={str(p): o for p, o in snapshot.items()}
@@ -73,16 +78,23 @@ def _publish_forever(
 
 
 def start_publisher(
-    url: str, flow: str, progress: OffsetProgress | None = None, every_s: float = 1.0
+    url: str,
+    flow: str,
+    progress: OffsetProgress | None = None,
+    every_s: float = 1.0,
+    *,
+    member: str | None = None,
 ) -> threading.Event:
-    """Publish ``progress`` and a heartbeat in the background; set the returned event to
-    stop. Without ``progress`` only the heartbeat is published (lag shows as unknown)."""
+    """Publish ``progress`` (merged with the flow's other processes: each writes the
+    partitions it reads) and this process's heartbeat (under ``member``, its component
+    name; ``flow`` by default) in the background; set the returned event to stop.
+    Without ``progress`` only the heartbeat is published (lag shows as unknown)."""
     if progress is None:
         log.warning("flow %s: no OffsetProgress given; publishing heartbeats only", flow)
     stop = threading.Event()
     threading.Thread(
         target=_publish_forever,
-        args=(url, flow, progress, every_s, stop),
+        args=(url, flow, member or flow, progress, every_s, stop),
         daemon=True,
         name=f"progress-{flow}",
     ).start()

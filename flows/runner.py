@@ -16,6 +16,7 @@ is wrapped to count what it writes, and every sink's series exist from the start
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from datetime import timedelta
 from typing import Any
@@ -30,16 +31,17 @@ from flows import metrics
 from flows.progress import OffsetProgress, start_publisher
 from sinks.base import StoreSink
 from sinks.metrics import SINK_ERRORS, SINK_RETRIES, SINK_WRITE_SECONDS
+from sinks.owner import OwnerOnlySink
 
 log = logging.getLogger(__name__)
 FLOWS = ("counts", "fanout", "analytics")
 
 
 def build_production_flow(
-    name: str, s: FlowSettings, progress: OffsetProgress | None = None
+    name: str, s: FlowSettings, progress: OffsetProgress | None = None, process_id: int = 0
 ) -> Dataflow:
     """The named flow wired to the real sinks (read offsets recorded in ``progress``),
-    its dead letters counted."""
+    its dead letters counted; process 0 of a cluster owns an embedded ClickHouse."""
     if name == "counts":
         from flows.counts import build_flow
         from flows.production_sinks import counts_sinks
@@ -58,7 +60,7 @@ def build_production_flow(
         from flows.analytics import build_flow as build_analytics
         from flows.production_sinks import analytics_sinks
 
-        analytics = analytics_sinks(s)
+        analytics = analytics_sinks(s, owns_store=process_id == 0)
         instrument_sinks(name, analytics)
         return build_analytics(s, analytics, progress=progress)
     raise SystemExit(f"unknown flow {name!r}; known: {', '.join(FLOWS)}")
@@ -72,7 +74,9 @@ def instrument_sinks(flow: str, sinks: Any) -> None:
         sinks.dead_letters = metrics.CountedSink(sinks.dead_letters, counter)
     for value in vars(sinks).values():
         for sink in value if isinstance(value, list) else [value]:
-            inner = sink.inner if isinstance(sink, metrics.CountedSink) else sink
+            inner = sink
+            while isinstance(inner, metrics.CountedSink | OwnerOnlySink):
+                inner = inner.inner
             if isinstance(inner, StoreSink):
                 SINK_WRITE_SECONDS.labels(inner.name)
                 SINK_ERRORS.labels(inner.name)
@@ -89,11 +93,14 @@ def serve_metrics(s: FlowSettings, name: str, process_id: int | None) -> None:
 
 
 def ensure_recovery(s: FlowSettings, name: str) -> RecoveryConfig:
-    """The flow's recovery store, initialised on first use."""
+    """The flow's recovery store, initialised on first use (once, when the processes of
+    a cluster start together)."""
     path = s.recovery_path(name)
-    if not any(path.glob("part-*.sqlite3")):
-        path.mkdir(parents=True, exist_ok=True)
-        init_db_dir(path, s.recovery_partitions)
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / ".init.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not any(path.glob("part-*.sqlite3")):
+            init_db_dir(path, s.recovery_partitions)
     return RecoveryConfig(str(path), backup_interval=timedelta(seconds=s.backup_interval_s))
 
 
@@ -122,11 +129,12 @@ def run(name: str, *, process_id: int | None = None, addresses: list[str] | None
     """Run flow ``name`` until killed."""
     s = FlowSettings()
     progress = OffsetProgress()
-    flow = build_production_flow(name, s, progress)
+    flow = build_production_flow(name, s, progress, process_id or 0)
     recovery = ensure_recovery(s, name)
-    if name == "analytics":
+    if name == "analytics" and not process_id:
         serve_analysts(s.effective_clickhouse_url, s.analytics_port)
-    start_publisher(s.redis_url, name, progress)
+    member = f"flow-{name}" if process_id is None else f"flow-{name}-{process_id}"
+    start_publisher(s.redis_url, name, progress, member=member)
     serve_metrics(s, name, process_id)
     log.info("flow %s starting (recovery %s)", name, recovery.db_dir)
     cli_main(

@@ -5,7 +5,8 @@
 ``isinstance`` and types both outputs, so a stream of ``A | B`` items becomes a
 ``Stream[A]`` and a ``Stream[B]`` with no unwrap step. It adds exactly one ``branch``
 step named ``step_id`` where it is called (it is not an ``@operator``, so it adds no
-namespace of its own).
+namespace of its own). :func:`output` writes a stream to any sink, routing it to the
+owning process first when the sink is an :class:`~sinks.owner.OwnerOnlySink`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import TypeVar, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
+from bytewax.outputs import Sink
+
+from sinks.owner import OWNER_KEY, OwnerOnlySink
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -25,3 +29,12 @@ def split_by_type(
     """Items that are instances of ``yes``, and the rest (which the type says are ``no``)."""
     branched = op.branch(step_id, up, lambda item: isinstance(item, yes))
     return cast(Stream[A], branched.trues), cast(Stream[B], branched.falses)
+
+
+def output(step_id: str, up: Stream[A], sink: Sink[A] | OwnerOnlySink[A]) -> None:
+    """``op.output``; for an :class:`OwnerOnlySink` the items are keyed for it first."""
+    if isinstance(sink, OwnerOnlySink):
+        keyed = op.key_on(f"{step_id}_to_owner", up, lambda _item: OWNER_KEY)
+        op.output(step_id, keyed, sink)
+        return
+    op.output(step_id, up, sink)

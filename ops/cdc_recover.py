@@ -36,6 +36,7 @@ import psycopg
 from confluent_kafka import Producer
 
 from core.settings import CommonSettings
+from core.topology import is_cluster
 from schemas.cdc import SLOT_NAME
 
 BATCH = 5_000
@@ -159,6 +160,13 @@ def recover(s: CommonSettings, since: datetime | None = None) -> RecoverReport:
     """Stop Connect, re-create the slot, republish the outbox, start Connect."""
     from devstack.components import connect_offsets
 
+    if is_cluster(s):
+        raise RuntimeError(
+            "likes cdc recover handles the single profile's standalone Connect; in the "
+            "cluster profile stop both workers, delete the connector's offsets "
+            "(`DELETE /connectors/likes-outbox/offsets` on a stopped connector) and follow "
+            "the same runbook by hand (README)"
+        )
     t0 = time.monotonic()
     report = RecoverReport(since=since.isoformat() if since else None)
     _stop_connect(s)

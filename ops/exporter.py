@@ -43,6 +43,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from core.settings import CommonSettings
+from core.topology import connect_workers
 from devstack.components import FLOW_NAMES
 from devstack.java_stack import connector_state
 from ops.cdc import cdc_lag
@@ -117,6 +118,16 @@ def last_drift(redis_url: str) -> dict[str, Any] | None:
     return dict(json.loads(raw)) if raw else None
 
 
+def _connector_state(s: CommonSettings) -> str | None:
+    """The connector's state as the first Connect worker that answers reports it (in the
+    cluster profile any worker knows the whole group's); None if none answers."""
+    for worker in connect_workers(s):
+        state = connector_state(worker.url)
+        if state is not None:
+            return state
+    return None
+
+
 def _ping(redis_url: str) -> bool:
     return bool(redis.Redis.from_url(redis_url, socket_timeout=2).ping())
 
@@ -178,7 +189,7 @@ class Exporter(Collector):
             "kafka", lambda: end_offsets(s.kafka_bootstrap, s.events_topic)
         )
         redis_ok, _ = self._guard("redis", lambda: _ping(s.redis_url))
-        _, state = self._guard("connect", lambda: connector_state(s.connect_url))
+        _, state = self._guard("connect", lambda: _connector_state(s))
         for component, up in (
             ("postgres", pg_ok),
             ("redis", redis_ok),

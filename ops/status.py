@@ -25,6 +25,7 @@ from devstack import process, stack
 from devstack.components import build_components
 from ops.cdc import cdc_lag
 from ops.exporter import dlq_depth, slot_state
+from ops.kafka_health import kafka_report
 from ops.prometheus_api import PrometheusUnavailable, firing_alerts
 from schemas.redis_keys import HOT_KEY
 
@@ -88,6 +89,12 @@ def warnings(report: dict[str, Any]) -> list[str]:
     ]
     slot_warnings = _slot_warnings(report.get("slot", {"error": "unknown"}))
     out.extend(text for name, text in slot_warnings.items() if name not in firing)
+    kafka = report.get("kafka") or {}
+    if kafka.get("under_replicated_partitions") or kafka.get("offline_partitions"):
+        out.append(
+            f"Kafka: {kafka['under_replicated_partitions']} under-replicated and "
+            f"{kafka['offline_partitions']} offline partitions (a broker is down or catching up)"
+        )
     return out
 
 
@@ -112,6 +119,8 @@ def collect(s: CommonSettings) -> dict[str, Any]:
         "slot": _guard(_slot, s),
         "hot_posts": _guard(_hot_posts, s),
         "dlq": _guard(_dlq, s),
+        "profile": s.profile,
+        "kafka": _guard(kafka_report, s.kafka_bootstrap),
     }
     from ops.flow_status import flow_report
 
@@ -176,6 +185,16 @@ def _drift(raw: str | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in drift.items()) + f" (at {at})"
 
 
+def _kafka(kafka: dict[str, Any]) -> str:
+    if "error" in kafka or "brokers" not in kafka:
+        return f"unavailable ({kafka.get('error', 'no answer')})"
+    ids = ", ".join(str(b) for b in kafka["brokers"])
+    return (
+        f"{len(kafka['brokers'])} brokers up ({ids}); under-replicated partitions "
+        f"{kafka['under_replicated_partitions']}, offline {kafka['offline_partitions']}"
+    )
+
+
 def _figure_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     rows = _cdc_rows(report)
     flows = report.get("flows")
@@ -190,6 +209,7 @@ def _figure_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             f"unavailable ({dlq['error']})" if "error" in dlq else str(dlq["messages"]),
         )
     )
+    rows.append(("kafka", _kafka(report.get("kafka") or {})))
     rows.append(("drift", _drift(report.get("drift"))))
     hot = report["hot_posts"]
     rows.append(
