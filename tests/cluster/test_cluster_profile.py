@@ -175,6 +175,12 @@ def test_any_one_member_killed_under_load(cluster: CommonSettings) -> None:
     assert not wrong, f"{len(wrong)} acknowledged states differ from the edge store"
     report = converge(s, posts, timeout=300)
     assert report.clean, report.summary()
+    figures = {
+        "acked": result.acked,
+        "acked_per_s": round(result.acked / max(result.seconds, 1e-9)),
+        "restarted_s": took,
+    }
+    (s.home / "kill-figures.json").write_text(json.dumps(figures, indent=2) + "\n")
     assert collect(s)["kafka"]["under_replicated_partitions"] == 0
 
 
