@@ -67,21 +67,23 @@ class ConnectWorker:
     """One Kafka Connect worker and its REST port."""
 
     name: str  # connect or connect-<i>
+    host: str
     rest_port: int
 
     @property
     def url(self) -> str:
         """Its REST API."""
-        return f"http://127.0.0.1:{self.rest_port}"
+        return f"http://{self.host}:{self.rest_port}"
 
 
 def connect_workers(s: CommonSettings) -> list[ConnectWorker]:
-    """One standalone worker, or 2 distributed ones (REST ports 2 apart from
-    ``connect_url``'s)."""
+    """One standalone worker at ``connect_url``, or 2 distributed ones on its host (REST
+    ports 2 apart from its port)."""
     first = _port(s.connect_url)
+    host = urlsplit(s.connect_url).hostname or "127.0.0.1"
     if not is_cluster(s):
-        return [ConnectWorker("connect", first)]
-    return [ConnectWorker(f"connect-{i}", first + 2 * i) for i in range(CONNECT_WORKERS)]
+        return [ConnectWorker("connect", host, first)]
+    return [ConnectWorker(f"connect-{i}", host, first + 2 * i) for i in range(CONNECT_WORKERS)]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,11 @@ stack's alert template (rendered the same way) and scrapes every service on the 
 the settings give, ``promtool`` (Debian's ``prometheus``) accepts config and rules, and
 the Grafana dashboard covers the contract's series and refers to no series the product
 does not define.
+
+``docker-compose.cluster.yml`` (the cluster profile, an override of docker-compose.yml)
+is checked the same way on the merged configuration (``docker-compose -f
+docker-compose.yml -f docker-compose.cluster.yml config``), against ``core.topology``:
+3 KRaft nodes, 2 Connect workers, 2 processes per flow, 2 API processes behind one port.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -30,12 +36,17 @@ import ingest_api.metrics
 import ops.exporter
 import sinks.metrics
 import sinks.redis_counts
+from core import topology
 from core.settings import CommonSettings
 from devstack import prometheus
+from devstack.java_stack import _TOPICS as KAFKA_TOPICS
 from flows.runner import FLOWS as FLOW_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
+CLUSTER_FILE = REPO / "docker-compose.cluster.yml"
+HAPROXY_CONFIG = REPO / "stack" / "compose" / "haproxy.cfg"
+CLUSTER_PROMETHEUS_CONFIG = REPO / "stack" / "compose" / "prometheus.cluster.yml"
 DOCKERFILE = REPO / "Dockerfile"
 CONNECTOR_JSON = REPO / "stack" / "connect" / "likes-outbox-connector.json"
 PROMETHEUS_CONFIG = REPO / "stack" / "prometheus" / "prometheus.compose.yml"
@@ -125,8 +136,11 @@ START_ORDER = [
 ]
 
 
-def _compose(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``docker-compose -f docker-compose.yml ARGS`` from the repository root."""
+def _compose(
+    *args: str, files: tuple[Path, ...] = (COMPOSE_FILE,)
+) -> subprocess.CompletedProcess[str]:
+    """Run ``docker-compose -f FILE ... ARGS`` from the repository root (several files
+    are merged as ``docker compose -f a -f b`` merges them)."""
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.fail(
@@ -135,7 +149,7 @@ def _compose(*args: str) -> subprocess.CompletedProcess[str]:
         )
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
     return subprocess.run(
-        [binary, "-f", str(COMPOSE_FILE), *args],
+        [binary, *(arg for f in files for arg in ("-f", str(f))), *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -288,15 +302,11 @@ def test_connect_provides_every_env_the_connector_reads(
 
 
 def test_kafka_topics_are_created_explicitly(services: dict[str, dict[str, Any]]) -> None:
+    """kafka-init creates the local stack's topics with the same partitions and configs."""
     assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     script = _script(services["kafka-init"])
-    week = "retention.ms=604800000"
-    for topic, partitions, extra in [
-        ("likes.events", 12, f" --config {week}"),
-        ("likes.events.dlq", 3, f" --config {week}"),
-        ("likes.hot_posts", 3, ""),
-        ("likes.hot_episodes", 3, f" --config {week}"),
-    ]:
+    for topic, (partitions, config) in KAFKA_TOPICS.items():
+        extra = "".join(f" --config {k}={v}" for k, v in config.items())
         create = f"--create --if-not-exists --topic {topic} --partitions {partitions}"
         assert f"{create} --replication-factor 1{extra}" in script, topic
 
@@ -471,3 +481,466 @@ def test_dashboard_covers_the_contract_series_and_only_defined_ones() -> None:
         if any(n == series or n.startswith(series + "_") for n in named)
     }
     assert covered == CONTRACT_SERIES, sorted(CONTRACT_SERIES - covered)
+
+
+# ------------------------------------------------------------------ cluster profile
+# docker-compose.cluster.yml over docker-compose.yml. Member 0 of Kafka, Connect and
+# each flow keeps the default service's name (other services depend on it, and an
+# override cannot remove a dependency); member i > 0 is `<service>-<i>`. The default
+# `api` publishes the API port, which an override cannot unpublish: it is disabled
+# (profile `single`) and the API processes api-0, api-1 sit behind api-proxy.
+
+CLUSTER = CommonSettings.model_construct(profile="cluster")  # the defaults, no env read
+CLUSTER_FILES = (COMPOSE_FILE, CLUSTER_FILE)
+IMAGE_REF = re.compile(
+    r"(?:[a-z0-9.-]+\.[a-z]{2,}(?::\d+)?/)?"  # registry (Docker Hub when absent)
+    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"  # repository
+    r":v?\d+\.\d+[\w.-]*"  # a version tag, at least major.minor
+)
+KAFKA_PORT, CONTROLLER_PORT = 9092, 9093  # every node's listeners in its own container
+PROXY = "api-proxy"
+PROXY_HEALTH_PORT = 8404
+
+
+def _member(service: str, index: int | None) -> str:
+    """The compose service of member ``index`` of a default service."""
+    return service if not index else f"{service}-{index}"
+
+
+KAFKA_NODES = {b.node_id: _member("kafka", b.node_id) for b in topology.brokers(CLUSTER)}
+CLUSTER_BOOTSTRAP = ",".join(f"{svc}:{KAFKA_PORT}" for svc in KAFKA_NODES.values())
+CONNECT_WORKERS = [_member("connect", i) for i in range(len(topology.connect_workers(CLUSTER)))]
+API_MEMBERS = {p.name: p for p in topology.api_processes(CLUSTER)}
+FLOW_MEMBERS = {
+    name: {
+        _member(f"flow-{name}", p.process_id): p
+        for p in topology.flow_processes(CLUSTER, FLOW_NAMES, name)
+    }
+    for name in FLOW_NAMES
+}
+CLUSTER_ADDED = (
+    (set(KAFKA_NODES.values()) | set(CONNECT_WORKERS) | set(API_MEMBERS) | {PROXY})
+    | {svc for members in FLOW_MEMBERS.values() for svc in members}
+) - LONG_RUNNING
+CLUSTER_LONG_RUNNING = (LONG_RUNNING - {"api"}) | CLUSTER_ADDED
+CLUSTER_PROJECT = (
+    (PROJECT_SERVICES - {"api"})
+    | set(API_MEMBERS)
+    | {svc for members in FLOW_MEMBERS.values() for svc in members}
+)
+
+
+@pytest.fixture(scope="module")
+def cluster_config() -> dict[str, Any]:
+    """The merged files as ``docker-compose config`` normalizes them."""
+    result = _compose("config", files=CLUSTER_FILES)
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, Any] = yaml.safe_load(result.stdout)
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def cluster(cluster_config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services ``up`` starts: those of no profile."""
+    return {
+        name: svc for name, svc in cluster_config["services"].items() if not svc.get("profiles")
+    }
+
+
+def _published(service: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(host ip, published port, target port) of each published port."""
+    out: list[tuple[str, str, str]] = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            out.append((str(port.get("host_ip", "")), str(port["published"]), str(port["target"])))
+        else:
+            *host, target = port.split("/")[0].rsplit(":", 2)
+            ip, published = host if len(host) == 2 else ("", host[0])
+            out.append((ip, published, target))
+    return out
+
+
+def _script_lines(service: dict[str, Any]) -> list[str]:
+    """A one-shot's shell script as commands: continuations joined, comments dropped."""
+    command = service["command"]
+    text = _unescape(command if isinstance(command, str) else "\n".join(command))
+    lines = (line.strip() for line in text.replace("\\\n", " ").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _created_topics(service: dict[str, Any]) -> dict[str, tuple[str, int, int, dict[str, str]]]:
+    """Topic to (bootstrap, partitions, replication factor, configs) of each
+    ``kafka-topics.sh --create`` of a script (its shell variables expanded)."""
+    lines = _script_lines(service)
+    assigned = dict(re.findall(r'^(\w+)="([^"]*)"$', "\n".join(lines), re.M))
+    topics: dict[str, tuple[str, int, int, dict[str, str]]] = {}
+    for line in lines:
+        expanded = re.sub(r"\$(\w+)", lambda m: assigned.get(m[1], m[0]), line)
+        args = shlex.split(expanded)
+        if "--create" not in args:
+            continue
+        value = {flag: args[i + 1] for i, flag in enumerate(args[:-1]) if flag.startswith("--")}
+        configs = dict(
+            args[i + 1].split("=", 1) for i, flag in enumerate(args[:-1]) if flag == "--config"
+        )
+        topics[value["--topic"]] = (
+            value["--bootstrap-server"],
+            int(value["--partitions"]),
+            int(value["--replication-factor"]),
+            configs,
+        )
+    return topics
+
+
+def _haproxy_sections() -> dict[str, list[list[str]]]:
+    """``section name`` to its statements (split on whitespace) of the proxy config."""
+    sections: dict[str, list[list[str]]] = {}
+    current: list[list[str]] = []
+    for raw in HAPROXY_CONFIG.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split()
+        if not raw[0].isspace():
+            current = sections.setdefault(" ".join(words), [])
+        else:
+            current.append(words)
+    return sections
+
+
+def test_cluster_config_is_valid() -> None:
+    result = _compose("config", "-q", files=CLUSTER_FILES)
+    assert result.returncode == 0, result.stderr
+
+
+def test_cluster_services_are_the_scaled_out_system(
+    cluster_config: dict[str, Any], cluster: dict[str, dict[str, Any]]
+) -> None:
+    assert {
+        "kafka-1",
+        "kafka-2",
+        "connect-1",
+        "api-0",
+        "api-1",
+        PROXY,
+        "flow-counts-1",
+        "flow-fanout-1",
+        "flow-analytics-1",
+    } == CLUSTER_ADDED
+    assert set(cluster) == ONE_SHOT | CLUSTER_LONG_RUNNING
+    disabled = {n: s["profiles"] for n, s in cluster_config["services"].items() if n not in cluster}
+    assert disabled == {"api": ["single"]}
+
+
+def test_the_single_api_is_replaced_by_the_proxy(
+    cluster_config: dict[str, Any], cluster: dict[str, dict[str, Any]]
+) -> None:
+    for name, svc in cluster.items():
+        assert "api" not in svc.get("depends_on", {}), f"{name} waits for the disabled api"
+    # Clients inside the stack keep reaching the API as http://api:8000.
+    aliases = cluster[PROXY]["networks"]["default"]["aliases"]
+    assert "api" in aliases
+    assert cluster_config["services"]["api"]["ports"], "api no longer owns the port?"
+
+
+def test_cluster_images_are_public_and_pinned(
+    cluster: dict[str, dict[str, Any]], services: dict[str, dict[str, Any]]
+) -> None:
+    project_image = services["migrate"]["image"]
+    for name, svc in cluster.items():
+        if "build" in svc:
+            assert svc["image"] == project_image, name
+            continue
+        image: str = svc["image"]
+        assert IMAGE_REF.fullmatch(image), f"{name}: {image} is not a pinned public image"
+    assert cluster[PROXY]["image"].startswith("haproxy:")
+
+
+def test_cluster_services_have_healthchecks(cluster: dict[str, dict[str, Any]]) -> None:
+    for name in CLUSTER_LONG_RUNNING:
+        check = cluster[name].get("healthcheck")
+        assert check, f"{name} has no healthcheck"
+        assert not check.get("disable"), name
+        assert check["test"] and check["test"][0] in {"CMD", "CMD-SHELL"}, name
+        assert cluster[name].get("restart") == "unless-stopped", name
+    for name in ONE_SHOT:
+        assert cluster[name].get("restart") in {"no", None}, name
+        assert "healthcheck" not in cluster[name], name
+
+
+def test_cluster_start_order(
+    cluster: dict[str, dict[str, Any]], services: dict[str, dict[str, Any]]
+) -> None:
+    for name, svc in cluster.items():
+        for dep, spec in svc.get("depends_on", {}).items():
+            assert dep in cluster, f"{name} waits for {dep}, which does not run"
+            want = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
+            assert spec["condition"] == want, f"{name} -> {dep}"
+    # The default's order holds, and what waited for the one broker waits for all three.
+    for name, dep, condition in START_ORDER:
+        for member in API_MEMBERS if name == "api" else [name]:
+            depends_on = cluster[member]["depends_on"]
+            assert depends_on[dep]["condition"] == condition, f"{member} -> {dep}"
+    for name, svc in services.items():
+        if "kafka" in svc.get("depends_on", {}):
+            for node in KAFKA_NODES.values():
+                assert cluster[name]["depends_on"][node]["condition"] == "service_healthy", name
+
+    # The other members of a component wait for what its first one waits for.
+    def deps(name: str) -> dict[str, Any]:
+        d: dict[str, Any] = cluster[name].get("depends_on", {})
+        return d
+
+    for members in FLOW_MEMBERS.values():
+        first, *rest = members
+        assert all(deps(other) == deps(first) for other in rest), first
+    assert all(deps(w) == deps(CONNECT_WORKERS[0]) for w in CONNECT_WORKERS)
+    assert all(deps(kafka) == deps("kafka-1") for kafka in KAFKA_NODES.values())
+    for member in API_MEMBERS:
+        assert deps(member) == services["api"]["depends_on"], member
+    for worker in CONNECT_WORKERS:
+        assert deps("connect-init")[worker]["condition"] == "service_healthy", worker
+    assert set(deps(PROXY)) == set(API_MEMBERS)
+
+
+def test_kafka_nodes_form_one_kraft_quorum(
+    cluster_config: dict[str, Any],
+    cluster: dict[str, dict[str, Any]],
+    services: dict[str, dict[str, Any]],
+) -> None:
+    voters = ",".join(f"{i}@{svc}:{CONTROLLER_PORT}" for i, svc in KAFKA_NODES.items())
+    data: set[str] = set()
+    envs = {}
+    for node_id, name in KAFKA_NODES.items():
+        svc = cluster[name]
+        env = svc["environment"]
+        assert svc["image"] == services["kafka"]["image"], name
+        assert env["KAFKA_NODE_ID"] == str(node_id), name
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller", name
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == voters, name
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:{KAFKA_PORT}", name
+        assert set(env) >= set(services["kafka"]["environment"]), name
+        (source,) = [src for src, tgt, _ in _mounts(svc) if tgt == env["KAFKA_LOG_DIRS"]]
+        assert source in cluster_config["volumes"], name
+        data.add(source)
+        envs[name] = {
+            k: v for k, v in env.items() if k not in {"KAFKA_NODE_ID", "KAFKA_ADVERTISED_LISTENERS"}
+        }
+        assert "KAFKA_NODE_ID" in " ".join(svc["healthcheck"]["test"]), name
+    assert sorted(KAFKA_NODES) == [0, 1, 2]  # distinct node ids (the env matches them)
+    assert len(data) == len(KAFKA_NODES), "the nodes share a log dir"
+    assert "kafka-data" not in data, "node 0 reuses the single node's log dir"
+    first, *others = envs.values()
+    assert all(env == first for env in others), "the nodes differ beyond id and listener"
+
+
+def test_cluster_replication_is_3_with_2_in_sync(cluster: dict[str, dict[str, Any]]) -> None:
+    replication, min_isr = topology.replication(CLUSTER)
+    assert (replication, min_isr) == (3, 2)
+    for name in KAFKA_NODES.values():
+        env = cluster[name]["environment"]
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", name
+        for key in (
+            "KAFKA_DEFAULT_REPLICATION_FACTOR",
+            "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+            "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR",
+        ):
+            assert env[key] == str(replication), f"{name}: {key}"
+        for key in (
+            "KAFKA_MIN_INSYNC_REPLICAS",
+            "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+            "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR",
+        ):
+            assert env[key] == str(min_isr), f"{name}: {key}"
+
+
+def test_cluster_topics_are_the_local_stacks_replicated(
+    cluster: dict[str, dict[str, Any]],
+) -> None:
+    init = cluster["kafka-init"]
+    assert init["environment"]["LIKES_KAFKA_BOOTSTRAP"] == CLUSTER_BOOTSTRAP
+    replication, min_isr = topology.replication(CLUSTER)
+    want = {
+        topic: (
+            "$LIKES_KAFKA_BOOTSTRAP",
+            partitions,
+            replication,
+            {**config, "min.insync.replicas": str(min_isr)},
+        )
+        for topic, (partitions, config) in KAFKA_TOPICS.items()
+    }
+    assert _created_topics(init) == want
+
+
+def test_connect_workers_form_one_distributed_group(
+    cluster: dict[str, dict[str, Any]], services: dict[str, dict[str, Any]]
+) -> None:
+    assert len(CONNECT_WORKERS) == 2
+    base = services["connect"]["environment"]
+    envs = {}
+    for name in CONNECT_WORKERS:
+        svc = cluster[name]
+        env = svc["environment"]
+        assert svc["image"] == services["connect"]["image"], name
+        assert set(env) >= set(base), name
+        assert env["BOOTSTRAP_SERVERS"] == CLUSTER_BOOTSTRAP, name
+        assert env["ADVERTISED_HOST_NAME"] == name, name
+        for key in ("GROUP_ID", "CONFIG_STORAGE_TOPIC", "OFFSET_STORAGE_TOPIC"):
+            assert env[key] == base[key], f"{name}: {key}"
+        assert env["STATUS_STORAGE_TOPIC"] == base["STATUS_STORAGE_TOPIC"], name
+        for store in ("CONFIG", "OFFSET", "STATUS"):
+            assert env[f"CONNECT_{store}_STORAGE_REPLICATION_FACTOR"] == "3", f"{name}: {store}"
+        assert env["CONNECT_PRODUCER_ACKS"] == "all", name
+        envs[name] = {k: v for k, v in env.items() if k != "ADVERTISED_HOST_NAME"}
+    first, *others = envs.values()
+    assert all(env == first for env in others), "the workers differ beyond their name"
+    assert len({first[k] for k in ("CONFIG_STORAGE_TOPIC", "OFFSET_STORAGE_TOPIC")}) == 2
+    # connect-init registers the checked-in connector on the group through a worker.
+    init = cluster["connect-init"]
+    assert init["environment"]["CONNECT_URL"] == f"http://{CONNECT_WORKERS[0]}:8083"
+    assert _mounts(init) == _mounts(services["connect-init"])
+
+
+@pytest.mark.parametrize("worker", CONNECT_WORKERS)
+def test_connect_workers_provide_every_env_the_connector_reads(
+    cluster: dict[str, dict[str, Any]], worker: str
+) -> None:
+    test_connect_provides_every_env_the_connector_reads({"connect": cluster[worker]})
+
+
+@pytest.mark.parametrize("flow", FLOW_NAMES)
+def test_flows_run_as_bytewax_clusters(
+    cluster_config: dict[str, Any],
+    cluster: dict[str, dict[str, Any]],
+    services: dict[str, dict[str, Any]],
+    flow: str,
+) -> None:
+    members = FLOW_MEMBERS[flow]
+    assert len(members) == 2
+    addresses = ";".join(
+        f"{name}:{(p.addresses or ())[p.process_id or 0].rsplit(':', 1)[1]}"
+        for name, p in members.items()
+    )
+    recovery = set()
+    mounts = []
+    for name, p in members.items():
+        svc = cluster[name]
+        assert svc["command"] == [
+            "likes",
+            "flow",
+            flow,
+            "--process-id",
+            str(p.process_id),
+            "--addresses",
+            addresses,
+        ], name
+        assert svc["environment"]["LIKES_RECOVERY_DIR"] == "/data/recovery", name
+        assert svc["healthcheck"] == services[f"flow-{flow}"]["healthcheck"], name
+        sources = [src for src, tgt, _ in _mounts(svc) if tgt == "/data/recovery"]
+        assert len(sources) == 1 and sources[0] in cluster_config["volumes"], name
+        recovery.add(sources[0])
+        mounts.append({(src, tgt) for src, tgt, _ in _mounts(svc)})
+    assert len(recovery) == 1, "the processes of a flow share its recovery store"
+    (volume,) = recovery
+    assert volume not in {src for src, _, _ in _mounts(services[f"flow-{flow}"])}
+    for name, svc in cluster.items():
+        if name not in members:
+            assert volume not in {src for src, _, _ in _mounts(svc)}, name
+    # Nothing else is shared: an embedded store (chDB) would be process 0's alone.
+    assert {tgt for _, tgt in set.intersection(*mounts)} == {"/data/recovery"}
+
+
+def test_api_processes_share_one_published_port(cluster: dict[str, dict[str, Any]]) -> None:
+    assert len(API_MEMBERS) == 2
+    for name, p in API_MEMBERS.items():
+        svc = cluster[name]
+        assert svc["command"] == ["likes", "api", "--member", str(p.index)], name
+        assert svc["environment"]["LIKES_API_HOST"] == "0.0.0.0", name
+        assert svc["environment"].get("LIKES_API_PORT", "8000") == "8000", name
+        assert f"127.0.0.1:{p.member_port}/readyz" in " ".join(svc["healthcheck"]["test"]), name
+        assert not svc.get("ports"), f"{name} publishes a port of its own"
+    published = [(n, *port) for n, svc in cluster.items() for port in _published(svc)]
+    hosts = [(ip, pub) for _, ip, pub, _ in published]
+    assert len(hosts) == len(set(hosts)), published
+    assert all(ip == "127.0.0.1" for _, ip, _, _ in published), published
+    assert [(n, pub, tgt) for n, _, pub, tgt in published if pub == "8000"] == [
+        (PROXY, "8000", "8000")
+    ]
+    mounts = {tgt: (Path(src), ro) for src, tgt, ro in _mounts(cluster[PROXY])}
+    assert mounts["/usr/local/etc/haproxy/haproxy.cfg"] == (HAPROXY_CONFIG, True)
+    assert str(PROXY_HEALTH_PORT) in " ".join(cluster[PROXY]["healthcheck"]["test"])
+
+
+def test_proxy_balances_over_the_api_processes() -> None:
+    sections = _haproxy_sections()
+    frontends = {name: stmts for name, stmts in sections.items() if name.startswith("frontend ")}
+    binds = {s[1]: name for name, stmts in frontends.items() for s in stmts if s[0] == "bind"}
+    assert set(binds) == {":8000", f":{PROXY_HEALTH_PORT}"}
+    api_front = frontends[binds[":8000"]]
+    (backend_name,) = [s[1] for s in api_front if s[0] == "default_backend"]
+    backend = sections[f"backend {backend_name}"]
+    assert ["option", "httpchk", "GET", "/readyz"] in backend
+    servers = {}
+    for stmt in backend:
+        if stmt[0] == "server":
+            host, port = stmt[2].rsplit(":", 1)
+            check_port = stmt[stmt.index("port") + 1] if "port" in stmt else port
+            servers[stmt[1]] = (host, int(port), int(check_port))
+    assert servers == {name: (name, 8000, p.member_port) for name, p in API_MEMBERS.items()}
+    default_server = next(s for s in backend if s[:1] == ["default-server"])
+    assert "check" in default_server and "resolvers" in default_server
+    (resolvers,) = [n for n in sections if n.startswith("resolvers ")]
+    assert ["nameserver", "dns", "127.0.0.11:53"] in sections[resolvers]
+    health = " ".join(" ".join(s) for s in frontends[binds[f":{PROXY_HEALTH_PORT}"]])
+    assert f"nbsrv({backend_name})" in health
+
+
+def test_cluster_project_containers_share_settings(
+    cluster: dict[str, dict[str, Any]], services: dict[str, dict[str, Any]]
+) -> None:
+    project_image = services["migrate"]["image"]
+    project = {n for n, svc in cluster.items() if svc.get("image") == project_image}
+    assert project == CLUSTER_PROJECT
+    base = services["migrate"]["environment"]
+    for name in project:
+        svc = cluster[name]
+        assert Path(svc["build"]["context"]) == REPO, name
+        env = svc["environment"]
+        assert env["LIKES_PROFILE"] == "cluster", name
+        assert env["LIKES_KAFKA_BOOTSTRAP"] == CLUSTER_BOOTSTRAP, name
+        for key, value in base.items():
+            if key != "LIKES_KAFKA_BOOTSTRAP":
+                assert env.get(key) == value, f"{name}: {key}"
+        assert svc["command"][0] == "likes", name
+
+
+def test_cluster_prometheus_scrapes_every_member(cluster: dict[str, dict[str, Any]]) -> None:
+    prom = cluster["prometheus"]
+    mounts = {tgt: (Path(src), ro) for src, tgt, ro in _mounts(prom)}
+    assert mounts["/etc/prometheus/prometheus.yml"] == (CLUSTER_PROMETHEUS_CONFIG, True)
+    assert mounts["/etc/prometheus/alerts.yml.tmpl"] == (ALERTS_TEMPLATE, True)
+    check = _promtool("check", "config", "--syntax-only", str(CLUSTER_PROMETHEUS_CONFIG))
+    assert check.returncode == 0, check.stdout + check.stderr
+    config = yaml.safe_load(CLUSTER_PROMETHEUS_CONFIG.read_text())
+    assert config["rule_files"] == ["/rendered/alerts.yml"]
+    targets = {
+        target: group["labels"]["component"]
+        for job in config["scrape_configs"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    }
+    service_of = {p.name: svc for members in FLOW_MEMBERS.values() for svc, p in members.items()}
+    service_of |= {name: name for name in API_MEMBERS}
+    local = prometheus.api_targets(CLUSTER) | prometheus.flow_targets(CLUSTER, FLOW_NAMES)
+    want = {
+        f"{service_of[component]}:{target.rsplit(':', 1)[1]}": component
+        for component, target in local.items()
+    }
+    want |= {f"exporter:{CLUSTER.exporter_port}": "exporter", f"jobs:{CLUSTER.jobs_port}": "jobs"}
+    assert {t: c for t, c in targets.items() if c != "prometheus"} == want
+    for target, component in want.items():
+        service = target.rsplit(":", 1)[0]
+        assert service in cluster, target
+        if component not in API_MEMBERS:
+            assert cluster[service]["environment"]["LIKES_METRICS_HOST"] == "0.0.0.0", service
