@@ -65,21 +65,30 @@ class Findings:
         return out
 
 
-def _pass(s: CommonSettings, name: str, posts: list[int] | None, grace_s: float) -> Findings:
-    """Drift of one projection: judge, then re-judge the undecided until they settle."""
+def judge_now(
+    s: CommonSettings, name: str, posts: list[int] | None
+) -> tuple[list[int], dict[int, Finding], dict[int, tuple[State, State]]]:
+    """One reading of a projection, then of the truth: the posts read, those judged
+    drifting, and those that may be merely behind (with both readings)."""
     got = READERS[name](s, posts)
     truth = edge_store(s, posts if posts is not None else None)
     ids = sorted(set(got) | set(truth)) if posts is None else posts
-    found = Findings(posts_checked=len(ids))
     drift: dict[int, Finding] = {}
-    first: dict[int, tuple[State, State]] = {}
+    behind: dict[int, tuple[State, State]] = {}
     for p in ids:
         g, t = got.get(p, (0, 0)), truth.get(p, (0, 0))
         verdict = judge(g, t)
         if verdict is Verdict.DRIFT:
             drift[p] = Finding(p, g, t, settled=g[1] >= t[1])
         elif verdict is Verdict.BEHIND:
-            first[p] = (g, t)
+            behind[p] = (g, t)
+    return ids, drift, behind
+
+
+def _pass(s: CommonSettings, name: str, posts: list[int] | None, grace_s: float) -> Findings:
+    """Drift of one projection: judge, then re-judge the undecided until they settle."""
+    ids, drift, first = judge_now(s, name, posts)
+    found = Findings(posts_checked=len(ids))
     pending = dict(first)
     deadline = time.monotonic() + grace_s
     while pending and time.monotonic() < deadline:
@@ -166,6 +175,23 @@ def _repair_clickhouse(s: CommonSettings, fixes: list[Finding]) -> None:
         part = f"repair:{uuid.uuid4()}"
         rows.append((f.post, start, end, part, max(diff, 0), max(-diff, 0), 1, moved))
     write_window_repairs(s, rows)
+
+
+def settle(
+    s: CommonSettings, name: str, posts: list[int], grace_s: float
+) -> tuple[dict[int, Finding], list[int]]:
+    """Judge ``posts`` of projection ``name`` as one ``likes reconcile`` pass does: the
+    drift found, and the posts still moving at the end of the grace."""
+    found = _pass(s, name, posts, grace_s)
+    return found.drift[name], found.unsettled[name]
+
+
+def correct_clickhouse(s: CommonSettings, findings: list[Finding]) -> int:
+    """Correction rows for the ClickHouse drift judged at its own position (``settled``);
+    how many were written. Others are left for a later judgment."""
+    fixes = [f for f in findings if f.settled]
+    _repair_clickhouse(s, fixes)
+    return len(fixes)
 
 
 def repair(s: CommonSettings, found: Findings) -> dict[str, int]:
