@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from core.records import NotificationUpdate
+from core.records import CountUpdate, NotificationUpdate
 from sinks.base import DEFAULT_RETRY, RetryPolicy
 from sinks.postgres_store import PostgresSink
 
@@ -113,3 +113,95 @@ class PostgresNotificationSink(PostgresSink[NotificationUpdate]):
 
     def write(self, client: psycopg.Connection, items: list[NotificationUpdate]) -> None:
         write_notifications(client, items)
+
+
+# The rebuild of the aggregates of some posts from the edge store (``likes backfill``).
+# Every ``post_likes`` row is a user who liked the post at least once (an edge is created
+# by a like, and its ``created_at`` is that first like's event time), which is exactly
+# who the live sink records in the ledger.
+_MUTED = "EXISTS (SELECT 1 FROM post_mutes m WHERE m.post_id = {t}.post_id)"
+_REBUILD_LEDGER_SQL = f"""
+WITH want AS (
+    SELECT p.author_id AS recipient_id, e.post_id, e.user_id AS actor_id,
+           date_trunc('milliseconds', e.created_at) AS liked_at
+    FROM post_likes e JOIN posts p ON p.post_id = e.post_id
+    WHERE e.post_id = ANY(%(posts)s) AND e.user_id <> p.author_id
+      AND NOT EXISTS (SELECT 1 FROM erased_users x WHERE x.user_id IN (e.user_id, p.author_id))),
+added AS (
+    INSERT INTO notification_actors AS l (recipient_id, post_id, actor_id, liked_at, folded)
+    SELECT w.recipient_id, w.post_id, w.actor_id, w.liked_at, NOT {_MUTED.format(t="w")}
+    FROM want w
+    ORDER BY 1, 2, 3
+    ON CONFLICT DO NOTHING
+    RETURNING 1),
+dropped AS (
+    DELETE FROM notification_actors l
+    WHERE l.post_id = ANY(%(posts)s) AND NOT EXISTS (
+        SELECT 1 FROM want w
+        WHERE (w.recipient_id, w.post_id, w.actor_id) = (l.recipient_id, l.post_id, l.actor_id))
+    RETURNING 1),
+folded AS (
+    UPDATE notification_actors l SET folded = true
+    WHERE l.post_id = ANY(%(posts)s) AND NOT l.folded AND NOT {_MUTED.format(t="l")}
+    RETURNING 1)
+SELECT (SELECT count(*) FROM added) + (SELECT count(*) FROM dropped)
+       + (SELECT count(*) FROM folded)"""
+_REBUILD_AGGREGATES_SQL = f"""
+WITH agg AS (
+    SELECT l.recipient_id, l.post_id, count(*) AS n, max(l.liked_at) AS at,
+           (array_agg(l.actor_id ORDER BY l.liked_at DESC, l.actor_id DESC))[1:{RECENT_ACTORS}]
+               AS newest,
+           array_agg(l.actor_id) AS everyone
+    FROM notification_actors l
+    WHERE l.post_id = ANY(%(posts)s) AND l.folded AND NOT {_MUTED.format(t="l")}
+    GROUP BY l.recipient_id, l.post_id),
+gone AS (
+    DELETE FROM notifications n
+    WHERE n.post_id = ANY(%(posts)s) AND NOT {_MUTED.format(t="n")} AND NOT EXISTS (
+        SELECT 1 FROM agg WHERE (agg.recipient_id, agg.post_id) = (n.recipient_id, n.post_id))
+    RETURNING 1),
+put AS (
+    INSERT INTO notifications AS n
+        (recipient_id, post_id, actor_ids, total_actors, updated_at, updates)
+    SELECT recipient_id, post_id, newest, n, at, 1 FROM agg
+    ORDER BY recipient_id, post_id
+    ON CONFLICT (recipient_id, post_id) DO UPDATE SET
+        actor_ids = EXCLUDED.actor_ids, total_actors = EXCLUDED.total_actors,
+        updated_at = EXCLUDED.updated_at, updates = n.updates + 1
+    WHERE n.total_actors <> EXCLUDED.total_actors OR n.updated_at <> EXCLUDED.updated_at
+       OR cardinality(n.actor_ids) <> cardinality(EXCLUDED.actor_ids)
+       OR NOT n.actor_ids <@ (SELECT agg.everyone FROM agg
+                              WHERE (agg.recipient_id, agg.post_id) = (n.recipient_id, n.post_id))
+    RETURNING 1)
+SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM put)"""
+
+
+def rebuild_notifications(conn: psycopg.Connection, posts: list[int]) -> tuple[int, int]:
+    """Bring the ledger and the aggregates of ``posts`` to what the edge store implies;
+    ``(ledger rows changed, aggregate rows changed)``, both 0 when nothing differed."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        row = conn.execute(_REBUILD_LEDGER_SQL, {"posts": posts}).fetchone()
+        agg = conn.execute(_REBUILD_AGGREGATES_SQL, {"posts": posts}).fetchone()
+    return int(row[0]) if row else 0, int(agg[0]) if agg else 0
+
+
+class PostgresNotificationRebuildSink(PostgresSink[CountUpdate]):
+    """Rebuilds the notifications of each post it is given from the edge store
+    (``likes backfill``): what the live sink would hold had it folded every like now.
+
+    Guarantee: idempotent (a second rebuild changes nothing) and safe beside the live
+    sink: each batch is one repeatable-read transaction, so a live write it overlaps is
+    a serialization failure, retried (by the base) on a fresh snapshot, never a lost or
+    doubled actor. Muted posts get their ledger only, as from the live sink. ``written``
+    counts the aggregate rows it changed."""
+
+    def __init__(self, url: str, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        super().__init__("postgres_notifications_rebuild", url, retry)
+        self.written = 0
+        self.ledger_changed = 0
+
+    def write(self, client: psycopg.Connection, items: list[CountUpdate]) -> None:
+        ledger, rows = rebuild_notifications(client, sorted({u.post_id for u in items}))
+        self.ledger_changed += ledger
+        self.written += rows
