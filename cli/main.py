@@ -141,7 +141,7 @@ def cmd_backfill(a: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     _print(report.as_dict(), a.json)
-    return 0
+    return 1 if report.unsettled else 0
 
 
 def cmd_dlq_list(a: argparse.Namespace) -> int:
@@ -287,7 +287,8 @@ def _parser() -> argparse.ArgumentParser:
     bf.add_argument(
         "--projection",
         action="append",
-        help="redis, postgres or recent (repeatable; default all three)",
+        help="redis, postgres, recent, clickhouse, notifications or trending"
+        " (repeatable; default all)",
     )
     bf.add_argument("--json", action="store_true")
     fl = add("flow", cmd_flow, "run a dataflow in the foreground (with recovery)")

@@ -17,10 +17,10 @@ Guarantees, while live traffic continues:
   harmless anyway.
 
 It also rebuilds ``likes:recent:{post}`` (the newest current likers from the edge store,
-written only over a list at a lower ``seq``). What it does not rebuild: the flows' own
-state (it assumes that state is right, as after a loss of Redis data or a wiped table),
-and ClickHouse windows (use ``likes reconcile --repair``, whose correction rows are
-judged at a consistent point).
+written only over a list at a lower ``seq``), and hands each post to any other per-post
+sink it is given (``ops.backfill``: ClickHouse corrections, notifications, trending),
+which states its own guarantee. What it does not rebuild: the flows' own state (it
+assumes that state is right, as after a loss of Redis data or a wiped table).
 """
 
 from __future__ import annotations

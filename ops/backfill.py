@@ -1,16 +1,25 @@
-"""``likes backfill``: rebuild the count projections from the edge store while traffic
-flows, with a progress bar (rich) or a JSON report.
+"""``likes backfill``: rebuild projections from the edge store while traffic flows, with
+a progress bar (rich) or a JSON report.
 
-Runs the backfill dataflow (``flows.backfill``: per-post snapshots fenced by ``seq``)
-in this process, one worker. ``redis`` and ``postgres`` (counts) and ``recent`` (recent
-likers) are rebuilt; ``clickhouse`` windows are repaired by ``likes reconcile --repair``
-instead, and the other projections (notifications, trending) and the flows' own state
-are not rebuilt yet: asking for them is an error that says so.
+Runs the backfill dataflow (``flows.backfill``: per-post snapshots of the edge store) in
+this process, one worker, into the sinks of the projections asked for (all by default):
+
+* ``redis``, ``postgres``: counts, fenced by ``seq`` like the live flow's writes;
+* ``recent``: ``likes:recent:*``, fenced by ``seq``;
+* ``clickhouse``: correction rows judged at a consistent point (``ops.backfill_sinks``);
+* ``notifications``: ledger and aggregates, one repeatable-read transaction per chunk
+  (``sinks.postgres_notifications``);
+* ``trending``: scores within the bounds the edge store proves (``ops.backfill_sinks``).
+
+The report says how many values the last three changed (``written``) and which posts
+ClickHouse could not judge before the settle deadline (``unsettled``). The flows' own
+state is not rebuilt: it is assumed right, as after a loss of a store's data.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,17 +32,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from core.records import CountUpdate, RecentLikers
 from core.settings import CommonSettings, FlowSettings
 from flows.backfill import BackfillPlan, PostSnapshot, build_flow
+from ops.backfill_sinks import ClickHouseCorrectionSink, TrendingRebuildSink
 from sinks.postgres_counts import PostgresCountSink
+from sinks.postgres_notifications import PostgresNotificationRebuildSink
 from sinks.redis_counts import RedisCountSink
 from sinks.redis_recent import RedisRecentSink
 
-REBUILT = ("redis", "postgres", "recent")
-NOT_YET = {
-    "clickhouse": "use `likes reconcile --repair`: its correction rows are judged at a "
-    "consistent point",
-    "notifications": "not rebuilt by backfill yet",
-    "trending": "not rebuilt by backfill yet",
-}
+REBUILT = ("redis", "postgres", "recent", "clickhouse", "notifications", "trending")
 
 
 class BackfillError(ValueError):
@@ -50,6 +55,8 @@ class BackfillReport:
     seconds: float = 0.0
     since: str | None = None
     ranges: dict[str, Any] = field(default_factory=dict)
+    written: dict[str, int] = field(default_factory=dict)
+    unsettled: dict[str, list[int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
@@ -63,21 +70,39 @@ def _recent_sinks(s: CommonSettings, projections: list[str]) -> list[Sink[Recent
     return [RedisRecentSink(s.redis_url, s.postgres_url, size=FlowSettings().recent_likers)]
 
 
-def _sinks(s: CommonSettings, projections: list[str]) -> list[Sink[CountUpdate]]:
-    out: list[Sink[CountUpdate]] = []
+@dataclass
+class _Rebuilds:
+    """The per-post sinks of the projections asked for, and how to read what each wrote."""
+
+    sinks: list[Sink[CountUpdate]] = field(default_factory=list)
+    tallies: dict[str, Callable[[], tuple[int, list[int]]]] = field(default_factory=dict)
+
+
+def _sinks(s: CommonSettings, projections: list[str]) -> _Rebuilds:
+    out = _Rebuilds()
     if "redis" in projections:
-        out.append(RedisCountSink(s.redis_url, rebuild=True))
+        out.sinks.append(RedisCountSink(s.redis_url, rebuild=True))
     if "postgres" in projections:
-        out.append(PostgresCountSink(s.postgres_url, rebuild=True))
+        out.sinks.append(PostgresCountSink(s.postgres_url, rebuild=True))
+    if "clickhouse" in projections:
+        ch = ClickHouseCorrectionSink(s)
+        out.sinks.append(ch)
+        out.tallies["clickhouse"] = lambda: (ch.tally.written, ch.tally.unsettled)
+    if "notifications" in projections:
+        nt = PostgresNotificationRebuildSink(s.postgres_url)
+        out.sinks.append(nt)
+        out.tallies["notifications"] = lambda: (nt.written, [])
+    if "trending" in projections:
+        tr = TrendingRebuildSink(s, FlowSettings().trending_half_life_s)
+        out.sinks.append(tr)
+        out.tallies["trending"] = lambda: (tr.tally.written, [])
     return out
 
 
 def choose(projections: list[str] | None) -> list[str]:
-    """The projections to rebuild (all it can, by default); refuse the others clearly."""
-    chosen = projections or list(REBUILT)
+    """The projections to rebuild (all, by default); refuse unknown names clearly."""
+    chosen = list(dict.fromkeys(projections or REBUILT))
     for name in chosen:
-        if name in NOT_YET:
-            raise BackfillError(f"projection {name!r}: {NOT_YET[name]}")
         if name not in REBUILT:
             raise BackfillError(f"unknown projection {name!r}; known: {', '.join(REBUILT)}")
     return chosen
@@ -124,9 +149,14 @@ def run(
 
     t0 = time.monotonic()
     with progress:
+        rebuilds = _sinks(s, chosen)
         if p.last >= p.first:
-            flow = build_flow(s.postgres_url, p, _sinks(s, chosen), seen, _recent_sinks(s, chosen))
+            flow = build_flow(s.postgres_url, p, rebuilds.sinks, seen, _recent_sinks(s, chosen))
             run_main(flow)  # type: ignore[no-untyped-call]
         progress.update(task, total=max(report.edges, 1), completed=report.edges)
     report.seconds = round(time.monotonic() - t0, 3)
+    for name, tally in rebuilds.tallies.items():
+        report.written[name], unsettled = tally()
+        if unsettled:
+            report.unsettled[name] = unsettled
     return report
