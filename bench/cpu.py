@@ -2,8 +2,11 @@
 
 A process counts for the local-stack component whose process (``devstack.stack.running``:
 the PID files) it is or descends from, e.g. a Postgres backend for ``postgres``; for
-``wrk`` or ``pgbench`` by name; for ``bench`` if it descends from this benchmark process;
-else for ``other`` (someone else's load on the shared machine).
+``wrk`` or ``pgbench`` by name; for a category the caller names (``extra``: the load
+generator's client processes); for ``bench`` if it descends from this benchmark process;
+else for ``other`` (someone else's load on the shared machine). Components are counted
+per member (``kafka-0``, ``api-1`` in the cluster profile); :func:`by_component` adds
+up the members of each component.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.settings import CommonSettings
+from core.topology import component_of
 from devstack import stack
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -86,9 +90,11 @@ def _machine() -> tuple[float, float] | None:
     return sum(vals) - vals[3] - vals[4], sum(vals)  # idle and iowait are not busy
 
 
-def cpu_snapshot() -> CpuSnapshot:
-    """CPU seconds used so far by every process, with its category."""
+def cpu_snapshot(extra: dict[int, str] | None = None) -> CpuSnapshot:
+    """CPU seconds used so far by every process, with its category; ``extra`` names the
+    category of further processes (and their descendants) by PID."""
     roots = {pid: name for name, pid in stack.running(CommonSettings()).items() if pid}
+    roots.update(extra or {})
     procs = _all_procs()
     out: dict[tuple[int, int], tuple[str, float]] = {}
     for pid, p in procs.items():
@@ -123,16 +129,27 @@ def busy_share(delta: dict[str, float]) -> float:
     return delta.get(MACHINE_BUSY, 0.0) / max(delta.get(MACHINE_TOTAL, 0.0), 1e-9)
 
 
-def cpu_per_op(delta: dict[str, float], ops: float) -> dict[str, float]:
-    """Microseconds of CPU per operation, per category (categories above 1 % only)."""
+def cpu_per_op(delta: dict[str, float], ops: float, floor: float = 0.01) -> dict[str, float]:
+    """Microseconds of CPU per operation, per category (those above ``floor`` of the
+    machine's busy time only)."""
     if not ops:
         return {}
     total = max(delta.get(MACHINE_BUSY, 0.0), 1e-9)
     return {
         k: round(v / ops * 1e6, 1)
         for k, v in sorted(delta.items(), key=lambda kv: -kv[1])
-        if not k.startswith("_") and v / total > 0.01
+        if not k.startswith("_") and v / total > floor
     }
+
+
+def by_component(delta: dict[str, float]) -> dict[str, float]:
+    """A :func:`cpu_delta` with the members of each component added up (``kafka-0..2``
+    as ``kafka``); other categories as they are."""
+    out: dict[str, float] = {}
+    for k, v in delta.items():
+        kind = k if k.startswith("_") else component_of(k)
+        out[kind] = round(out.get(kind, 0.0) + v, 3)
+    return out
 
 
 def cores(delta: dict[str, float], wall_s: float, floor: float) -> dict[str, float]:

@@ -15,6 +15,7 @@ import itertools
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -210,17 +211,27 @@ def _ms(later: float | None, earlier: float | None) -> float:
     return (later - earlier) * 1000
 
 
-async def measure(prober: Prober, rate: float, seconds: float, make: MakeRequest) -> Freshness:
-    """Sustain the load for ``seconds`` with the probes running; then wait for the probes."""
+@contextlib.asynccontextmanager
+async def probing(prober: Prober) -> AsyncIterator[None]:
+    """The probes and the poller run while inside; on leaving, the probes stop and the
+    poller gets up to 15 s to see the last ones."""
     s = CommonSettings()
     poll_task = asyncio.create_task(prober.poll_loop(s.redis_url))
     probe_task = asyncio.create_task(prober.probe_loop(s.api_url))
-    c0 = cpu_snapshot()
-    r = await open_loop(s.api_url, rate, seconds, make)
-    c1 = cpu_snapshot()
-    prober.done.set()
-    await probe_task
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(poll_task, timeout=15)
+    try:
+        yield
+    finally:
+        prober.done.set()
+        await probe_task
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(poll_task, timeout=15)
+
+
+async def measure(prober: Prober, rate: float, seconds: float, make: MakeRequest) -> Freshness:
+    """Sustain the load for ``seconds`` with the probes running; then wait for the probes."""
+    async with probing(prober):
+        c0 = cpu_snapshot()
+        r = await open_loop(CommonSettings().api_url, rate, seconds, make)
+        c1 = cpu_snapshot()
     load = Load(rate, round(r.achieved_rate, 1), r.statuses, r.errors, r.p(50), r.p(99))
     return prober.summary(load, cpu_delta(c0, c1), r.sent + len(prober.probes))

@@ -19,7 +19,7 @@ from bench.stats import pct
 
 T = TypeVar("T")
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-MakeRequest = Callable[[], tuple[str, str]]  # -> (path, token)
+MakeRequest = Callable[[], tuple[str, str, str]]  # -> (method, path, token)
 
 
 class RawHttp:
@@ -95,7 +95,7 @@ class RawHttp:
 def like_requests(posts: list[int], tokens: list[str], seed: int | None = None) -> MakeRequest:
     """A random post and a random user's token per like."""
     rng = random.Random(seed)
-    return lambda: (like_path(rng.choice(posts)), rng.choice(tokens))
+    return lambda: ("POST", like_path(rng.choice(posts)), rng.choice(tokens))
 
 
 @dataclass
@@ -120,10 +120,12 @@ class OpenLoopResult:
         return pct(self.latencies_ms, q)
 
 
-async def _one(http: RawHttp, res: OpenLoopResult, t_sched: float, path: str, token: str) -> None:
+async def _one(
+    http: RawHttp, res: OpenLoopResult, t_sched: float, method: str, path: str, token: str
+) -> None:
     loop = asyncio.get_running_loop()
     try:
-        status, _ = await http.request("POST", path, token)
+        status, _ = await http.request(method, path, token)
     except Exception:
         res.errors += 1
         return
@@ -135,7 +137,7 @@ async def _one(http: RawHttp, res: OpenLoopResult, t_sched: float, path: str, to
 async def open_loop(
     base_url: str, rate: float, seconds: float, make: MakeRequest, max_conns: int = 512
 ) -> OpenLoopResult:
-    """Send ``rate`` like requests per second for ``seconds``, on schedule."""
+    """Send ``rate`` requests per second (``make``'s) for ``seconds``, on schedule."""
     http = RawHttp(base_url, max_conns)
     loop = asyncio.get_running_loop()
     res = OpenLoopResult(rate, sent=int(rate * seconds))

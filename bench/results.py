@@ -68,6 +68,12 @@ def results_dir(quick: bool) -> Path:
     return d
 
 
+def result_name(name: str, profile: str) -> str:
+    """The result's name in ``profile``: ``<name>`` in the single profile,
+    ``<name>.<profile>`` in another (written beside it, not over it)."""
+    return name if profile == "single" else f"{name}.{profile}"
+
+
 def write_result(r: Result) -> Path:
     """Write ``<name>.json``; return its path."""
     path = results_dir(r.quick) / f"{r.name}.json"
@@ -91,7 +97,9 @@ def _header(quick: bool, dates: list[str]) -> list[str]:
         "",
         "Ratio = ours / limit: for rates higher is better; for latencies and bytes lower is "
         "better; `hot_post` is hot / uniform, `two_processes` is our 2p/1p speed-up over the "
-        "raw 2p/1p speed-up. The goal is checked on the figure it names.",
+        "raw 2p/1p speed-up; for `system_throughput` the limit is the rate at which the "
+        "CPU per like it measured would fill the machine's cores. The goal is checked on "
+        "the figure it names.",
         "",
         *(smoke if quick else []),
         "| benchmark | ours | machine limit (same run) | ratio | goal | met |",
@@ -121,11 +129,19 @@ def _notes(name: str, r: Json) -> list[str]:
     return ["", head, *(f"- {x}" for x in notes)]
 
 
+def _ordered(found: dict[str, Json], order: list[str]) -> list[str]:
+    """Benchmarks in suite order, each followed by its variants (``<name>.<variant>``: a
+    profile, a setting), then unknown ones."""
+    base = {n: n.split(".", 1)[0] for n in found}
+    known = sorted((n for n in found if base[n] in order), key=lambda n: (order.index(base[n]), n))
+    return known + sorted(n for n in found if base[n] not in order)
+
+
 def render_markdown(quick: bool, order: list[str]) -> Path:
     """RESULTS.md from every ``<name>.json`` present (so ``--only`` updates one row)."""
     d = results_dir(quick)
     found: dict[str, Json] = {p.stem: json.loads(p.read_text()) for p in d.glob("*.json")}
-    names = [n for n in order if n in found] + sorted(n for n in found if n not in order)
+    names = _ordered(found, order)
     lines = _header(quick, sorted(r.get("date", "") for r in found.values()))
     for n in names:
         lines.extend(_rows(n, found[n]))

@@ -1,7 +1,8 @@
 """Run the benchmark suite: ``python -m bench.run [--only NAME ...] [--quick]``.
 
-Each benchmark writes ``bench/results/<name>.json``; ``RESULTS.md`` is rebuilt from all
-JSON files present. ``--quick`` (smaller sizes, a smoke run) writes to
+Each benchmark writes ``bench/results/<name>.json`` (``<name>.cluster.json`` when the
+stack runs the cluster profile, ``LIKES_PROFILE=cluster``); ``RESULTS.md`` is rebuilt
+from all JSON files present. ``--quick`` (smaller sizes, a smoke run) writes to
 ``bench/results/quick/`` so it never overwrites the figures of a full run.
 """
 
@@ -19,9 +20,9 @@ from bench.cleanup import LEFTOVERS, sweep_leftovers
 from bench.context import Benchmark, Ctx
 from bench.cpu import background
 from bench.log import log
-from bench.results import Result, render_markdown, write_result
+from bench.results import Result, render_markdown, result_name, write_result
 from bench.stack_wait import wait_healthy
-from core.settings import REPO_ROOT
+from core.settings import REPO_ROOT, CommonSettings
 
 BENCHMARKS = [
     "api_vs_pgbench",
@@ -34,6 +35,10 @@ BENCHMARKS = [
     "liked_by",
     "read_batch",
 ]
+# the live flows each benchmark needs healthy besides the stores, Kafka and the API
+NEEDS_FLOWS: dict[str, tuple[str, ...]] = {
+    "freshness": ("counts",),
+}
 
 
 def _registry() -> dict[str, Benchmark]:
@@ -78,7 +83,7 @@ def _attempt(name: str, bench: Benchmark, ctx: Ctx) -> Result:
     """Run ``bench``, once more if it fails (the shared stack may have been restarted)."""
     first_error = ""
     for attempt in (1, 2):
-        health = wait_healthy(need_flow=name == "freshness")
+        health = wait_healthy(flows=NEEDS_FLOWS.get(name, ()))
         bg = background(2.0)
         try:
             res = bench(ctx)
@@ -103,10 +108,14 @@ def _attempt(name: str, bench: Benchmark, ctx: Ctx) -> Result:
 
 
 def run_one(name: str, bench: Benchmark, ctx: Ctx) -> Result:
-    """Run one benchmark and write its result file."""
-    log(f"=== {name}{' (quick)' if ctx.quick else ''}")
+    """Run one benchmark and write its result file (named after the stack's profile:
+    ``<name>.cluster.json`` in the cluster profile)."""
+    profile = CommonSettings().profile
+    log(f"=== {name}{' (quick)' if ctx.quick else ''}, {profile} profile")
     t0 = time.monotonic()
     res = _attempt(name, bench, ctx)
+    res.name = result_name(name, profile)
+    res.config["profile"] = profile
     res.config["code"] = code_version()
     res.seconds = round(time.monotonic() - t0, 1)
     path = write_result(res)

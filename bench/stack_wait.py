@@ -3,6 +3,8 @@
 Others run fault tests on the same stack, so a benchmark first waits for the stack's own
 health checks (``devstack.components``), and between phases until the live flows have
 drained what the previous phase produced (their lag, as ``likes status`` computes it).
+Components are named as in either profile: every member of a component counts
+(``kafka`` or ``kafka-0..2``, ``flow-counts`` or ``flow-counts-0/1``; ``core.topology``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from dataclasses import dataclass, field
 
 from bench.log import log
 from core.settings import CommonSettings
+from core.topology import component_of
 from devstack import stack
 from devstack.components import FLOW_NAMES, build_components
+from ops.cdc import cdc_lag
 from ops.flow_status import end_offsets, flow_lag
 
 
@@ -24,6 +28,15 @@ class Health:
     healthy: bool
     waited_s: float
     unhealthy: list[str] = field(default_factory=list)
+
+
+BASE_COMPONENTS = ("postgres", "redis", "kafka", "api")
+
+
+def members(components: set[str]) -> list[str]:
+    """The members of ``components`` in the current profile, in start order."""
+    comps = build_components(CommonSettings())
+    return [c.name for c in comps if component_of(c.name) in components]
 
 
 def _unhealthy(names: set[str]) -> list[str]:
@@ -39,15 +52,16 @@ def _unhealthy(names: set[str]) -> list[str]:
     return bad
 
 
-def wait_healthy(timeout: float = 180.0, need_flow: bool = False) -> Health:
-    """Wait until the components a benchmark needs pass their health checks."""
-    wanted = {"postgres", "redis", "kafka", "api"} | (
-        {"connect", "flow-counts"} if need_flow else set()
-    )
+def wait_healthy(timeout: float = 180.0, flows: tuple[str, ...] = ()) -> Health:
+    """Wait until every member of the components a benchmark needs passes its health
+    check: the stores, Kafka and the API, and with ``flows`` also Connect and those
+    flows (names as in ``FLOW_NAMES``)."""
+    wanted = set(BASE_COMPONENTS) | ({"connect"} | {f"flow-{f}" for f in flows} if flows else set())
+    names = set(members(wanted))
     t0 = time.monotonic()
     bad: list[str] = []
     while time.monotonic() - t0 < timeout:
-        bad = _unhealthy(wanted)
+        bad = _unhealthy(names)
         if not bad:
             waited = round(time.monotonic() - t0, 1)
             if waited > 1:
@@ -58,14 +72,41 @@ def wait_healthy(timeout: float = 180.0, need_flow: bool = False) -> Health:
     return Health(False, round(time.monotonic() - t0, 1), bad)
 
 
-def live_lag() -> int | None:
-    """Messages of the events topic not yet processed by the live flows (None if unknown)."""
+def flow_lags() -> dict[str, int] | None:
+    """Messages of the events topic not yet processed, per live flow (None if unknown)."""
     s = CommonSettings()
     try:
         ends = end_offsets(s.kafka_bootstrap, s.events_topic)
-        return sum(int(flow_lag(s, name, ends)["lag"]) for name in FLOW_NAMES)
+        return {name: int(flow_lag(s, name, ends)["lag"]) for name in FLOW_NAMES}
     except Exception:
         return None
+
+
+def live_lag() -> int | None:
+    """Messages of the events topic not yet processed by the live flows (None if unknown)."""
+    lags = flow_lags()
+    return None if lags is None else sum(lags.values())
+
+
+@dataclass(frozen=True)
+class LagSample:
+    """How far behind the pipeline is at one moment, as ``likes status`` computes it."""
+
+    cdc_s: float | None  # newest outbox commit to newest event on Kafka (ops.cdc)
+    cdc_unconfirmed_wal_bytes: int | None  # WAL the slot has not confirmed yet
+    flows: dict[str, int] | None  # messages behind, per flow
+
+
+def lag_sample() -> LagSample:
+    """CDC's lag and each live flow's lag, now (None where unknown)."""
+    s = CommonSettings()
+    try:
+        cdc = cdc_lag(s.postgres_url, s.kafka_bootstrap, s.events_topic)
+    except Exception:
+        cdc = {}
+    slot = cdc.get("slot") or {}
+    wal = slot.get("unconfirmed_wal_bytes")
+    return LagSample(cdc.get("lag_seconds"), None if wal is None else int(wal), flow_lags())
 
 
 @dataclass(frozen=True)
@@ -98,10 +139,12 @@ def settle(timeout: float = 90.0, quiet_lag: int = 200) -> Settled:
     return Settled(calm >= 2, waited, lag)
 
 
-def require_live_flow(name: str = "flow-counts") -> int:
-    """The PID of the live component ``name``; raises if it does not run."""
+def require_live_flow(name: str = "flow-counts") -> list[int]:
+    """The PIDs of the members of the live component ``name``; raises if one does not
+    run."""
     pids = stack.running(CommonSettings())
-    pid = pids.get(name)
-    if not pid:
-        raise RuntimeError(f"the live {name} is not running: {pids}")
-    return pid
+    wanted = members({name})
+    missing = [m for m in wanted if not pids.get(m)]
+    if not wanted or missing:
+        raise RuntimeError(f"the live {name} is not running ({missing or name}): {pids}")
+    return [pid for m in wanted if (pid := pids.get(m))]

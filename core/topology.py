@@ -12,6 +12,7 @@ programs, ``likes status``, the tests) computes the same topology.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -28,6 +29,15 @@ def _port(url: str) -> int:
     if port is None:
         raise ValueError(f"no port in {url!r}")
     return port
+
+
+_MEMBER_SUFFIX = re.compile(r"-\d+$")
+
+
+def component_of(member: str) -> str:
+    """The component a member belongs to: ``kafka-0`` and ``kafka`` are ``kafka``,
+    ``flow-counts-1`` and ``flow-counts`` are ``flow-counts`` (the naming rule above)."""
+    return _MEMBER_SUFFIX.sub("", member)
 
 
 def is_cluster(s: CommonSettings) -> bool:

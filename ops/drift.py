@@ -15,6 +15,7 @@ Two views of the same data:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -73,6 +74,17 @@ def measure(s: CommonSettings, posts: list[int] | None = None) -> DriftReport:
         got = READERS[name](s, ids)
         report.drift[name] = [(p, got[p][0], truth[p][0]) for p in ids if got[p][0] != truth[p][0]]
     return report
+
+
+def converge(s: CommonSettings, posts: list[int], timeout: float = 180) -> DriftReport:
+    """Poll :func:`measure` until no projection drifts for ``posts`` (or the timeout):
+    the final report (what the end-to-end tests and benchmarks wait for)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = measure(s, posts)
+        if report.clean or time.monotonic() > deadline:
+            return report
+        time.sleep(2)
 
 
 def edge_truth(s: CommonSettings, posts: list[int] | None = None) -> dict[int, int]:

@@ -85,3 +85,11 @@ def test_a_home_belongs_to_one_profile(tmp_path: object) -> None:
     (legacy / "kafka" / "data").mkdir(parents=True)  # single data from before the marker
     with pytest.raises(StackProfileError, match="'single' profile"):
         check_profile(CommonSettings(profile="cluster", home=legacy))
+
+
+def test_every_member_maps_to_a_component_of_the_single_profile() -> None:
+    single = {c.name for c in build_components(CommonSettings(profile="single"))}
+    cluster = build_components(CommonSettings(profile="cluster"))
+    assert {topology.component_of(c.name) for c in cluster} == single
+    assert {topology.component_of(n) for n in single} == single
+    assert topology.component_of("flow-counts-1") == "flow-counts"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from core.settings import CommonSettings
 from loadgen.parallel import run_parallel
 from loadgen.workload import Workload, WorkloadResult, register_posts
-from ops.drift import DriftReport, measure
+from ops.drift import converge as converge  # where the end-to-end tests import it from
 from tests.conftest import fresh_id
 
 
@@ -24,13 +23,3 @@ def drive(
     """Drive the workload through the API; ``processes`` > 1 uses several client processes."""
     w = Workload(posts=posts, operations=operations, seed=fresh_id() % 10_000, **kw)  # type: ignore[arg-type]
     return run_parallel(s.api_url, s.jwt_secret.get_secret_value(), w, processes)
-
-
-def converge(s: CommonSettings, posts: list[int], timeout: float = 180) -> DriftReport:
-    """Poll until no projection drifts for ``posts`` (or the timeout): the final report."""
-    deadline = time.monotonic() + timeout
-    while True:
-        report = measure(s, posts)
-        if report.clean or time.monotonic() > deadline:
-            return report
-        time.sleep(2)
