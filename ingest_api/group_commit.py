@@ -36,10 +36,21 @@ from ingest_api.db import connection
 from ingest_api.likes_tx import LikeResult, finish, set_like
 from ingest_api.metrics import GROUP_COMMIT_BATCH
 from ingest_api.problems import ProblemError
+from schemas.events import like_event_sql
 
 log = logging.getLogger(__name__)
 
-BATCH_SQL = """
+_PAYLOAD = like_event_sql(
+    event_id="event_id::text",
+    action="CASE WHEN liked THEN 'LikeCreated' ELSE 'LikeRemoved' END",
+    post_id="post_id",
+    user_id="user_id",
+    version="version",
+    updated_at="updated_at",
+    idempotency_key="idem",
+    author_id="author_id",
+)
+BATCH_SQL = f"""
 WITH req AS (
     SELECT * FROM unnest(%(i)s::int[], %(post)s::bigint[], %(usr)s::bigint[],
                          %(liked)s::boolean[], %(idem)s::text[], %(event)s::uuid[])
@@ -81,13 +92,7 @@ ob AS (
     SELECT event_id, post_id || ':' || user_id, post_id, user_id,
            CASE WHEN liked THEN 'LikeCreated' ELSE 'LikeRemoved' END, version, updated_at,
            idem,
-           jsonb_build_object(
-               'event_id', event_id::text,
-               'action', CASE WHEN liked THEN 'LikeCreated' ELSE 'LikeRemoved' END,
-               'post_id', post_id, 'user_id', user_id, 'edge_version', version,
-               'occurred_at',
-               to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-               'idempotency_key', idem, 'author_id', author_id)
+           {_PAYLOAD}
     FROM up
     RETURNING 1),
 res AS (

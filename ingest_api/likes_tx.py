@@ -17,13 +17,18 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from ingest_api.problems import ProblemError
+from schemas.events import like_event_sql
 
-_PAYLOAD = """jsonb_build_object(
-    'event_id', %(event_id)s::text, 'action', %(action)s::text,
-    'post_id', %(post_id)s::bigint, 'user_id', %(user_id)s::bigint,
-    'edge_version', up.version,
-    'occurred_at', to_char(up.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-    'idempotency_key', %(idem)s::text, 'author_id', p.author_id)"""
+_PAYLOAD = like_event_sql(
+    event_id="%(event_id)s::text",
+    action="%(action)s::text",
+    post_id="%(post_id)s::bigint",
+    user_id="%(user_id)s::bigint",
+    version="up.version",
+    updated_at="up.updated_at",
+    idempotency_key="%(idem)s::text",
+    author_id="p.author_id",
+)
 
 # cur is the edge as of the statement's snapshot; with no change of ours it gives the
 # version to report, unless a concurrent transaction moved the edge meanwhile (then its

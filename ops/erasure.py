@@ -62,6 +62,7 @@ from ops import analytics
 from ops.flow_status import end_offsets
 from schemas.cdc import SLOT_NAME
 from schemas.erasure import JOB_COLUMNS, JOB_SQL, REQUEST_SQL
+from schemas.events import like_event_sql
 from schemas.redis_keys import flow_progress_key, recent_key
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,17 @@ def _fence(s: CommonSettings, conn: psycopg.Connection, user_id: int) -> dict[st
         time.sleep(0.05)
 
 
-_RETRACT_SQL = """
+_PAYLOAD = like_event_sql(
+    event_id="event_id::text",
+    action="'LikeRemoved'",
+    post_id="post_id",
+    user_id="%(u)s::bigint",
+    version="version",
+    updated_at="updated_at",
+    idempotency_key="NULL",
+    author_id="author_id",
+)
+_RETRACT_SQL = f"""
 WITH victims AS (
     SELECT e.post_id FROM post_likes e
     WHERE e.user_id = %(u)s AND e.state = 'liked'
@@ -275,12 +286,7 @@ ob AS (
                              occurred_at, idempotency_key, payload)
     SELECT event_id, post_id || ':' || %(u)s, post_id, %(u)s, 'LikeRemoved', version,
            updated_at, NULL,
-           jsonb_build_object(
-               'event_id', event_id::text, 'action', 'LikeRemoved',
-               'post_id', post_id, 'user_id', %(u)s::bigint, 'edge_version', version,
-               'occurred_at',
-               to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-               'idempotency_key', NULL, 'author_id', author_id)
+           {_PAYLOAD}
     FROM ev
     RETURNING 1)
 SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM ob)"""
@@ -441,7 +447,6 @@ def remaining(s: CommonSettings, conn: psycopg.Connection, user_id: int) -> dict
 
     posts = _user_posts(conn, user_id)
     r = redis.Redis.from_url(s.redis_url, socket_timeout=5)
-    r.delete(viewer_key(user_id))  # a request in flight at the fence may have written it
     in_recent = 0
     for i in range(0, len(posts), BATCH):
         pipe = r.pipeline(transaction=False)
@@ -487,6 +492,9 @@ def _clickhouse_left(s: CommonSettings, user_id: int) -> int:
 
 
 def _verify(s: CommonSettings, conn: psycopg.Connection, user_id: int) -> dict[str, Any]:
+    """What is left; the viewer cache is swept once more first, since a read in flight
+    at the fence may have filled it again after its own step."""
+    _viewer(s, conn, user_id)
     return remaining(s, conn, user_id)
 
 

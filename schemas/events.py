@@ -23,6 +23,27 @@ def rfc3339(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def like_event_sql(
+    *,
+    event_id: str,
+    action: str,
+    post_id: str,
+    user_id: str,
+    version: str,
+    updated_at: str,
+    idempotency_key: str,
+    author_id: str,
+) -> str:
+    """The SQL expression building a :class:`LikeEvent` as the outbox's ``payload``
+    (jsonb), from SQL expressions for each field: the one encoding every writer of the
+    outbox uses (``occurred_at`` is :func:`rfc3339` of ``updated_at``)."""
+    return f"""jsonb_build_object(
+    'event_id', {event_id}, 'action', {action}, 'post_id', {post_id}, 'user_id', {user_id},
+    'edge_version', {version},
+    'occurred_at', to_char({updated_at} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    'idempotency_key', {idempotency_key}, 'author_id', {author_id})"""
+
+
 class LikeEvent(BaseModel):
     """One committed like/unlike of the edge ``(post_id, user_id)`` at ``edge_version``."""
 
