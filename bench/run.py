@@ -23,6 +23,7 @@ from bench.log import log
 from bench.results import Result, render_markdown, result_name, write_result
 from bench.stack_wait import wait_healthy
 from core.settings import REPO_ROOT, CommonSettings
+from devstack.components import FLOW_NAMES
 
 BENCHMARKS = [
     "api_vs_pgbench",
@@ -34,10 +35,12 @@ BENCHMARKS = [
     "dedupe_memory",
     "liked_by",
     "read_batch",
+    "system_throughput",
 ]
 # the live flows each benchmark needs healthy besides the stores, Kafka and the API
 NEEDS_FLOWS: dict[str, tuple[str, ...]] = {
     "freshness": ("counts",),
+    "system_throughput": FLOW_NAMES,
 }
 
 
@@ -48,6 +51,7 @@ def _registry() -> dict[str, Benchmark]:
     from bench.freshness import bench_freshness
     from bench.liked_by import bench_liked_by
     from bench.read_batch import bench_read_batch
+    from bench.system_throughput import bench_system_throughput
 
     return {
         "api_vs_pgbench": bench_api_vs_pgbench,
@@ -59,6 +63,7 @@ def _registry() -> dict[str, Benchmark]:
         "dedupe_memory": bench_dedupe_memory,
         "liked_by": bench_liked_by,
         "read_batch": bench_read_batch,
+        "system_throughput": bench_system_throughput,
     }
 
 
