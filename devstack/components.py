@@ -120,13 +120,11 @@ def _has_offsets(s: CommonSettings) -> bool:
         )
         if topic is None or topic.error is not None:
             return False
-        return any(
-            consumer.get_watermark_offsets(TopicPartition(java_stack.OFFSETS_TOPIC, p), timeout=15)[
-                1
-            ]
-            > 0
+        ends = [
+            consumer.get_watermark_offsets(TopicPartition(java_stack.OFFSETS_TOPIC, p), 15)[1]
             for p in topic.partitions
-        )
+        ]
+        return any(end > 0 for end in ends)
     finally:
         consumer.close()
 
@@ -179,8 +177,8 @@ class StackProfileError(RuntimeError):
 
 
 def build_components(s: CommonSettings) -> list[Component]:
-    """Every component in start order (the members of a component are consecutive and
-    share a ``group``: they are started together, then waited for)."""
+    """Every component in start order; the members of a Kafka quorum or of a Bytewax
+    cluster are consecutive and share a ``group`` (started together, then waited for)."""
     layout = java_stack.JavaStackLayout(repo=REPO_ROOT, cache=REPO_ROOT / ".cache", local=s.home)
     pg_root = s.home / "postgres"
     pg_url = urlsplit(s.postgres_url)
