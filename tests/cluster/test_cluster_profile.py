@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
@@ -83,10 +85,11 @@ def test_the_topology_is_the_contracts(cluster: CommonSettings) -> None:
     expected |= {f"flow-{f}-{p}" for f in FLOW_NAMES for p in (0, 1)}
     assert expected <= set(names)
     assert not {"kafka", "connect", "api", "flow-counts"} & set(names)
-    report = collect(s)
+    # replicas of just-created topics and first scrapes may take a moment after `up`
+    report = _eventually(collect, s, ok=_settled, timeout=60)
     assert report["healthy"], {n: c for n, c in report["components"].items() if not c["healthy"]}
     assert report["kafka"]["brokers"] == [0, 1, 2]
-    assert report["kafka"]["under_replicated_partitions"] == 0
+    assert report["kafka"]["under_replicated_partitions"] == 0, report["kafka"]
     pids = {n: process.live_pid(stack_ops.pid_file(s, n)) for n in expected}
     assert all(pids.values()) and len(set(pids.values())) == len(pids), pids
 
@@ -117,10 +120,39 @@ def test_the_topology_is_the_contracts(cluster: CommonSettings) -> None:
     assert all(n > 0 for n in served.values()), served
     assert sum(served.values()) >= 100, served
 
-    # Prometheus scrapes every member
+    # Prometheus scrapes every member (each target is up once its first scrape is done)
+    scraped = {"api-0", "api-1"} | {f"flow-{f}-{p}" for f in FLOW_NAMES for p in (0, 1)}
+    up = _eventually(_scraped_up, s, ok=lambda got: scraped <= got, timeout=60)
+    assert scraped <= up, scraped - up
+
+
+T = TypeVar("T")
+
+
+def _eventually(
+    read: Callable[[CommonSettings], T],
+    s: CommonSettings,
+    *,
+    ok: Callable[[T], bool],
+    timeout: float,
+) -> T:
+    """``read(s)`` until ``ok`` holds or ``timeout`` seconds pass; the last reading."""
+    deadline = time.monotonic() + timeout
+    got = read(s)
+    while not ok(got) and time.monotonic() < deadline:
+        time.sleep(2)
+        got = read(s)
+    return got
+
+
+def _settled(report: dict[str, Any]) -> bool:
+    kafka = report.get("kafka") or {}
+    return bool(report["healthy"]) and kafka.get("under_replicated_partitions") == 0
+
+
+def _scraped_up(s: CommonSettings) -> set[str]:
     targets = httpx.get(f"{s.prometheus_url}/api/v1/targets", timeout=5).json()["data"]
-    up = {t["labels"]["component"] for t in targets["activeTargets"] if t["health"] == "up"}
-    assert {"api-0", "api-1"} | {f"flow-{f}-{p}" for f in FLOW_NAMES for p in (0, 1)} <= up
+    return {t["labels"]["component"] for t in targets["activeTargets"] if t["health"] == "up"}
 
 
 def _readyz_served(member: topology.ApiProcess) -> float:
