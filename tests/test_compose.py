@@ -23,6 +23,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -234,13 +235,18 @@ def test_public_images_have_pinned_tags(services: dict[str, dict[str, Any]]) -> 
         assert tag != "latest" and re.search(r"\d", tag), f"{name}: {image} is not pinned"
 
 
-def test_long_running_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:
-    for name in LONG_RUNNING:
+def _assert_long_running(services: dict[str, dict[str, Any]], names: Iterable[str]) -> None:
+    """Each named service has a real healthcheck and is restarted unless stopped."""
+    for name in names:
         check = services[name].get("healthcheck")
         assert check, f"{name} has no healthcheck"
         assert not check.get("disable"), name
         assert check["test"] and check["test"][0] in {"CMD", "CMD-SHELL"}, name
         assert services[name].get("restart") == "unless-stopped", name
+
+
+def test_long_running_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:
+    _assert_long_running(services, LONG_RUNNING)
 
 
 def test_one_shot_services_run_once(services: dict[str, dict[str, Any]]) -> None:
@@ -657,12 +663,7 @@ def test_cluster_images_are_public_and_pinned(
 
 
 def test_cluster_services_have_healthchecks(cluster: dict[str, dict[str, Any]]) -> None:
-    for name in CLUSTER_LONG_RUNNING:
-        check = cluster[name].get("healthcheck")
-        assert check, f"{name} has no healthcheck"
-        assert not check.get("disable"), name
-        assert check["test"] and check["test"][0] in {"CMD", "CMD-SHELL"}, name
-        assert cluster[name].get("restart") == "unless-stopped", name
+    _assert_long_running(cluster, CLUSTER_LONG_RUNNING)
     for name in ONE_SHOT:
         assert cluster[name].get("restart") in {"no", None}, name
         assert "healthcheck" not in cluster[name], name

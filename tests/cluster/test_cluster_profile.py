@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import httpx
-import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
@@ -28,7 +26,7 @@ from devstack import process
 from devstack import stack as stack_ops
 from devstack.components import FLOW_NAMES, build_components
 from ops.status import collect
-from tests.e2e.pipeline import converge, drive, new_posts
+from tests.e2e.pipeline import acknowledged_mismatches, converge, drive_during, new_posts
 from tests.faults.kill import RESTART_WITHIN_S, kill_and_wait
 
 pytestmark = pytest.mark.e2e
@@ -162,48 +160,27 @@ def _readyz_served(member: topology.ApiProcess) -> float:
     return sum(float(row.split()[-1]) for row in text.splitlines() if row.startswith(line))
 
 
-def _edge_states(s: CommonSettings, posts: list[int]) -> dict[tuple[int, int], bool]:
-    with psycopg.connect(s.postgres_url) as conn:
-        rows = conn.execute(
-            "SELECT post_id, user_id, state = 'liked' FROM post_likes WHERE post_id = ANY(%s)",
-            (posts,),
-        ).fetchall()
-    return {(p, u): bool(liked) for p, u, liked in rows}
-
-
 def test_any_one_member_killed_under_load(cluster: CommonSettings) -> None:
     s = cluster
     posts = new_posts(s, 150)
     took: dict[str, float] = {}
-    failures: list[BaseException] = []
 
     def killer() -> None:
-        try:
-            leader = _quorum_leader(s)
-            follower = next(b for b in topology.brokers(s) if b.node_id != leader)
-            took[follower.name] = kill_and_wait(s, follower.name)
-            leader_name = f"kafka-{_quorum_leader(s)}"  # the active controller now
-            took[leader_name] = kill_and_wait(s, leader_name)
-            holder = _task_worker(s)
-            took[holder] = kill_and_wait(s, holder)
-            for name in ("flow-counts-1", "flow-analytics-0", "flow-fanout-1", "api-0"):
-                took[name] = kill_and_wait(s, name)
-        except BaseException as e:  # reported by the main thread
-            failures.append(e)
+        leader = _quorum_leader(s)
+        follower = next(b for b in topology.brokers(s) if b.node_id != leader)
+        took[follower.name] = kill_and_wait(s, follower.name)
+        leader_name = f"kafka-{_quorum_leader(s)}"  # the active controller now
+        took[leader_name] = kill_and_wait(s, leader_name)
+        holder = _task_worker(s)
+        took[holder] = kill_and_wait(s, holder)
+        for name in ("flow-counts-1", "flow-analytics-0", "flow-fanout-1", "api-0"):
+            took[name] = kill_and_wait(s, name)
 
-    t = threading.Thread(target=killer)
-    t.start()
-    result = drive(s, posts, 8_000, viral_share=0.3, concurrency=16)
-    while t.is_alive():  # keep traffic flowing until every kill is done
-        drive(s, posts, 800, viral_share=0.3, concurrency=8, first_user=10**9)
-    t.join()
-    assert not failures, failures
+    result = drive_during(s, posts, 8_000, killer)
     assert len(took) == 7, took
     assert all(sec < RESTART_WITHIN_S for sec in took.values()), took
     assert result.acked > 4_000
-    truth = _edge_states(s, posts)
-    certain = {e: v for e, v in result.final_state.items() if e not in result.uncertain}
-    wrong = {e: v for e, v in certain.items() if truth.get(e, False) != v}
+    wrong = acknowledged_mismatches(s, posts, result)
     assert not wrong, f"{len(wrong)} acknowledged states differ from the edge store"
     report = converge(s, posts, timeout=300)
     assert report.clean, report.summary()

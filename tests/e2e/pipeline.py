@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
+
+import psycopg
 
 from core.settings import CommonSettings
 from loadgen.parallel import run_parallel
@@ -23,3 +27,46 @@ def drive(
     """Drive the workload through the API; ``processes`` > 1 uses several client processes."""
     w = Workload(posts=posts, operations=operations, seed=fresh_id() % 10_000, **kw)  # type: ignore[arg-type]
     return run_parallel(s.api_url, s.jwt_secret.get_secret_value(), w, processes)
+
+
+def drive_during(
+    s: CommonSettings, posts: list[int], operations: int, disturb: Callable[[], None]
+) -> WorkloadResult:
+    """Drive ``operations`` through the API while ``disturb`` runs in a thread (kills),
+    keeping traffic flowing until it is done (later workloads use users of their own, so
+    the returned record stays the first workload's); ``disturb``'s error is re-raised."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            disturb()
+        except BaseException as e:  # re-raised in the caller's thread
+            failures.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    result = drive(s, posts, operations, viral_share=0.3, concurrency=16)
+    while t.is_alive():
+        drive(s, posts, operations // 10, viral_share=0.3, concurrency=8, first_user=10**9)
+    t.join()
+    if failures:
+        raise failures[0]
+    return result
+
+
+def acknowledged_mismatches(
+    s: CommonSettings, posts: list[int], result: WorkloadResult
+) -> dict[tuple[int, int], bool]:
+    """Edges whose last acknowledged state (those the clients are certain of) differs
+    from the edge store."""
+    with psycopg.connect(s.postgres_url) as conn:
+        rows = conn.execute(
+            "SELECT post_id, user_id, state = 'liked' FROM post_likes WHERE post_id = ANY(%s)",
+            (posts,),
+        ).fetchall()
+    truth = {(p, u): bool(liked) for p, u, liked in rows}
+    return {
+        e: v
+        for e, v in result.final_state.items()
+        if e not in result.uncertain and truth.get(e, False) != v
+    }

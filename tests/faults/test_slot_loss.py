@@ -23,7 +23,7 @@ from devstack import stack as stack_ops
 from devstack.supervisor import Supervisor
 from loadgen.workload import WorkloadResult
 from schemas.cdc import SLOT_NAME
-from tests.e2e.pipeline import converge, drive, new_posts
+from tests.e2e.pipeline import acknowledged_mismatches, converge, drive, new_posts
 
 pytestmark = pytest.mark.e2e
 LIKES = str(Path(sys.executable).with_name("likes"))
@@ -31,14 +31,7 @@ REFUSAL = f"replication slot {SLOT_NAME} is missing"
 
 
 def _acked_states_hold(s: CommonSettings, posts: list[int], result: WorkloadResult) -> None:
-    with psycopg.connect(s.postgres_url) as conn:
-        rows = conn.execute(
-            "SELECT post_id, user_id, state = 'liked' FROM post_likes WHERE post_id = ANY(%s)",
-            (posts,),
-        ).fetchall()
-    truth = {(p, u): bool(liked) for p, u, liked in rows}
-    certain = {e: v for e, v in result.final_state.items() if e not in result.uncertain}
-    wrong = {e: v for e, v in certain.items() if truth.get(e, False) != v}
+    wrong = acknowledged_mismatches(s, posts, result)
     assert not wrong, f"{len(wrong)} acknowledged states differ from the edge store"
 
 
