@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 
@@ -23,6 +23,18 @@ class Accepted:
     event_id: UUID
     action: str
     author_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """A post's count and ``seq`` moved by a backfill's flow-state record: the difference
+    between the edge store's truth and what one partition's events had contributed, at
+    the record's position. The counts it leads to are written over any stored value
+    (``CountUpdate.forced``), since a ``seq`` the flow inflated must come down."""
+
+    post_id: int
+    delta: int
+    seq_inc: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +61,7 @@ class StageOutput:
 
     accepted: list[Accepted]
     windows: list[WindowPart]
+    adopted: list[Adoption] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +70,16 @@ class CountUpdate:
 
     ``newest_ms`` is the newest ``occurred_at`` (outbox commit time, epoch ms) of the
     events that moved the count to this value, 0 when unknown; the Redis sink measures
-    freshness from it. It is not part of the value: equality ignores it.
+    freshness from it. ``forced``: the counts flow adopted a backfill's truth for the
+    post, so sinks write this value whatever ``seq`` they hold (it may be lower than a
+    ``seq`` the flow had inflated). Neither is part of the value: equality ignores them.
     """
 
     post_id: int
     count: int
     seq: int
     newest_ms: int = field(default=0, compare=False)
+    forced: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +117,15 @@ class DeadLetter:
 
 
 def latest_per_post(updates: list[CountUpdate]) -> list[CountUpdate]:
-    """The highest-``seq`` update of each post, sorted by post."""
+    """The update each post ends with, sorted by post: the highest ``seq``, or, from a
+    forced update on, the last one in order, still forced (``updates`` are in the order
+    the counts flow emitted them, and its ``seq`` only grows after it adopted a value)."""
     best: dict[int, CountUpdate] = {}
     for u in updates:
         cur = best.get(u.post_id)
-        if cur is None or u.seq > cur.seq:
+        if cur is not None and cur.forced and not u.forced:
+            best[u.post_id] = replace(u, forced=True)
+        elif cur is None or u.forced or u.seq > cur.seq:
             best[u.post_id] = u
     return [best[p] for p in sorted(best)]
 

@@ -185,6 +185,11 @@ class FlowSettings(CommonSettings):
         gt=0,
         description="a post idle this long (event time) keeps only its seq in flow state",
     )
+    start_at: Literal["beginning", "end"] = Field(
+        default="beginning",
+        description="where a flow without recovery state starts reading likes.events; "
+        "'end' is for the lost-recovery-store runbook (then `likes backfill`)",
+    )
 
     def recovery_path(self, flow: str) -> Path:
         """Where flow ``flow`` keeps its Bytewax recovery partitions."""

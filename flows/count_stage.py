@@ -2,8 +2,9 @@
 
 Keyed by ``post_id % shards``. Input items are per-batch partial sums (a combiner ran
 before the exchange), so a viral post costs one item per upstream batch, not one per
-like. Emits :class:`CountUpdate` items with absolute values and a monotone ``seq``, at
-most one per post per batch, each carrying the newest event time behind it (for
+like. Emits :class:`CountUpdate` items with absolute values and a monotone ``seq`` (but
+after a backfill's adoption, which may lower it, and says so: ``forced``), at most one
+per post per batch, each carrying the newest event time behind it (for
 freshness), and :class:`HotChange` items (the flow splits them by type). It also keeps
 its shard's hot-post figures (:data:`flows.metrics.HOT_FIGURES`) up to date at its hot
 checks (every ``check_ms`` while it has likes in the window, and at most once a
@@ -23,8 +24,8 @@ from core.records import CountUpdate, HotChange
 from flows.hot import HotDetector
 from flows.metrics import HOT_FIGURES, HotFigures
 
-# post_id -> (delta, seq_inc, max_occurred_ms, {bucket_ms: likes})
-Partial = dict[int, tuple[int, int, int, dict[int, int]]]
+# post_id -> (delta, seq_inc, max_occurred_ms, {bucket_ms: likes}, adopted a backfill)
+Partial = dict[int, tuple[int, int, int, dict[int, int], bool]]
 Out = CountUpdate | HotChange
 Snapshot = tuple[dict[int, tuple[int, int]], int, Any]
 FIGURES_EVERY_S = 1.0
@@ -58,18 +59,22 @@ class CountStage(StatefulBatchLogic[Partial, Out, Snapshot]):
 
     def on_batch(self, values: list[Partial]) -> tuple[list[Out], bool]:
         touched: dict[int, int] = {}  # post -> its newest event time in this batch
+        forced: set[int] = set()
         for partial in values:
-            for post_id, (delta, inc, ts, buckets) in partial.items():
+            for post_id, (delta, inc, ts, buckets, adopted) in partial.items():
                 count, seq = self.counts.get(post_id, (0, 0))
                 self.counts[post_id] = (count + delta, seq + inc)
                 touched[post_id] = max(ts, touched.get(post_id, 0))
+                if adopted:
+                    forced.add(post_id)
                 for bucket, likes in buckets.items():
                     self.hot.add(post_id, bucket, likes)
                 if ts > self.max_ms:
                     self.max_ms = ts
         self._anchor = time.monotonic()
         out: list[Out] = [
-            CountUpdate(p, *self.counts[p], newest_ms=touched[p]) for p in sorted(touched)
+            CountUpdate(p, *self.counts[p], newest_ms=touched[p], forced=p in forced)
+            for p in sorted(touched)
         ]
         for post_id, ts in touched.items():  # each post at its own newest event first
             out.extend(self.hot.evaluate([post_id], ts))

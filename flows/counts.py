@@ -10,7 +10,11 @@ then this flow also counts windows and writes both, as the analytics flow does.
 Guarantees, given Bytewax recovery (state and Kafka offsets snapshotted together) and
 at-least-once input: each edge transition is applied once to per-post counts (dedupe by
 edge version), and every sink write is absolute and versioned, so the batches replayed
-after a crash or a redelivery leave every projection as if each event came once.
+after a crash or a redelivery leave every projection as if each event came once. A
+backfill's flow-state records set the flow's own per-post state to the edge store's
+truth at their position (:mod:`flows.partition_stage`), and the counts that follow are
+written over whatever ``seq`` a sink holds, so drift in the flow's state (a duplicate
+after the dedupe TTL, a lost recovery store) does not outlive the next backfill.
 Step ids are permanent: recovery state is keyed by them.
 """
 
@@ -21,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
-from core.records import Accepted, CountUpdate, DeadLetter, HotChange, WindowPart
+from core.records import Accepted, Adoption, CountUpdate, DeadLetter, HotChange, WindowPart
 from core.settings import FlowSettings
 from flows.count_stage import CountStage, Partial
 from flows.hot import HotDetector
@@ -50,17 +54,27 @@ class CountsSinks:
 
 
 def combine_counts(
-    shards: int, bucket_ms: int, batch: list[Accepted]
+    shards: int, bucket_ms: int, batch: list[Accepted | Adoption]
 ) -> Iterable[tuple[str, Partial]]:
-    """Per-batch partial sums per post, grouped per count shard (the combiner)."""
+    """Per-batch partial sums per post, grouped per count shard (the combiner); a post
+    with an adoption in the batch is marked forced."""
     per_shard: dict[int, Partial] = {}
     for a in batch:
         partial = per_shard.setdefault(a.post_id % shards, {})
-        delta, inc, ts, buckets = partial.get(a.post_id, (0, 0, 0, {}))
+        delta, inc, ts, buckets, forced = partial.get(a.post_id, (0, 0, 0, {}, False))
+        if isinstance(a, Adoption):
+            partial[a.post_id] = (delta + a.delta, inc + a.seq_inc, ts, buckets, True)
+            continue
         if a.delta > 0:
             b = a.occurred_ms - a.occurred_ms % bucket_ms
             buckets[b] = buckets.get(b, 0) + 1
-        partial[a.post_id] = (delta + a.delta, inc + a.seq_inc, max(ts, a.occurred_ms), buckets)
+        partial[a.post_id] = (
+            delta + a.delta,
+            inc + a.seq_inc,
+            max(ts, a.occurred_ms),
+            buckets,
+            forced,
+        )
     return [(str(s), p) for s, p in per_shard.items()]
 
 
@@ -90,7 +104,7 @@ def build_flow(
     flow = Dataflow(flow_id)
     kin = kafka_events("read_events", flow, s, source, progress)
     op.output("write_dlq", kin.dead, sinks.dead_letters)
-    stage = stage_builder(s, flow="counts", windows=sinks.windows is not None)
+    stage = stage_builder(s, flow="counts", windows=sinks.windows is not None, adopt=True)
     staged = op.stateful_batch("dedupe_window", kin.events, stage)
     outs = op.map("unkey_stage", staged, lambda kv: kv[1])
     accepted = op.flat_map("flatten_accepted", outs, lambda o: o.accepted)
@@ -99,9 +113,11 @@ def build_flow(
     if sinks.windows is not None:
         windows = op.flat_map("flatten_windows", outs, lambda o: o.windows)
         op.output("write_windows", windows, sinks.windows)
+    adopted = op.flat_map("flatten_adopted", outs, lambda o: o.adopted)
+    changes: Stream[Accepted | Adoption] = op.merge("with_adopted", accepted, adopted)
     partials = op.flat_map_batch(
         "combine_counts",
-        accepted,
+        changes,
         lambda b: combine_counts(s.count_shards, s.hot_bucket_s * 1000, b),
     )
     counted = op.map(

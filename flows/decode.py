@@ -22,13 +22,12 @@ from confluent_kafka import KafkaError as ConfluentError
 from pydantic import ValidationError
 
 from core.records import DeadLetter, HotChange
-from schemas.events import HotPostEvent, LikeEvent, rfc3339
+from schemas.events import FLOW_STATE_ACTION, FlowStateRecord, HotPostEvent, LikeEvent, rfc3339
 from sinks.kafka_topic import KafkaRecord
 
 log = logging.getLogger(__name__)
 Message = KafkaSourceMessage[bytes | None, bytes | None]
 ConsumerError = KafkaError[bytes | None, bytes | None]
-Decoded = tuple[int, LikeEvent] | DeadLetter
 
 _TRANSIENT = {
     ConfluentError._TRANSPORT,
@@ -59,30 +58,64 @@ def _dead(msg: Message, reason: str) -> DeadLetter:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class FlowState:
+    """A backfill's control record (:class:`~schemas.events.FlowStateRecord`) as the
+    partition stage applies it: ``(post_id, liked edges, sum of versions)`` of the posts'
+    edges in this partition, at this position; ``record_id`` makes a redelivery a no-op."""
+
+    record_id: int
+    posts: tuple[tuple[int, int, int], ...]
+
+
+Decoded = tuple[int, LikeEvent | FlowState] | DeadLetter
+_FLOW_STATE_MARK = f'"{FLOW_STATE_ACTION}"'.encode()
+
+
+def _invalid(msg: Message, e: ValidationError) -> DeadLetter:
+    first = e.errors()[0]
+    where = ".".join(str(x) for x in first.get("loc", ())) or "value"
+    return _dead(msg, f"invalid event: {where}: {first.get('msg', '')}"[:500])
+
+
+def _flow_state(msg: Message, value: bytes, partition: int) -> Decoded:
+    try:
+        rec = FlowStateRecord.model_validate_json(value)
+    except ValidationError as e:
+        return _invalid(msg, e)
+    if rec.partition != partition:  # the writer's partitioner disagrees with Connect's
+        return _dead(msg, f"flow-state record for partition {rec.partition} on {partition}")
+    posts = tuple((int(p), int(n), int(s)) for p, n, s in rec.posts)
+    return (partition, FlowState(rec.event_id.int, posts))
+
+
 def decode_message(msg: Message) -> Decoded:
-    """``(partition, event)``, or a dead letter saying why not."""
+    """``(partition, event)`` (an edge event or a backfill's flow-state record), or a dead
+    letter saying why not."""
     if msg.value is None:
         return _dead(msg, "empty message value")
+    partition = msg.partition or 0
     try:
-        return (msg.partition or 0, LikeEvent.model_validate_json(msg.value))
+        return (partition, LikeEvent.model_validate_json(msg.value))
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first.get("loc", ())) or "value"
-        return _dead(msg, f"invalid event: {where}: {first.get('msg', '')}"[:500])
+        if _FLOW_STATE_MARK in msg.value:
+            return _flow_state(msg, msg.value, partition)
+        return _invalid(msg, e)
 
 
 @dataclass(frozen=True, slots=True)
 class PartitionEvents:
-    """The valid events of one batch from one Kafka partition, in offset order."""
+    """The valid events of one batch from one Kafka partition, in offset order, with any
+    flow-state records in their places."""
 
     partition: int
-    events: list[LikeEvent]
+    events: list[LikeEvent | FlowState]
 
 
 def decode_batch(batch: list[Message]) -> list[DeadLetter | PartitionEvents]:
     """Decode a batch: dead letters one by one, then valid events grouped per Kafka
     partition (one item each, so the exchange to the partition's stage moves a list)."""
-    groups: dict[int, list[LikeEvent]] = {}
+    groups: dict[int, list[LikeEvent | FlowState]] = {}
     out: list[DeadLetter | PartitionEvents] = []
     for msg in batch:
         decoded = decode_message(msg)

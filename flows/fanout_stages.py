@@ -15,7 +15,7 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from core.records import Accepted, LikerChange, NotificationUpdate, TrendOut
-from flows.decode import PartitionEvents
+from flows.decode import FlowState, PartitionEvents
 from flows.dedupe import EdgeDeduper
 from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS
 from flows.trending import TrendingScores
@@ -68,8 +68,10 @@ class DedupeStage(StatefulBatchLogic[PartitionEvents, Deduped, Any]):
         changes: list[LikerChange] = []
         events = 0
         for group in values:
-            events += len(group.events)
             for ev in group.events:
+                if isinstance(ev, FlowState):  # the counts flow's state, not an edge event
+                    continue
+                events += 1
                 applied = self.dedupe.apply(ev)
                 if applied is not None:
                     out.append(_accepted(ev, *applied))

@@ -26,7 +26,7 @@ from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import Source
 from bytewax.operators import KeyedStream
-from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
 from core.records import DeadLetter
 from core.settings import FlowSettings
@@ -54,14 +54,15 @@ def consumer_config(settings: FlowSettings) -> dict[str, str]:
 def kafka_source(
     settings: FlowSettings, *, tail: bool = True, topic: str | None = None
 ) -> KafkaSource:
-    """The events topic (or ``topic``) from its beginning (recovery overrides that), with
-    :func:`consumer_config`; errors are emitted as items for triage, not raised.
-    ``tail=False`` stops at the end of every partition (benchmarks)."""
+    """The events topic (or ``topic``) from its beginning, or its end with
+    ``start_at="end"`` (recovery overrides either), with :func:`consumer_config`; errors
+    are emitted as items for triage, not raised. ``tail=False`` stops at the end of
+    every partition (benchmarks)."""
     return KafkaSource(
         [settings.kafka_bootstrap],
         [topic or settings.events_topic],
         tail=tail,
-        starting_offset=OFFSET_BEGINNING,
+        starting_offset=OFFSET_END if settings.start_at == "end" else OFFSET_BEGINNING,
         add_config=consumer_config(settings),
         batch_size=settings.batch_size,
         raise_on_errors=False,

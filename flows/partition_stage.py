@@ -10,10 +10,21 @@ Both the counts and the analytics flow run it (each on its own copy of the input
 its own state). With ``windows=False`` (the counts flow, which writes no windows) it
 dedupes only: no window is counted, emitted or timed, and the snapshot keeps its shape
 with an empty window part (a snapshot that held open windows drops them on resume).
+
+With ``adopt=True`` (the counts flow) it also keeps what this partition's events have
+contributed to each post's count and ``seq``, and applies a backfill's flow-state
+records (:class:`~flows.decode.FlowState`): at the record's position it emits the
+difference between the edge store's truth for the post's edges in this partition and
+that contribution (an :class:`~core.records.Adoption`), then holds the truth. Because
+the record sits after every event it includes and before every event it does not, the
+post's count downstream becomes exact whatever the flow had drifted to (a duplicate
+after the dedupe TTL, a lost recovery store). A redelivered record changes nothing:
+applied records are remembered by id, as long as edges are (the dedupe TTL).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,15 +32,27 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from core.records import Accepted, StageOutput, WindowPart
+from core.records import Accepted, Adoption, StageOutput, WindowPart
 from core.settings import FlowSettings
-from flows.decode import PartitionEvents
+from flows.decode import FlowState, PartitionEvents
 from flows.dedupe import EdgeDeduper
 from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS, FLOW_LATE_EVENTS
 from flows.windows import PartitionWindows
 
+log = logging.getLogger(__name__)
 Out = StageOutput
-Snapshot = tuple[Any, Any, int]
+Snapshot = tuple[Any, ...]  # dedupe, windows, partition[, contributions, applied records]
+# a post's contribution packed in one int: seq << 32 | (count + _OFFSET)
+_OFFSET = 1 << 31
+_LOW = (1 << 32) - 1
+
+
+def _pack(count: int, seq: int) -> int:
+    return (seq << 32) + count + _OFFSET
+
+
+def _unpack(packed: int) -> tuple[int, int]:
+    return (packed & _LOW) - _OFFSET, packed >> 32
 
 
 class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
@@ -45,8 +68,23 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         snapshot: Snapshot | None = None,
         flow: str = "counts",
         windows: bool = True,
+        adopt: bool = False,
     ) -> None:
         partition = snapshot[2] if snapshot else -1
+        # post -> packed (count, seq) from this partition's events since the flow's state
+        # began; None: not kept (no adoption, or state older than adoption: unknown)
+        self.contrib: dict[int, int] | None = None
+        self.applied_records: dict[int, int] = {}  # record id -> event time applied
+        if snapshot is None or len(snapshot) > 3:
+            had = snapshot[3] if snapshot else {}
+            self.contrib = dict(had) if adopt and had is not None else None
+            self.applied_records = dict(snapshot[4]) if snapshot else {}
+        if adopt and self.contrib is None:
+            log.warning(
+                "partition %s: flow state predates flow-state records; they are ignored "
+                "until the flow starts from fresh state (README: lost recovery store)",
+                partition,
+            )
         self.dedupe = EdgeDeduper(ttl_ms, snapshot[0] if snapshot else None)
         self.windows = PartitionWindows(
             partition, window_ms, lateness_ms, snapshot[1] if snapshot and windows else None
@@ -63,18 +101,25 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         accepted: list[Accepted] = []
         rows: list[WindowPart] = []
         events, dropped, late_before = 0, 0, self.windows.late_events
+        adopted: list[Adoption] = []
+        contrib = self.contrib
         for group in values:
             if group.partition != self.partition:
                 self.partition = group.partition
                 self.windows.part = f"p{group.partition}"
-            events += len(group.events)
             for ev in group.events:
+                if isinstance(ev, FlowState):
+                    adopted.extend(self._adopt(ev))
+                    continue
+                events += 1
                 ms = ev.occurred_ms
                 applied = self.dedupe.apply(ev, ms)
                 if applied is None:
                     dropped += 1
                     continue
                 delta, inc = applied
+                if contrib is not None:
+                    contrib[ev.post_id] = contrib.get(ev.post_id, _OFFSET) + (inc << 32) + delta
                 eid = ev.event_id
                 accepted.append(
                     Accepted(
@@ -93,11 +138,31 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
                 if late is not None:
                     rows.append(late)
         rows.extend(self.windows.close_due())
-        self.dedupe.maybe_evict()
+        if self.dedupe.maybe_evict():
+            self._forget_records()
         self._count(events, dropped, self.windows.late_events - late_before)
         if self.windows.dirty and self._next_emit is None:
             self._next_emit = time.time() + self.emit_ms / 1000
-        return [StageOutput(accepted, rows)], StatefulBatchLogic.RETAIN
+        return [StageOutput(accepted, rows, adopted)], StatefulBatchLogic.RETAIN
+
+    def _adopt(self, record: FlowState) -> list[Adoption]:
+        """The corrections a flow-state record makes here (none when redelivered)."""
+        contrib = self.contrib
+        if contrib is None or record.record_id in self.applied_records:
+            return []
+        self.applied_records[record.record_id] = self.dedupe.max_ms
+        out = []
+        for post_id, count, seq in record.posts:
+            have_count, have_seq = _unpack(contrib.get(post_id, _OFFSET))
+            if (have_count, have_seq) != (count, seq):
+                out.append(Adoption(post_id, count - have_count, seq - have_seq))
+                contrib[post_id] = _pack(count, seq)
+        return out
+
+    def _forget_records(self) -> None:
+        cutoff = self.dedupe.max_ms - self.dedupe.ttl_ms
+        for rid in [r for r, ms in self.applied_records.items() if ms < cutoff]:
+            del self.applied_records[rid]
 
     def _count(self, events: int, dropped: int, late: int) -> None:
         self.duplicates += dropped
@@ -125,13 +190,20 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         return self._flush(), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Snapshot:
-        return self.dedupe.snapshot(), self.windows.snapshot(), self.partition
+        return (
+            self.dedupe.snapshot(),
+            self.windows.snapshot(),
+            self.partition,
+            dict(self.contrib) if self.contrib is not None else None,
+            dict(self.applied_records),
+        )
 
 
 def stage_builder(
-    s: FlowSettings, *, flow: str, windows: bool = True
+    s: FlowSettings, *, flow: str, windows: bool = True, adopt: bool = False
 ) -> Callable[[Snapshot | None], PartitionStage]:
-    """The ``stateful_batch`` builder of flow ``flow``'s stage (resumed from a snapshot)."""
+    """The ``stateful_batch`` builder of flow ``flow``'s stage (resumed from a snapshot);
+    ``adopt``: apply backfills' flow-state records (the counts flow)."""
 
     def build(resume: Snapshot | None) -> PartitionStage:
         return PartitionStage(
@@ -142,6 +214,7 @@ def stage_builder(
             snapshot=resume,
             flow=flow,
             windows=windows,
+            adopt=adopt,
         )
 
     return build

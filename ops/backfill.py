@@ -11,9 +11,16 @@ this process, one worker, into the sinks of the projections asked for (all by de
   (``sinks.postgres_notifications``);
 * ``trending``: scores within the bounds the edge store proves (``ops.backfill_sinks``).
 
-The report says how many values the last three changed (``written``) and which posts
-ClickHouse could not judge before the settle deadline (``unsettled``). The flows' own
-state is not rebuilt: it is assumed right, as after a loss of a store's data.
+With ``redis`` or ``postgres`` it also hands the live counts flow the edge store's
+truth for every post it reads, as flow-state records through the outbox
+(``sinks.outbox_flow_state``): when the flow reaches them (seconds later), its own
+per-post count and ``seq`` are exact and the counts it writes next are exact too, so
+drift in the flow's state (a duplicate after the dedupe TTL, a lost recovery store)
+does not come back with the post's next like.
+
+The report says how many values the last three changed and how many flow-state records
+were written (``written``), and which posts ClickHouse could not judge before the
+settle deadline (``unsettled``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from core.records import CountUpdate, RecentLikers
 from core.settings import CommonSettings, FlowSettings
 from flows.backfill import BackfillPlan, PostSnapshot, build_flow
 from ops.backfill_sinks import ClickHouseCorrectionSink, TrendingRebuildSink
+from ops.flow_status import end_offsets
+from sinks.outbox_flow_state import FlowStateSink
 from sinks.postgres_counts import PostgresCountSink
 from sinks.postgres_notifications import PostgresNotificationRebuildSink
 from sinks.redis_counts import RedisCountSink
@@ -96,6 +105,10 @@ def _sinks(s: CommonSettings, projections: list[str]) -> _Rebuilds:
         tr = TrendingRebuildSink(s, FlowSettings().trending_half_life_s)
         out.sinks.append(tr)
         out.tallies["trending"] = lambda: (tr.tally.written, [])
+    if "redis" in projections or "postgres" in projections:
+        fs = FlowStateSink(s.postgres_url, len(end_offsets(s.kafka_bootstrap, s.events_topic)))
+        out.sinks.append(fs)
+        out.tallies["flow_state"] = lambda: (fs.records, [])
     return out
 
 

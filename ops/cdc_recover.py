@@ -100,6 +100,7 @@ def ensure_slot(conn: psycopg.Connection) -> tuple[str, datetime]:
 _ROWS_SQL = """SELECT event_id::text, edge_key, payload::text, created_at FROM like_outbox
 WHERE created_at < %(until)s AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s)
   AND (created_at, event_id) > (%(after_t)s, %(after_id)s::uuid)
+  AND action <> 'FlowState'  -- a backfill's truth at a position a republish cannot keep
 ORDER BY created_at, event_id LIMIT %(n)s"""
 
 

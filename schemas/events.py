@@ -4,6 +4,8 @@
 change. ``HotPostEvent`` is the value of a ``likes.hot_posts`` message.
 ``HotEpisodeChange`` is the value of a message of the internal ``likes.hot_episodes``
 topic (the counts flow to the analytics flow; not part of the contract).
+``FlowStateRecord`` is a control record in ``likes.events`` written by ``likes backfill``
+(``action: "FlowState"``, not an edge event; consumers of edge events skip it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializ
 
 PositiveId = Annotated[int, Field(gt=0, le=2**63 - 1, strict=True)]
 LikeAction = Literal["LikeCreated", "LikeRemoved"]
+FLOW_STATE_ACTION = "FlowState"
 
 
 def rfc3339(ts: datetime) -> str:
@@ -104,3 +107,21 @@ class HotEpisodeChange(BaseModel):
     became_hot_at_ms: int = Field(ge=0, strict=True)
     at_ms: int = Field(ge=0, strict=True)
     cooled_at_ms: int | None = Field(default=None, ge=0, strict=True)
+
+
+class FlowStateRecord(BaseModel):
+    """The edge store's truth for some posts, restricted to the edges of one Kafka
+    partition, at this record's position in that partition: ``posts`` holds
+    ``[post_id, liked edges, sum of versions]`` of the post's edges whose events land in
+    ``partition`` (of ``partitions``). Every event of those edges before the record is
+    included, none after (the backfill writes it through the outbox while holding off
+    edge writes), so a flow that reaches it can set its own state for those posts to it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: UUID
+    action: Literal["FlowState"]
+    partition: int = Field(ge=0, strict=True)
+    partitions: int = Field(gt=0, strict=True)
+    posts: list[tuple[PositiveId, Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]]

@@ -2,6 +2,8 @@
 
 Guarantee: exactly-once effect under replay. One upsert per batch writes absolute counts
 and only where the stored ``seq`` is lower; replayed or older counts change nothing.
+Forced counts (the counts flow adopted a backfill's truth, ``CountUpdate.forced``) are
+written whatever is stored, in the same transaction.
 Keyed on ``post_id``; rows are written in ``post_id`` order so concurrent workers cannot
 deadlock.
 """
@@ -25,20 +27,25 @@ ON CONFLICT (post_id) DO UPDATE
 REBUILD_SQL = (
     UPSERT_SQL + " OR (c.seq = EXCLUDED.seq AND c.like_count IS DISTINCT FROM EXCLUDED.like_count)"
 )
+FORCE_SQL = UPSERT_SQL.rsplit("WHERE", 1)[0]
 
 
 def write_counts(
     conn: psycopg.Connection, updates: list[CountUpdate], *, rebuild: bool = False
 ) -> None:
     """Apply ``updates`` in one transaction."""
-    rows = latest_per_post(updates)
-    if not rows:
+    latest = latest_per_post(updates)
+    if not latest:
         return
     with conn.transaction():
-        conn.execute(
-            REBUILD_SQL if rebuild else UPSERT_SQL,
-            ([u.post_id for u in rows], [u.count for u in rows], [u.seq for u in rows]),
-        )
+        for sql, rows in (
+            (REBUILD_SQL if rebuild else UPSERT_SQL, [u for u in latest if not u.forced]),
+            (FORCE_SQL, [u for u in latest if u.forced]),
+        ):
+            if rows:
+                conn.execute(
+                    sql, ([u.post_id for u in rows], [u.count for u in rows], [u.seq for u in rows])
+                )
 
 
 class PostgresCountSink(PostgresSink[CountUpdate]):

@@ -4,6 +4,9 @@ Guarantee: exactly-once effect under replay. Each write is an absolute count wit
 ``seq`` (the sum of edge versions it reflects), applied by a compare-and-set script
 only when ``seq`` is above the stored one (``likes:count_seq:{post_id}``). A replayed or
 reordered older count is a no-op; counts never move backwards. Keyed on ``post_id``.
+The one exception is a forced count (the counts flow adopted a backfill's truth for the
+post, ``CountUpdate.forced``): it is written with its ``seq`` whatever is stored, since
+it corrects a ``seq`` the flow had inflated; a replay of the flow re-emits it in order.
 
 Freshness (contract section 7): for every count the sink makes visible, the histogram
 ``likes_freshness_seconds`` observes now minus the newest ``occurred_at`` (outbox commit
@@ -46,6 +49,12 @@ end
 return 0
 """
 
+FORCE_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
 FRESHNESS_SECONDS = Histogram(
     "likes_freshness_seconds",
     "Outbox commit (event occurred_at) to the Redis count visible",
@@ -56,14 +65,19 @@ FRESHNESS_SECONDS = Histogram(
 def apply_counts(
     client: redis.Redis, updates: list[CountUpdate], sha: str | None = None
 ) -> list[CountUpdate]:
-    """Apply ``updates`` with compare-and-set in one round trip; return those applied."""
+    """Apply ``updates`` with compare-and-set in one round trip (forced ones written as
+    they are); return those applied."""
     if not updates:
         return []
     sha = sha or client.script_load(CAS_SCRIPT)
     latest = latest_per_post(updates)
     pipe = client.pipeline(transaction=False)
     for u in latest:
-        pipe.evalsha(sha, 2, count_key(u.post_id), count_seq_key(u.post_id), u.count, u.seq)
+        keys = (count_key(u.post_id), count_seq_key(u.post_id))
+        if u.forced:
+            pipe.eval(FORCE_SCRIPT, 2, *keys, u.count, u.seq)
+        else:
+            pipe.evalsha(sha, 2, *keys, u.count, u.seq)
     return [u for u, r in zip(latest, pipe.execute(), strict=True) if int(r)]
 
 

@@ -1,8 +1,9 @@
 """``likes backfill`` under live traffic: Redis counts, ``post_like_counts`` and
 ``likes:recent:*`` wiped in the middle of a workload are rebuilt from the edge store,
 nothing is double-counted (every projection equals the edge store afterwards) and it
-stays exact with the next 1,000 live likes; asking for what it cannot rebuild is a clear
-error."""
+stays exact with the next 1,000 live likes; drift in the counts flow's own state is
+adopted away, so it does not come back with the next like; asking for what it cannot
+rebuild is a clear error."""
 
 from __future__ import annotations
 
@@ -11,18 +12,24 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
+from confluent_kafka import Producer
 
+from core.kafka_partition import partition_for
 from core.settings import CommonSettings
 from ops.backfill import REBUILT
+from ops.drift import edge_truth, redis_counts
+from schemas.events import rfc3339
 from schemas.redis_keys import count_key, count_seq_key, recent_key, recent_seq_key
 from tests.e2e.pipeline import converge, drive, new_posts
 from tests.e2e.test_read_models import edge_store_recent, redis_recent, wait_for
+from tests.kafka_watch import TopicWatcher
 
 pytestmark = pytest.mark.e2e
 LIKES = str(Path(sys.executable).with_name("likes"))
@@ -77,3 +84,62 @@ def test_backfill_refuses_what_it_cannot_rebuild(stack: CommonSettings) -> None:
         [LIKES, "backfill", "--projection", "bogus"], capture_output=True, text=True
     )
     assert done.returncode == 2 and "unknown projection" in done.stderr, done.stderr
+
+
+def _phantom_like(s: CommonSettings, post: int, user: int) -> None:
+    """An event for an edge the edge store does not have: the counts flow cannot tell it
+    from a new like, so it damages the flow's own state exactly as a duplicate arriving
+    after the dedupe TTL does (count +1, ``seq`` +1, above anything the truth reaches)."""
+    value = {
+        "event_id": str(uuid.uuid4()),
+        "action": "LikeCreated",
+        "post_id": post,
+        "user_id": user,
+        "edge_version": 1,
+        "occurred_at": rfc3339(datetime.now(UTC)),
+        "idempotency_key": None,
+    }
+    p = Producer({"bootstrap.servers": s.kafka_bootstrap, "acks": "all"})
+    p.produce(s.events_topic, key=f"{post}:{user}".encode(), value=json.dumps(value).encode())
+    assert p.flush(10) == 0
+
+
+def test_the_counts_flow_adopts_the_backfill_so_drift_does_not_come_back(
+    stack: CommonSettings,
+) -> None:
+    since = datetime.now(UTC)
+    posts = new_posts(stack, 4)
+    watch = TopicWatcher(stack.kafka_bootstrap, stack.events_topic)
+    drive(stack, posts, 400, viral_share=0.5, concurrency=8)
+    assert converge(stack, posts, timeout=120).clean
+    # Connect places each edge's events where Kafka's Java partitioner does: the
+    # backfill's records rely on computing the same partition
+    seen = watch.poll_for(5)
+    parts = len(watch._c.list_topics(stack.events_topic).topics[stack.events_topic].partitions)
+    assert len(seen) >= 300
+    assert all(partition_for(m.key(), parts) == m.partition() for m in seen)
+
+    victim = posts[0]
+    _phantom_like(stack, victim, 10**15 + victim)
+    truth = edge_truth(stack, [victim])[victim]
+
+    def drifted() -> int:
+        return redis_counts(stack, [victim])[victim]
+
+    wait_for("the drift", drifted, lambda n: n == truth + 1, 60)
+    done = subprocess.run(
+        [LIKES, "backfill", "--since", since.isoformat(), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["written"]["flow_state"] >= 1
+    # the counts flow reaches its records and writes the truth over its own inflated seq;
+    # ClickHouse got correction rows, the recent likers list was rebuilt
+    report = converge(stack, posts, timeout=120)
+    assert report.clean, report
+    # and the drift stays gone with the next likes of the same post
+    drive(stack, posts, 300, viral_share=0.8, concurrency=8)  # posts[0] is the viral one
+    report = converge(stack, posts, timeout=120)
+    assert report.clean, report

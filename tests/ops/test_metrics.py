@@ -102,7 +102,7 @@ def test_count_stage_carries_event_time_and_hot_figures() -> None:
     stage = CountStage(hot, check_ms=2_000, figures=figures)
     assert figures.totals() == (0, 0, 0.0)
     t = 1_800_000_000_000  # a bucket boundary
-    out, _ = stage.on_batch([{7: (6, 6, t + 100, {t: 6}), 8: (2, 2, t + 50, {t: 2})}])
+    out, _ = stage.on_batch([{7: (6, 6, t + 100, {t: 6}, False), 8: (2, 2, t + 50, {t: 2}, False)}])
     updates = [(u.post_id, u.count, u.newest_ms) for u in out if isinstance(u, CountUpdate)]
     assert updates == [(7, 6, t + 100), (8, 2, t + 50)]
     assert CountUpdate(7, 6, 6) == CountUpdate(7, 6, 6, newest_ms=t), "not part of the value"
