@@ -36,6 +36,7 @@ BENCHMARKS = [
     "liked_by",
     "read_batch",
     "system_throughput",
+    "backfill",
 ]
 # the live flows each benchmark needs healthy besides the stores, Kafka and the API
 NEEDS_FLOWS: dict[str, tuple[str, ...]] = {
@@ -46,6 +47,7 @@ NEEDS_FLOWS: dict[str, tuple[str, ...]] = {
 
 def _registry() -> dict[str, Benchmark]:
     from bench.api_bench import bench_api_vs_pgbench, bench_hot_post
+    from bench.backfill_bench import bench_backfill
     from bench.dedupe_mem import bench_dedupe_memory
     from bench.flow_bench import bench_flow_throughput, bench_quix_comparison, bench_two_processes
     from bench.freshness import bench_freshness
@@ -64,6 +66,7 @@ def _registry() -> dict[str, Benchmark]:
         "liked_by": bench_liked_by,
         "read_batch": bench_read_batch,
         "system_throughput": bench_system_throughput,
+        "backfill": bench_backfill,
     }
 
 
