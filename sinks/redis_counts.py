@@ -27,33 +27,27 @@ from schemas.redis_keys import count_key, count_seq_key
 from sinks import redis_store
 from sinks.base import DEFAULT_RETRY, RetryPolicy, StoreSink
 
-CAS_SCRIPT = """
-local cur = tonumber(redis.call('GET', KEYS[2]) or '-1')
-if tonumber(ARGV[2]) > cur then
-  redis.call('SET', KEYS[1], ARGV[1])
-  redis.call('SET', KEYS[2], ARGV[2])
-  return 1
+# One call applies a chunk of posts: KEYS are (count key, seq key) per post, ARGV
+# (count, seq, mode) per post, mode "c" compare-and-set: only a higher seq; "r" a
+# rebuild (``likes backfill``): also a different or missing count at the same seq,
+# since equal positions must hold equal counts; "f" forced: written as it is. Returns
+# the 1-based positions of the posts written.
+APPLY_SCRIPT = """
+local out = {}
+for i = 1, #KEYS / 2 do
+  local ck, sk = KEYS[2 * i - 1], KEYS[2 * i]
+  local n, s, mode = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+  local seq, cur = tonumber(s), tonumber(redis.call('GET', sk) or '-1')
+  if mode == 'f' or seq > cur or (mode == 'r' and seq == cur and redis.call('GET', ck) ~= n) then
+    redis.call('SET', ck, n)
+    redis.call('SET', sk, s)
+    out[#out + 1] = i
+  end
 end
-return 0
+return out
 """
-# a rebuild (``likes backfill``) also corrects a value at the same seq: equal positions
-# must hold equal counts, so a different or missing count there is damage, not news
-REBUILD_SCRIPT = """
-local cur = tonumber(redis.call('GET', KEYS[2]) or '-1')
-local seq = tonumber(ARGV[2])
-if seq > cur or (seq == cur and redis.call('GET', KEYS[1]) ~= ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1])
-  redis.call('SET', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-"""
-
-FORCE_SCRIPT = """
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
-return 1
-"""
+CHUNK = 500  # posts per script call: bounds how long one call holds the server
+# (a Redis Cluster would need the chunks split by hash slot; the stack runs one server)
 
 FRESHNESS_SECONDS = Histogram(
     "likes_freshness_seconds",
@@ -63,22 +57,32 @@ FRESHNESS_SECONDS = Histogram(
 
 
 def apply_counts(
-    client: redis.Redis, updates: list[CountUpdate], sha: str | None = None
+    client: redis.Redis,
+    updates: list[CountUpdate],
+    sha: str | None = None,
+    *,
+    rebuild: bool = False,
 ) -> list[CountUpdate]:
-    """Apply ``updates`` with compare-and-set in one round trip (forced ones written as
-    they are); return those applied."""
+    """Apply ``updates`` (compare-and-set on ``seq``; ``rebuild``: also repair a count at
+    the same ``seq``; forced ones as they are) in one round trip; return those applied."""
     if not updates:
         return []
-    sha = sha or client.script_load(CAS_SCRIPT)
+    sha = sha or client.script_load(APPLY_SCRIPT)
     latest = latest_per_post(updates)
+    plain = "r" if rebuild else "c"
     pipe = client.pipeline(transaction=False)
-    for u in latest:
-        keys = (count_key(u.post_id), count_seq_key(u.post_id))
-        if u.forced:
-            pipe.eval(FORCE_SCRIPT, 2, *keys, u.count, u.seq)
-        else:
-            pipe.evalsha(sha, 2, *keys, u.count, u.seq)
-    return [u for u, r in zip(latest, pipe.execute(), strict=True) if int(r)]
+    chunks = [latest[i : i + CHUNK] for i in range(0, len(latest), CHUNK)]
+    for chunk in chunks:
+        keys: list[str] = []
+        args: list[int | str] = []
+        for u in chunk:
+            keys += (count_key(u.post_id), count_seq_key(u.post_id))
+            args += (u.count, u.seq, "f" if u.forced else plain)
+        pipe.evalsha(sha, len(keys), *keys, *args)
+    applied: list[CountUpdate] = []
+    for chunk, positions in zip(chunks, pipe.execute(), strict=True):
+        applied += (chunk[int(i) - 1] for i in positions)
+    return applied
 
 
 def write_counts(client: redis.Redis, updates: list[CountUpdate], sha: str | None = None) -> int:
@@ -111,12 +115,12 @@ class RedisCountSink(StoreSink[CountUpdate, CasClient]):
     ) -> None:
         super().__init__("redis_counts_rebuild" if rebuild else "redis_counts", retry)
         self.url = url
-        self.script = REBUILD_SCRIPT if rebuild else CAS_SCRIPT
+        self.rebuild = rebuild
 
     def connect(self) -> CasClient:
         client = redis_store.connect_redis(self.url)
         try:
-            return CasClient(client, client.script_load(self.script))
+            return CasClient(client, client.script_load(APPLY_SCRIPT))
         except Exception:
             client.close()
             raise
@@ -129,8 +133,8 @@ class RedisCountSink(StoreSink[CountUpdate, CasClient]):
 
     def write(self, client: CasClient, items: list[CountUpdate]) -> None:
         try:
-            applied = apply_counts(client.redis, items, client.sha)
+            applied = apply_counts(client.redis, items, client.sha, rebuild=self.rebuild)
         except redis.exceptions.NoScriptError:  # the server restarted and lost its scripts
-            client.sha = client.redis.script_load(self.script)
-            applied = apply_counts(client.redis, items, client.sha)
+            client.sha = client.redis.script_load(APPLY_SCRIPT)
+            applied = apply_counts(client.redis, items, client.sha, rebuild=self.rebuild)
         observe_freshness(applied)

@@ -133,7 +133,7 @@ def test_transient_error_is_retried_and_the_batch_lands_once(private_redis: Priv
     part.close()
     assert _moved(before, "redis_counts") == (1, 0, 1)
     assert private_redis.client().mget(keys) == [b"2", b"5", b"2", b"9"]
-    assert private_redis.calls("evalsha") == 2, "one compare-and-set per post, once"
+    assert private_redis.calls("evalsha") == 1, "one script call for the batch, once"
     assert private_redis.calls("script|load") == 1
 
 
