@@ -144,6 +144,25 @@ def cmd_backfill(a: argparse.Namespace) -> int:
     return 1 if report.unsettled else 0
 
 
+def cmd_flows_reset(a: argparse.Namespace) -> int:
+    from ops.flow_reset import reset
+
+    if not a.yes:
+        print(
+            "error: this deletes the flows' recovery stores and restarts them from the end "
+            "of their topics, then backfills every projection; pass --yes",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        report = reset(CommonSettings(), show_progress=not a.json)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    _print(report.as_dict(), a.json)
+    return 1 if report.backfill.get("unsettled") else 0
+
+
 def cmd_dlq_list(a: argparse.Namespace) -> int:
     from ops.dlq import list_dead_letters, render_table
 
@@ -282,6 +301,13 @@ def _parser() -> argparse.ArgumentParser:
     rc = add("reconcile", cmd_reconcile, "compare projections with the edge store")
     rc.add_argument("--repair", action="store_true", help="fix the drift found")
     rc.add_argument("--json", action="store_true")
+    fr = add(
+        "flows-reset",
+        cmd_flows_reset,
+        "lost recovery store: restart the flows from the end of their topics and backfill",
+    )
+    fr.add_argument("--yes", action="store_true", help="confirm (it deletes flow state)")
+    fr.add_argument("--json", action="store_true")
     bf = add("backfill", cmd_backfill, "rebuild projections from the edge store")
     bf.add_argument("--since", help="only posts with an edge changed since (ISO 8601)")
     bf.add_argument(

@@ -185,10 +185,11 @@ class FlowSettings(CommonSettings):
         gt=0,
         description="a post idle this long (event time) keeps only its seq in flow state",
     )
-    start_at: Literal["beginning", "end"] = Field(
-        default="beginning",
-        description="where a flow without recovery state starts reading likes.events; "
-        "'end' is for the lost-recovery-store runbook (then `likes backfill`)",
+    start_offsets: dict[str, dict[int, int]] = Field(
+        default_factory=dict,
+        description="{topic: {partition: offset}} where a flow without recovery state "
+        "starts (else the beginning); set from a fresh store's start-offsets.json, "
+        "written by `likes flows reset`",
     )
 
     def recovery_path(self, flow: str) -> Path:

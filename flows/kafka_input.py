@@ -19,14 +19,14 @@ Guarantees:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import Source
 from bytewax.operators import KeyedStream
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
+from confluent_kafka import OFFSET_BEGINNING
 
 from core.records import DeadLetter
 from core.settings import FlowSettings
@@ -51,22 +51,39 @@ def consumer_config(settings: FlowSettings) -> dict[str, str]:
     return {"auto.offset.reset": "error", "fetch.wait.max.ms": "100"}
 
 
+class _StartingKafkaSource(KafkaSource):
+    """A :class:`KafkaSource` whose partitions without recovery state start at given
+    offsets (``FlowSettings.start_offsets``) instead of the beginning."""
+
+    def __init__(self, starts: dict[int, int], *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._starts = starts
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> Any:
+        if resume_state is None:
+            resume_state = self._starts.get(int(for_part.split("-", 1)[0]))
+        return super().build_part(step_id, for_part, resume_state)
+
+
 def kafka_source(
     settings: FlowSettings, *, tail: bool = True, topic: str | None = None
 ) -> KafkaSource:
-    """The events topic (or ``topic``) from its beginning, or its end with
-    ``start_at="end"`` (recovery overrides either), with :func:`consumer_config`; errors
-    are emitted as items for triage, not raised. ``tail=False`` stops at the end of
-    every partition (benchmarks)."""
-    return KafkaSource(
-        [settings.kafka_bootstrap],
-        [topic or settings.events_topic],
-        tail=tail,
-        starting_offset=OFFSET_END if settings.start_at == "end" else OFFSET_BEGINNING,
-        add_config=consumer_config(settings),
-        batch_size=settings.batch_size,
-        raise_on_errors=False,
-    )
+    """The events topic (or ``topic``) from its beginning, or from the offsets in
+    ``settings.start_offsets`` (recovery overrides either), with :func:`consumer_config`;
+    errors are emitted as items for triage, not raised. ``tail=False`` stops at the end
+    of every partition (benchmarks)."""
+    name = topic or settings.events_topic
+    kw: dict[str, Any] = {
+        "tail": tail,
+        "starting_offset": OFFSET_BEGINNING,
+        "add_config": consumer_config(settings),
+        "batch_size": settings.batch_size,
+        "raise_on_errors": False,
+    }
+    starts = settings.start_offsets.get(name)
+    if starts:
+        return _StartingKafkaSource(starts, [settings.kafka_bootstrap], [name], **kw)
+    return KafkaSource([settings.kafka_bootstrap], [name], **kw)
 
 
 @dataclass(frozen=True)

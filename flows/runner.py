@@ -2,8 +2,10 @@
 
 Recovery partitions are created once under ``<recovery_dir>/<flow>``; their number is
 fixed forever (``recovery_partitions``). Kafka offsets live only there: deleting them
-re-reads the topic from the start of retention, and a stored offset that retention
-already dropped fails loudly (``auto.offset.reset=error``) instead of skipping data.
+re-reads the topic from the start of retention (unless ``likes flows-reset`` recorded
+where a fresh store starts: :mod:`flows.start_offsets`), and a stored offset that
+retention already dropped fails loudly (``auto.offset.reset=error``) instead of
+skipping data.
 
 The ``analytics`` flow's process owns an embedded chDB store (one process per data path)
 and so also serves analysts' read-only SQL and reconcile's repair rows
@@ -27,7 +29,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from core.settings import FlowSettings
-from flows import metrics
+from flows import metrics, start_offsets
 from flows.progress import OffsetProgress, start_publisher
 from sinks.base import StoreSink
 from sinks.metrics import SINK_ERRORS, SINK_RETRIES, SINK_WRITE_SECONDS
@@ -128,6 +130,9 @@ def serve_analysts(url: str, port: int) -> None:
 def run(name: str, *, process_id: int | None = None, addresses: list[str] | None = None) -> None:
     """Run flow ``name`` until killed."""
     s = FlowSettings()
+    starts = start_offsets.read(s.recovery_path(name))
+    if starts:  # a store reset by `likes flows-reset`: start where it was reset
+        s = s.model_copy(update={"start_offsets": starts})
     progress = OffsetProgress()
     flow = build_production_flow(name, s, progress, process_id or 0)
     recovery = ensure_recovery(s, name)

@@ -5,8 +5,8 @@ Guarantee: an analyst's SQL reaches ClickHouse only through ``analytics.reader``
 statement allow-list, then a read-only connection of its own with time, memory and
 result limits), so no query, however hostile, slow or malformed, can change what the
 pipeline's writers see. With embedded chDB the analytics flow's process owns the store
-and answers on ``127.0.0.1:<analytics_port>``; when it does not run, the store is opened
-here.
+and answers on ``127.0.0.1:<analytics_port>``; while it restarts, callers wait for it;
+when the stack does not run it at all, the store is opened here.
 """
 
 from __future__ import annotations
@@ -24,13 +24,44 @@ from analytics.sql_guard import QueryRefused
 from core.settings import CommonSettings
 from sinks import clickhouse_erasure, clickhouse_store
 
+OWNER_WAIT_S = 90.0  # how long to wait for a restarting owner before giving up
+
+
+def _owner_expected(s: CommonSettings) -> bool:
+    """The stack's supervisor runs (or is restarting) the store's owner: the analytics
+    flow (process 0 of it in the cluster profile)."""
+    from devstack.supervisor import Supervisor
+
+    sup = Supervisor(s)
+    if not sup.reachable():
+        return False
+    for name in ("flow-analytics", "flow-analytics-0"):
+        info = sup.info(name)
+        if info is not None and info.get("statename") in ("STARTING", "RUNNING", "BACKOFF"):
+            return True
+    return False
+
 
 def _owner(s: CommonSettings, path: str, body: Any, timeout: float) -> httpx.Response | None:
-    """POST to the process that owns the embedded store; None when none listens."""
-    try:
-        return httpx.post(f"http://127.0.0.1:{s.analytics_port}{path}", json=body, timeout=timeout)
-    except httpx.ConnectError:
-        return None
+    """POST to the process that owns the embedded store; None when no owner runs (then
+    the caller may open the store itself). While the supervisor runs the owner, wait for
+    it (up to ``OWNER_WAIT_S``) instead: opening the store here would lock the owner out
+    of it (chDB admits one process) for as long as this process lives."""
+    deadline = time.monotonic() + OWNER_WAIT_S
+    while True:
+        try:
+            url = f"http://127.0.0.1:{s.analytics_port}{path}"
+            return httpx.post(url, json=body, timeout=timeout)
+        except httpx.ConnectError:
+            if not _owner_expected(s):
+                return None
+            if time.monotonic() > deadline:
+                raise ValueError(
+                    "the analytics flow owns the embedded ClickHouse store but has not "
+                    f"answered on port {s.analytics_port} for {OWNER_WAIT_S:.0f} s "
+                    "(see .local/log/flow-analytics.log)"
+                ) from None
+            time.sleep(0.5)
 
 
 def query(s: CommonSettings, sql: str) -> tuple[list[str], list[Any]]:

@@ -4,14 +4,14 @@ truth to the live counts flow, in the flow's own order.
 Guarantee: for each batch of posts, one transaction that holds off every edge write
 (``LOCK TABLE post_likes IN SHARE MODE``: in-flight writers finish first, new ones wait
 until it commits, milliseconds) reads the posts' edges and inserts, per Kafka partition
-of ``likes.events``, one outbox row: a :class:`~schemas.events.FlowStateRecord` with
-each post's liked edges and sum of versions over its edges in that partition (zeros
-where it has none), under a key Connect places in that partition
-(:func:`core.kafka_partition.partition_for`). Debezium publishes
-in commit order, so in each partition the record comes after every event of those
-edges that it includes and before every event it does not: the counts flow's partition
-stage can adopt it exactly (:mod:`flows.partition_stage`). Writing a batch twice
-(a retry, a rerun) publishes records the flow applies again at their own, later,
+of ``likes.events`` that holds some of their edges' events, one outbox row: a
+:class:`~schemas.events.FlowStateRecord` with each post's liked edges and sum of
+versions over its edges in that partition, keyed by one of those edges, so Connect
+places it in that partition (:func:`core.kafka_partition.partition_for`). Debezium
+publishes in commit order, so in each partition the record comes after every event of
+those edges that it includes and before every event it does not: the counts flow's
+partition stage can adopt it exactly (:mod:`flows.partition_stage`). Writing a batch
+twice (a retry, a rerun) publishes records the flow applies again at their own, later,
 positions, still exact there. The lock is taken with a timeout and retried, so a busy
 edge store delays the backfill, never the API beyond one batch's read.
 """
@@ -21,15 +21,17 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
+from typing import cast
 
 import psycopg
 
-from core.kafka_partition import edge_key, partition_for
+from core.kafka_partition import partition_for
 from core.records import CountUpdate
 from schemas.events import FLOW_STATE_ACTION
 from sinks.base import DEFAULT_RETRY, RetryPolicy
 from sinks.postgres_store import Connection, PostgresSink
 
+Edges = list[tuple[int, int, bool, int]]  # (post, user, liked, version)
 _LOCK = "LOCK TABLE post_likes IN SHARE MODE"
 _EDGES = """SELECT post_id, user_id, state = 'liked', version FROM post_likes
 WHERE post_id = ANY(%s)"""
@@ -46,28 +48,24 @@ class _PartitionTruth:
     posts: dict[int, list[int]] = field(default_factory=dict)  # post -> [liked, versions]
 
 
-def key_for_partition(partition: int, partitions: int) -> str:
-    """A record key the default partitioner places in ``partition``."""
-    n = 0
-    while partition_for(f"flow-state:{n}".encode(), partitions) != partition:
-        n += 1
-    return f"flow-state:{n}"
-
-
-def truth_per_partition(
-    posts: list[int], edges: list[tuple[int, int, bool, int]], partitions: int
-) -> dict[int, _PartitionTruth]:
-    """Every partition's truth for every one of ``posts``, from their ``(post, user,
-    liked, version)`` edges: zero where a post has no edge in a partition, since what
-    the flow holds there (from an event of an edge the store lacks) must go too."""
-    out = {
-        k: _PartitionTruth(key_for_partition(k, partitions), {p: [0, 0] for p in posts})
-        for k in range(partitions)
-    }
+def truth_per_partition(edges: Edges, partitions: int) -> dict[int, _PartitionTruth]:
+    """Group ``(post, user, liked, version)`` edges by the partition of their events; each
+    group is keyed by one of its edges (so its record lands in the same partition). A
+    post is listed only where it has edges: the flow's contributions come from events of
+    edges, and the edge store never deletes an edge (erasure unlikes them)."""
+    out: dict[int, _PartitionTruth] = {}
     for post, user, liked, version in edges:
-        cell = out[partition_for(edge_key(post, user), partitions)].posts[post]
-        cell[0] += int(liked)
-        cell[1] += version
+        key = f"{post}:{user}"
+        k = partition_for(key.encode(), partitions)
+        part = out.get(k)
+        if part is None:
+            part = out[k] = _PartitionTruth(key)
+        cell = part.posts.get(post)
+        if cell is None:
+            part.posts[post] = [int(liked), version]
+        else:
+            cell[0] += liked
+            cell[1] += version
     return out
 
 
@@ -109,14 +107,12 @@ class FlowStateSink(PostgresSink[CountUpdate]):
         with client.transaction():
             client.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}")
             client.execute(_LOCK)
-            edges = [
-                (int(p), int(u), bool(liked), int(v))
-                for p, u, liked, v in client.execute(_EDGES, (posts,)).fetchall()
-            ]
+            edges = cast(Edges, client.execute(_EDGES, (posts,)).fetchall())
             rows = []
-            for k, truth in sorted(truth_per_partition(posts, edges, self.partitions).items()):
+            for k, truth in sorted(truth_per_partition(edges, self.partitions).items()):
                 event_id, payload = record_payload(k, self.partitions, truth)
-                rows.append((event_id, truth.key, posts[0], 0, FLOW_STATE_ACTION, payload))
+                post, user = truth.key.split(":")
+                rows.append((event_id, truth.key, post, user, FLOW_STATE_ACTION, payload))
             client.cursor().executemany(_INSERT, rows)
         self.records += len(rows)
 

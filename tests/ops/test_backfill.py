@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import redis
@@ -27,6 +28,7 @@ from ops.backfill import REBUILT
 from ops.drift import edge_truth, redis_counts
 from schemas.events import rfc3339
 from schemas.redis_keys import count_key, count_seq_key, recent_key, recent_seq_key
+from tests.conftest import auth, fresh_id
 from tests.e2e.pipeline import converge, drive, new_posts
 from tests.e2e.test_read_models import edge_store_recent, redis_recent, wait_for
 from tests.kafka_watch import TopicWatcher
@@ -86,20 +88,23 @@ def test_backfill_refuses_what_it_cannot_rebuild(stack: CommonSettings) -> None:
     assert done.returncode == 2 and "unknown projection" in done.stderr, done.stderr
 
 
-def _phantom_like(s: CommonSettings, post: int, user: int) -> None:
-    """An event for an edge the edge store does not have: the counts flow cannot tell it
-    from a new like, so it damages the flow's own state exactly as a duplicate arriving
-    after the dedupe TTL does (count +1, ``seq`` +1, above anything the truth reaches)."""
+def _forged_unlike(s: CommonSettings, post: int, user: int) -> None:
+    """An unlike of the edge at version 2 that the edge store never committed (it holds
+    version 1, liked), placed where Connect places the edge's events (the Java client's
+    murmur2 partitioner): the counts flow applies it (count -1, ``seq`` +1), a damage of
+    its own state as a duplicate after the dedupe TTL is, which no fenced write undoes."""
     value = {
         "event_id": str(uuid.uuid4()),
-        "action": "LikeCreated",
+        "action": "LikeRemoved",
         "post_id": post,
         "user_id": user,
-        "edge_version": 1,
+        "edge_version": 2,
         "occurred_at": rfc3339(datetime.now(UTC)),
         "idempotency_key": None,
     }
-    p = Producer({"bootstrap.servers": s.kafka_bootstrap, "acks": "all"})
+    p = Producer(
+        {"bootstrap.servers": s.kafka_bootstrap, "acks": "all", "partitioner": "murmur2_random"}
+    )
     p.produce(s.events_topic, key=f"{post}:{user}".encode(), value=json.dumps(value).encode())
     assert p.flush(10) == 0
 
@@ -119,14 +124,18 @@ def test_the_counts_flow_adopts_the_backfill_so_drift_does_not_come_back(
     assert len(seen) >= 300
     assert all(partition_for(m.key(), parts) == m.partition() for m in seen)
 
-    victim = posts[0]
-    _phantom_like(stack, victim, 10**15 + victim)
+    victim, user = posts[0], fresh_id()
+    with httpx.Client(base_url=stack.api_url, timeout=10) as api:
+        liked = api.post(f"/v1/posts/{victim}/like", headers=auth(stack, user))
+    assert liked.status_code in (200, 201), liked.text
+    assert converge(stack, posts, timeout=60).clean
+    _forged_unlike(stack, victim, user)
     truth = edge_truth(stack, [victim])[victim]
 
     def drifted() -> int:
         return redis_counts(stack, [victim])[victim]
 
-    wait_for("the drift", drifted, lambda n: n == truth + 1, 60)
+    wait_for("the drift", drifted, lambda n: n == truth - 1, 60)
     done = subprocess.run(
         [LIKES, "backfill", "--since", since.isoformat(), "--json"],
         capture_output=True,
