@@ -37,7 +37,7 @@ from core.settings import FlowSettings
 from flows.decode import FlowState, PartitionEvents
 from flows.dedupe import EdgeDeduper
 from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS, FLOW_LATE_EVENTS
-from flows.windows import PartitionWindows
+from flows.windows import PartitionWindows, part_name
 
 log = logging.getLogger(__name__)
 Out = StageOutput
@@ -69,6 +69,7 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         flow: str = "counts",
         windows: bool = True,
         adopt: bool = False,
+        starts: dict[int, int] | None = None,
     ) -> None:
         partition = snapshot[2] if snapshot else -1
         # post -> packed (count, seq) from this partition's events since the flow's state
@@ -87,7 +88,11 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
             )
         self.dedupe = EdgeDeduper(ttl_ms, snapshot[0] if snapshot else None)
         self.windows = PartitionWindows(
-            partition, window_ms, lateness_ms, snapshot[1] if snapshot and windows else None
+            partition,
+            window_ms,
+            lateness_ms,
+            snapshot[1] if snapshot and windows else None,
+            starts,
         )
         self.with_windows = windows
         self.partition = partition
@@ -106,7 +111,7 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         for group in values:
             if group.partition != self.partition:
                 self.partition = group.partition
-                self.windows.part = f"p{group.partition}"
+                self.windows.part = part_name(group.partition, self.windows.starts)
             for ev in group.events:
                 if isinstance(ev, FlowState):
                     adopted.extend(self._adopt(ev))
@@ -215,6 +220,7 @@ def stage_builder(
             flow=flow,
             windows=windows,
             adopt=adopt,
+            starts=s.start_offsets.get(s.events_topic),
         )
 
     return build

@@ -5,12 +5,22 @@ on event time only (the partition's newest event time minus the allowed lateness
 replay closes the same windows with the same values. A transition for an already closed
 window becomes a correction row of its own (part ``late:<event_id>``): late events are
 counted, never dropped. Rows are absolute values with a growing version, so re-emitting
-them (provisionally while a window is open, or again after a replay) never adds.
+them (provisionally while a window is open, or again after a replay) never adds. A flow
+started from fresh state at recorded offsets (``likes flows-reset``) writes parts named
+after its start offset (``p<partition>@<offset>``), beside the parts the lost state wrote,
+so neither overwrites the other and the sum stays exact after the backfill corrects the gap.
 """
 
 from __future__ import annotations
 
 from core.records import WindowPart
+
+
+def part_name(partition: int, starts: dict[int, int] | None = None) -> str:
+    """The part on-time rows of ``partition`` are written as; ``starts``: the offsets a
+    reset flow started from (its generation), none for a flow that began at retention."""
+    start = (starts or {}).get(partition)
+    return f"p{partition}" if start is None else f"p{partition}@{start}"
 
 
 class PartitionWindows:
@@ -22,8 +32,10 @@ class PartitionWindows:
         window_ms: int,
         lateness_ms: int,
         snapshot: tuple[dict[int, dict[int, list[int]]], int] | None = None,
+        starts: dict[int, int] | None = None,
     ) -> None:
-        self.part = f"p{partition}"
+        self.starts = starts or {}
+        self.part = part_name(partition, self.starts)
         self.window_ms = window_ms
         self.lateness_ms = lateness_ms
         self.open: dict[int, dict[int, list[int]]] = (

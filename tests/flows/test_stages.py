@@ -68,6 +68,23 @@ def test_windows_restore_re_emits_open_rows() -> None:
     assert [(r.post_id, r.likes) for r in restored.flush_dirty()] == [(5, 1)]
 
 
+def test_a_reset_flow_writes_parts_of_its_own_beside_the_lost_states() -> None:
+    """After ``likes flows-reset`` the window open at the reset already holds a row of
+    the lost state (version 3 here); the new state's rows must not replace it (their
+    version starts low again) nor be ignored: they go to a part named for the start."""
+    before = PartitionWindows(4, 1000, 0)
+    for i in range(3):
+        before.add(5, 1, 10 + i, f"old{i}")
+    reset = PartitionWindows(4, 1000, 0, starts={4: 812, 7: 90})
+    reset.add(5, 1, 20, "new")
+    [old_row], [new_row] = before.flush_dirty(), reset.flush_dirty()
+    assert (old_row.part, old_row.version) == ("p4", 3)
+    assert (new_row.part, new_row.version) == ("p4@812", 1)
+    restored = PartitionWindows(4, 1000, 0, reset.snapshot(), starts={4: 812})
+    assert [r.part for r in restored.flush_dirty()] == ["p4@812"]
+    assert PartitionWindows(3, 1000, 0, starts={4: 812}).part == "p3"
+
+
 def test_hot_hysteresis() -> None:
     h = HotDetector(window_ms=10_000, bucket_ms=1000, threshold=10, cool_threshold=5)
     h.add(1, 0, 9)
