@@ -157,6 +157,12 @@ class FlowSettings(CommonSettings):
     snapshot_interval_s: int = 10
     backup_interval_s: int = 60
     batch_size: int = 1000
+    clickhouse_flush_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="the analytics flow writes ClickHouse at most this long after an item "
+        "arrives (one insert per table per interval; 0: one per batch)",
+    )
     count_shards: int = 64
     dedupe_ttl_s: int = 7 * 24 * 3600
     window_s: int = 60
@@ -189,7 +195,7 @@ class FlowSettings(CommonSettings):
         default_factory=dict,
         description="{topic: {partition: offset}} where a flow without recovery state "
         "starts (else the beginning); set from a fresh store's start-offsets.json, "
-        "written by `likes flows reset`",
+        "written by `likes flows-reset`",
     )
 
     def recovery_path(self, flow: str) -> Path:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from bytewax.outputs import Sink
-
-from core.records import Accepted, HotChange, WindowPart
+from core.records import HotChange
 from core.settings import FlowSettings
 from core.topology import is_cluster
 from flows.analytics import AnalyticsSinks
@@ -61,19 +59,19 @@ def analytics_sinks(s: FlowSettings, *, owns_store: bool = True) -> AnalyticsSin
     hot-post episodes (each reading the fault-injection test hook
     ``<home>/faults/clickhouse.json``), the DLQ. With embedded chDB in a flow of several
     processes, only the one that ``owns_store`` writes ClickHouse (the others' rows
-    cross to it: :class:`sinks.owner.OwnerOnlySink`)."""
+    cross to it: :class:`sinks.owner.OwnerOnlySink`); every table is written at most
+    ``clickhouse_flush_s`` after its rows arrive, one insert per interval."""
     ch = s.effective_clickhouse_url
     faults = fault_file(s.home, "clickhouse")
     events = ClickHouseSink(ch, "like_events_raw", anonymizing(ch, event_row), fault_file=faults)
     parts = ClickHouseSink(ch, "post_like_window_parts", window_row, fault_file=faults)
     episodes = ClickHouseSink(ch, "hot_post_episodes", hot_row, fault_file=faults)
-    like_events: Sink[Accepted] | OwnerOnlySink[Accepted] = events
-    windows: Sink[WindowPart] | OwnerOnlySink[WindowPart] = parts
-    hot_episodes: Sink[HotChange] | OwnerOnlySink[HotChange] = episodes
-    if clickhouse_store.is_embedded(ch) and is_cluster(s):
-        like_events = OwnerOnlySink(events, owns=owns_store)
-        windows = OwnerOnlySink(parts, owns=owns_store)
-        hot_episodes = OwnerOnlySink(episodes, owns=owns_store)
+    # Every process lists the store's one partition unless only one may open it.
+    owns = owns_store or not (clickhouse_store.is_embedded(ch) and is_cluster(s))
+    flush_s = s.clickhouse_flush_s
+    like_events = OwnerOnlySink(events, owns=owns, flush_s=flush_s)
+    windows = OwnerOnlySink(parts, owns=owns, flush_s=flush_s)
+    hot_episodes = OwnerOnlySink(episodes, owns=owns, flush_s=flush_s)
     return AnalyticsSinks(
         dead_letters=KafkaTopicSink(
             s.kafka_bootstrap, s.dlq_topic, name="kafka_dlq", to_record=dead_letter_record

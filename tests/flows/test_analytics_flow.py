@@ -23,6 +23,7 @@ from flows.partition_stage import stage_builder
 from flows.production_sinks import analytics_sinks, counts_sinks
 from sinks.clickhouse_sinks import ClickHouseSink
 from sinks.faults import fault_file
+from sinks.owner import OwnerOnlySink
 from tests.flows.conftest import Runner
 from tests.flows.helpers import (
     T0_MS,
@@ -152,7 +153,11 @@ def test_production_counts_flow_writes_nothing_to_clickhouse(tmp_path: Path) -> 
     every = [sinks.dead_letters, *sinks.counts, *sinks.hot]
     assert not any(isinstance(x, ClickHouseSink) for x in every)
     analytics = analytics_sinks(s)
-    ch = [analytics.like_events, analytics.windows, analytics.hot_episodes]
+    gathering = [analytics.like_events, analytics.windows, analytics.hot_episodes]
+    assert all(
+        isinstance(x, OwnerOnlySink) and x.flush_s == s.clickhouse_flush_s for x in gathering
+    )
+    ch = [x.inner for x in gathering if isinstance(x, OwnerOnlySink)]
     assert all(isinstance(x, ClickHouseSink) for x in ch)
     assert {x.fault_file for x in ch if isinstance(x, ClickHouseSink)} == {
         fault_file(tmp_path, "clickhouse")

@@ -1,10 +1,17 @@
 """``OwnerOnlySink``: every item reaches the inner sink exactly once, written by the one
-partition the owner lists (the cluster profile's two-process case is in tests/cluster)."""
+partition the owner lists (the cluster profile's two-process case is in tests/cluster);
+with ``flush_s``, gathered and written on a timer and at every snapshot, a failed write
+surfacing in the flow's thread."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import bytewax.operators as op
+import pytest
 from bytewax.dataflow import Dataflow
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSink, TestingSource
 
 from flows.streams import output
@@ -26,3 +33,63 @@ def test_only_the_owner_lists_the_partition() -> None:
     inner: TestingSink[int] = TestingSink([])
     assert OwnerOnlySink(inner, owns=True).list_parts() == [OWNER_KEY]
     assert OwnerOnlySink(inner, owns=False).list_parts() == []
+
+
+def test_gathered_items_are_written_once_in_a_flow(entry_point: Runner) -> None:
+    items = list(range(500))
+    written: list[int] = []
+    flow = Dataflow("gathering_sink")
+    stream = op.input("in", flow, TestingSource(items, batch_size=7))
+    output("out", stream, OwnerOnlySink(TestingSink(written), owns=True, flush_s=0.05))
+    entry_point(flow)
+    assert sorted(written) == items
+
+
+def test_gathered_items_wait_at_most_flush_s_and_never_past_a_snapshot() -> None:
+    written: list[int] = []
+    part = OwnerOnlySink(TestingSink(written), owns=True, flush_s=0.3).build_part(
+        "s", OWNER_KEY, None
+    )
+    part.write_batch([1, 2])
+    part.write_batch([3])
+    assert written == [], "gathered, not yet written"
+    deadline = time.monotonic() + 5
+    while not written and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert written == [1, 2, 3], "one write after flush_s"
+    part.write_batch([4])
+    part.snapshot()  # the end of an epoch: everything gathered is written first
+    assert written == [1, 2, 3, 4]
+    part.write_batch([5])
+    part.close()
+    assert written == [1, 2, 3, 4, 5]
+
+
+class _Failing(DynamicSink[int]):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> Any:
+        sink = self
+
+        class Part(StatelessSinkPartition[int]):
+            def write_batch(self, items: list[int]) -> None:
+                sink.calls += 1
+                raise RuntimeError("store down")
+
+        return Part()
+
+
+def test_a_failed_gathered_write_stops_the_flow_at_its_next_call() -> None:
+    inner = _Failing()
+    part = OwnerOnlySink(inner, owns=True, flush_s=0.05).build_part("s", OWNER_KEY, None)
+    part.write_batch([1])
+    deadline = time.monotonic() + 5
+    while not inner.calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)
+    with pytest.raises(RuntimeError, match="store down"):
+        part.write_batch([2])
+    with pytest.raises(RuntimeError, match="store down"):
+        part.snapshot()
+    assert inner.calls >= 1
