@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from core.records import CountUpdate, RecentLikers
 from core.settings import CommonSettings, FlowSettings
 from flows.backfill import BackfillPlan, PostSnapshot, build_flow
+from ops import backfill_runs
 from ops.backfill_sinks import ClickHouseCorrectionSink, TrendingRebuildSink
 from ops.flow_status import end_offsets
 from sinks.outbox_flow_state import FlowStateSink
@@ -161,15 +162,22 @@ def run(
         progress.update(task, advance=post.edges, total=max(estimate, report.edges))
 
     t0 = time.monotonic()
-    with progress:
-        rebuilds = _sinks(s, chosen)
-        if p.last >= p.first:
-            flow = build_flow(s.postgres_url, p, rebuilds.sinks, seen, _recent_sinks(s, chosen))
-            run_main(flow)  # type: ignore[no-untyped-call]
-        progress.update(task, total=max(report.edges, 1), completed=report.edges)
-    report.seconds = round(time.monotonic() - t0, 3)
-    for name, tally in rebuilds.tallies.items():
-        report.written[name], unsettled = tally()
-        if unsettled:
-            report.unsettled[name] = unsettled
+    run = backfill_runs.BackfillRun(backfill_runs.now(), since, tuple(chosen), "running")
+    backfill_runs.record(s, run)  # before anything is read: see ops.backfill_runs
+    status = "failed"
+    try:
+        with progress:
+            rebuilds = _sinks(s, chosen)
+            if p.last >= p.first:
+                flow = build_flow(s.postgres_url, p, rebuilds.sinks, seen, _recent_sinks(s, chosen))
+                run_main(flow)  # type: ignore[no-untyped-call]
+            progress.update(task, total=max(report.edges, 1), completed=report.edges)
+        report.seconds = round(time.monotonic() - t0, 3)
+        for name, tally in rebuilds.tallies.items():
+            report.written[name], unsettled = tally()
+            if unsettled:
+                report.unsettled[name] = unsettled
+        status = "done" if not report.unsettled else "unsettled"
+    finally:
+        backfill_runs.record(s, replace(run, status=status))
     return report

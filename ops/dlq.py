@@ -26,6 +26,14 @@ Replay guarantees:
   time and target), so ``list`` shows them and a second replay reports "already
   replayed" unless ``force``. The record is written after the delivery: if it is lost,
   a later replay sends the event again, which the dedupe drops.
+- Not after a backfill: a backfill reads the edge store, where a dead letter's
+  transition was committed before the flow ever saw it, so one that started after the
+  dead letter was written already counted it in what it rebuilt (and the counts flow
+  adopted that). Such a dead letter is not sent (``covered_by_backfill``, an OK status)
+  when finished runs after it rebuilt every projection and read its edge (no
+  ``--since``, or its ``occurred_at`` at or after it); when a run after it may have
+  counted it only in part (some projections, an unknown ``occurred_at``, unfinished),
+  it is ``refused`` unless ``force`` (:mod:`ops.backfill_runs`).
 - A replay cannot know whether the running flows accept the bytes now. Before sending,
   it checks them against this code's :class:`~schemas.events.LikeEvent`; a record that
   still fails is skipped (``still_invalid``) unless ``force`` (e.g. the flows run a newer
@@ -63,6 +71,9 @@ from confluent_kafka import (
 from pydantic import ValidationError
 
 from core.settings import CommonSettings
+from ops import backfill_runs
+from ops.backfill import REBUILT
+from ops.backfill_runs import BackfillRun
 from schemas.events import LikeEvent
 from schemas.redis_keys import DLQ_REPLAYED_KEY
 
@@ -76,8 +87,10 @@ _BIDI_CONTROLS = frozenset(
 )
 _VISIBLE_WHITESPACE = str.maketrans({"\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
-ReplayStatus = Literal["replayed", "already_replayed", "still_invalid", "refused", "failed"]
-OK_STATUSES: frozenset[str] = frozenset({"replayed", "already_replayed"})
+ReplayStatus = Literal[
+    "replayed", "already_replayed", "covered_by_backfill", "still_invalid", "refused", "failed"
+]
+OK_STATUSES: frozenset[str] = frozenset({"replayed", "already_replayed", "covered_by_backfill"})
 
 
 # ---------------------------------------------------------------- showing bytes safely
@@ -526,6 +539,7 @@ class ReplayReport:
             text = {
                 "replayed": f"replayed to {i.target}",
                 "already_replayed": "already replayed (--force to send again)",
+                "covered_by_backfill": "not sent: already counted by a backfill",
             }.get(i.status, i.status.replace("_", " "))
             lines.append(f"{i.id}: {text}" + (f": {safe_text(i.detail)}" if i.detail else ""))
         totals = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(self.counts().items()))
@@ -547,12 +561,48 @@ def _producer(s: CommonSettings) -> Producer:
     )
 
 
-def _check(v: DeadLetterView, s: CommonSettings, partitions: set[int], force: bool) -> ReplayItem:
+def _occurred_at(value: bytes | None) -> datetime | None:
+    """The ``occurred_at`` of a dead letter's value, when it is JSON carrying a valid one."""
+    try:
+        obj = json.loads(value or b"")
+        raw = obj.get("occurred_at") if isinstance(obj, dict) else None
+        at = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return at if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _backfilled(v: DeadLetterView, runs: list[BackfillRun]) -> backfill_runs.Verdict:
+    dead_at = datetime.fromisoformat(v.time) if v.time else None
+    if dead_at is None:  # no timestamp: any recorded run may have come after it
+        return backfill_runs.Verdict(
+            backfill_runs.Coverage.UNCERTAIN if runs else backfill_runs.Coverage.NONE,
+            "the dead letter has no timestamp; a recorded backfill may have counted it",
+        )
+    return backfill_runs.coverage(runs, dead_at, _occurred_at(v.value), REBUILT)
+
+
+def _check(
+    v: DeadLetterView,
+    s: CommonSettings,
+    partitions: set[int],
+    force: bool,
+    runs: list[BackfillRun],
+) -> ReplayItem:
     """The item if ``v`` is not to be sent; ``status="replayed"`` (tentative) if it is."""
     item = ReplayItem(v.id, "replayed", source=v.source, event_id=v.event_id)
+    backfilled = _backfilled(v, runs)
     if v.replayed and not force:
         item.status = "already_replayed"
         item.detail = f"at {v.replayed_at} to {v.replay_target}"
+    elif backfilled.coverage is backfill_runs.Coverage.COVERED and not force:
+        item.status, item.detail = "covered_by_backfill", backfilled.detail
+    elif backfilled.coverage is backfill_runs.Coverage.UNCERTAIN and not force:
+        item.status = "refused"
+        item.detail = backfilled.detail + (
+            "; replaying could count it twice: `likes reconcile` shows whether it is "
+            "missing, --force sends it anyway"
+        )
     elif v.source_topic != s.events_topic:
         item.status, item.detail = "refused", f"source topic is not {s.events_topic}"
     elif v.source_partition is None or v.source_partition not in partitions:
@@ -607,7 +657,8 @@ def replay(
                 chosen.append(v)
     producer = _producer(s)
     partitions = set(_partitions(producer, s.events_topic, timeout_s) or [])
-    items = [_check(v, s, partitions, force) for v in chosen]
+    runs = backfill_runs.runs(s)
+    items = [_check(v, s, partitions, force, runs) for v in chosen]
     report.items = items
     to_send = [(v, it) for v, it in zip(chosen, items, strict=True) if it.status == "replayed"]
     # per source partition in source order: two dead-lettered events of one edge go back

@@ -43,3 +43,6 @@ LAST_DRIFT_KEY = "likes:last_drift"
 
 DLQ_REPLAYED_KEY = "likes:dlq:replayed"
 """Hash of dead letters already replayed: DLQ id -> JSON (when, source, target)."""
+
+BACKFILL_RUNS_KEY = "likes:backfill:runs"
+"""Hash of ``likes backfill`` runs: start time -> JSON (since, projections, status)."""

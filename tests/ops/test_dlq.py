@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,108 @@ def test_poison_messages_are_listed_with_reason_source_and_original_bytes(
     assert (rc, report["unknown_ids"], report["items"]) == (2, ["999:999999999"], [])
 
 
+@dataclass
+class DeadLettered:
+    """A valid like in the edge store that no projection has, its event dead-lettered."""
+
+    author: int
+    post: int
+    users: tuple[int, int]
+    key: bytes
+    value: bytes
+    event_id: str
+    src_partition: int
+    nparts: int
+    dlq_id: str
+
+
+def dead_lettered_like(
+    api: httpx.Client, stack: CommonSettings, events: TopicWatcher
+) -> DeadLettered:
+    """The state a flow that wrongly dead-lettered a valid like leaves (see
+    :func:`test_replayed_dead_letter_is_counted_exactly_once` for why it is honest)."""
+    author = fresh_id()
+    post = register_post(api, stack, author)
+    user1, user2 = fresh_id(), fresh_id()
+    nparts = len(
+        Producer({"bootstrap.servers": stack.kafka_bootstrap})
+        .list_topics(stack.events_topic, timeout=10)
+        .topics[stack.events_topic]
+        .partitions
+    )
+
+    # a real like, through the API and Debezium
+    assert api.post(f"/v1/posts/{post}/like", headers=auth(stack, user1)).status_code == 200
+    real = events.wait_until(
+        lambda ms: any(m.key() == f"{post}:{user1}".encode() for m in ms), timeout=90
+    )
+    real_msg = next(m for m in real if m.key() == f"{post}:{user1}".encode())
+    assert murmur2_partition(real_msg.key(), nparts) == real_msg.partition()
+    assert converge(stack, [post], timeout=90).clean
+
+    # the dead-lettered like: in the edge store, never published
+    event_id = str(uuid.uuid4())
+    with psycopg.connect(stack.postgres_url) as conn:
+        row = conn.execute(
+            """
+            WITH up AS (
+                INSERT INTO post_likes (post_id, user_id, state, created_at, updated_at,
+                                        version)
+                VALUES (%(post)s, %(user)s, 'liked', now(), now(), 1)
+                RETURNING version, updated_at)
+            SELECT jsonb_build_object(
+                'event_id', %(eid)s::text, 'action', 'LikeCreated'::text,
+                'post_id', %(post)s::bigint, 'user_id', %(user)s::bigint,
+                'edge_version', up.version,
+                'occurred_at', to_char(up.updated_at AT TIME ZONE 'UTC',
+                                       'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                'idempotency_key', NULL::text, 'author_id', p.author_id)::text
+            FROM up, posts p WHERE p.post_id = %(post)s
+            """,
+            {"post": post, "user": user2, "eid": event_id},
+        ).fetchone()
+    assert row is not None
+    value = str(row[0]).encode()
+    assert set(json.loads(value)) == set(json.loads(real_msg.value()))
+    key = f"{post}:{user2}".encode()
+    src_partition = murmur2_partition(key, nparts)
+    src_offset = end_offset(stack, stack.events_topic, src_partition)
+    drift = measure(stack, [post]).drift
+    assert drift == {name: [(post, 1, 2)] for name in ("redis", "postgres", "clickhouse")}, (
+        "the setup must leave the projections one like behind the edge store"
+    )
+
+    rec = dead_letter_record(
+        DeadLetter(
+            key,
+            value,
+            stack.events_topic,
+            src_partition,
+            src_offset,
+            "invalid event: simulated bug of an older flow version",
+        )
+    )
+    dlq_p, dlq_o = produce(stack.kafka_bootstrap, stack.dlq_topic, key, value, headers=rec.headers)
+    dlq_id = f"{dlq_p}:{dlq_o}"
+    entry = next(e for e in dlq_list() if dlq_id in e["dlq_ids"])
+    assert entry["id"] == dlq_id and entry["event_id"] == event_id
+    assert entry["source"]["partition"] == src_partition
+    assert shown_bytes(entry["value"]) == value and entry["replayed"] is False
+
+    return DeadLettered(
+        author, post, (user1, user2), key, value, event_id, src_partition, nparts, dlq_id
+    )
+
+
+def same_partition_user(post: int, partition: int, nparts: int) -> int:
+    """A new user whose edge with ``post`` lands in ``partition`` (a barrier there)."""
+    return next(
+        u
+        for u in iter(fresh_id, None)
+        if murmur2_partition(f"{post}:{u}".encode(), nparts) == partition
+    )
+
+
 def test_replayed_dead_letter_is_counted_exactly_once(
     api: httpx.Client, stack: CommonSettings
 ) -> None:
@@ -191,77 +295,12 @@ def test_replayed_dead_letter_is_counted_exactly_once(
     sends a second copy, and a later real like on the same Kafka partition is the
     barrier after which every count must be 3, not 4.
     """
-    author = fresh_id()
-    post = register_post(api, stack, author)
-    user1, user2 = fresh_id(), fresh_id()
-    nparts = len(
-        Producer({"bootstrap.servers": stack.kafka_bootstrap})
-        .list_topics(stack.events_topic, timeout=10)
-        .topics[stack.events_topic]
-        .partitions
-    )
-
-    # a real like, through the API and Debezium
     events = TopicWatcher(stack.kafka_bootstrap, stack.events_topic)
     try:
-        assert api.post(f"/v1/posts/{post}/like", headers=auth(stack, user1)).status_code == 200
-        real = events.wait_until(
-            lambda ms: any(m.key() == f"{post}:{user1}".encode() for m in ms), timeout=90
-        )
-        real_msg = next(m for m in real if m.key() == f"{post}:{user1}".encode())
-        assert murmur2_partition(real_msg.key(), nparts) == real_msg.partition()
-        assert converge(stack, [post], timeout=90).clean
-
-        # the dead-lettered like: in the edge store, never published
-        event_id = str(uuid.uuid4())
-        with psycopg.connect(stack.postgres_url) as conn:
-            row = conn.execute(
-                """
-                WITH up AS (
-                    INSERT INTO post_likes (post_id, user_id, state, created_at, updated_at,
-                                            version)
-                    VALUES (%(post)s, %(user)s, 'liked', now(), now(), 1)
-                    RETURNING version, updated_at)
-                SELECT jsonb_build_object(
-                    'event_id', %(eid)s::text, 'action', 'LikeCreated'::text,
-                    'post_id', %(post)s::bigint, 'user_id', %(user)s::bigint,
-                    'edge_version', up.version,
-                    'occurred_at', to_char(up.updated_at AT TIME ZONE 'UTC',
-                                           'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                    'idempotency_key', NULL::text, 'author_id', p.author_id)::text
-                FROM up, posts p WHERE p.post_id = %(post)s
-                """,
-                {"post": post, "user": user2, "eid": event_id},
-            ).fetchone()
-        assert row is not None
-        value = str(row[0]).encode()
-        assert set(json.loads(value)) == set(json.loads(real_msg.value()))
-        key = f"{post}:{user2}".encode()
-        src_partition = murmur2_partition(key, nparts)
-        src_offset = end_offset(stack, stack.events_topic, src_partition)
-        drift = measure(stack, [post]).drift
-        assert drift == {name: [(post, 1, 2)] for name in ("redis", "postgres", "clickhouse")}, (
-            "the setup must leave the projections one like behind the edge store"
-        )
-
-        rec = dead_letter_record(
-            DeadLetter(
-                key,
-                value,
-                stack.events_topic,
-                src_partition,
-                src_offset,
-                "invalid event: simulated bug of an older flow version",
-            )
-        )
-        dlq_p, dlq_o = produce(
-            stack.kafka_bootstrap, stack.dlq_topic, key, value, headers=rec.headers
-        )
-        dlq_id = f"{dlq_p}:{dlq_o}"
-        entry = next(e for e in dlq_list() if dlq_id in e["dlq_ids"])
-        assert entry["id"] == dlq_id and entry["event_id"] == event_id
-        assert entry["source"]["partition"] == src_partition
-        assert shown_bytes(entry["value"]) == value and entry["replayed"] is False
+        d = dead_lettered_like(api, stack, events)
+        author, post, (user1, user2) = d.author, d.post, d.users
+        key, value, event_id, dlq_id = d.key, d.value, d.event_id, d.dlq_id
+        src_partition, nparts = d.src_partition, d.nparts
 
         # replay: counted, exactly once
         rc, report = dlq_replay("--id", dlq_id)
@@ -286,11 +325,7 @@ def test_replayed_dead_letter_is_counted_exactly_once(
         # --force sends a second copy: the flows' dedupe drops it
         rc, report = dlq_replay("--id", dlq_id, "--force")
         assert rc == 0 and report["items"][0]["status"] == "replayed", report
-        user3 = next(
-            u
-            for u in iter(fresh_id, None)
-            if murmur2_partition(f"{post}:{u}".encode(), nparts) == src_partition
-        )
+        user3 = same_partition_user(post, src_partition, nparts)
         assert api.post(f"/v1/posts/{post}/like", headers=auth(stack, user3)).status_code == 200
         # user3's event lands after the forced copy in the same partition: once it is
         # counted, the copy was processed before it
@@ -321,5 +356,40 @@ def test_replayed_dead_letter_is_counted_exactly_once(
             headers = dict(m.headers() or [])
             assert headers["replayed_from"] == dlq_id.encode()
             assert headers["event_id"] == event_id.encode()
+    finally:
+        events.close()
+
+
+def test_a_dead_letter_a_backfill_already_counted_is_not_replayed(
+    api: httpx.Client, stack: CommonSettings
+) -> None:
+    """The dead-lettered like of the test above, but an operator ran ``likes backfill``
+    after it was dead-lettered: the backfill read the like from the edge store (every
+    projection is exact again, the counts flow adopted it), so replaying it would count
+    it twice. The replay sends nothing (``covered_by_backfill``, exit 0), and a later
+    like in the same Kafka partition, the barrier, leaves every count exact: 3, not 4."""
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    events = TopicWatcher(stack.kafka_bootstrap, stack.events_topic)
+    try:
+        d = dead_lettered_like(api, stack, events)
+        done = likes_cli("backfill", "--since", since.isoformat(), "--json")
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert converge(stack, [d.post], timeout=120).clean
+        assert redis_counts(stack, [d.post]) == {d.post: 2}
+
+        rc, report = dlq_replay("--id", d.dlq_id)
+        [item] = report["items"]
+        assert rc == 0 and item["status"] == "covered_by_backfill", report
+        assert item["target"] is None and "backfill after it" in item["detail"]
+
+        user3 = same_partition_user(d.post, d.src_partition, d.nparts)
+        assert api.post(f"/v1/posts/{d.post}/like", headers=auth(stack, user3)).status_code == 200
+        barrier = f"{d.post}:{user3}".encode()
+        events.wait_until(lambda ms: any(m.key() == barrier for m in ms), timeout=90)
+        final = converge(stack, [d.post], timeout=120)
+        assert final.clean, final.summary()
+        assert redis_counts(stack, [d.post]) == postgres_counts(stack, [d.post]) == {d.post: 3}
+        sent = [m for m in events.poll_for(1) if dict(m.headers() or []).get("replayed_from")]
+        assert not [m for m in sent if m.key() == d.key], "nothing was replayed"
     finally:
         events.close()

@@ -1,0 +1,127 @@
+"""The record of ``likes backfill`` runs, and what a run already covers.
+
+A backfill reads the edge store, so every transition committed before it started is in
+what it rebuilt, and the counts flow adopts that truth (flow-state records). A dead
+letter is a transition the flows never applied, but the edge store committed it before
+the flow saw it: a backfill that started after the dead letter was written has already
+put its effect in every projection it rebuilt, and replaying it then would count it a
+second time. ``likes dlq replay`` asks :func:`coverage` before sending.
+
+Guarantees: a run is recorded (Redis hash :data:`BACKFILL_RUNS_KEY`, field = its start
+time) before it reads anything, and marked ``done`` only after every projection was
+written; a run that is still ``running`` or ended otherwise counts as uncertain, never
+as covering. Recording is best effort: when Redis is down the backfill still runs (and
+logs that replays cannot see it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import redis
+
+from core.settings import CommonSettings
+from schemas.redis_keys import BACKFILL_RUNS_KEY
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BackfillRun:
+    """One recorded run."""
+
+    started_at: datetime
+    since: datetime | None
+    projections: tuple[str, ...]
+    status: str  # running, done, failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at.isoformat(),
+            "since": self.since.isoformat() if self.since else None,
+            "projections": list(self.projections),
+            "status": self.status,
+        }
+
+
+def _client(s: CommonSettings) -> redis.Redis:
+    return redis.Redis.from_url(s.redis_url, socket_timeout=10, decode_responses=True)
+
+
+def record(s: CommonSettings, run: BackfillRun) -> None:
+    """Write (or update) ``run``; a Redis failure is logged, not raised."""
+    try:
+        _client(s).hset(BACKFILL_RUNS_KEY, run.started_at.isoformat(), json.dumps(run.to_json()))
+    except redis.RedisError as e:
+        log.warning("backfill run not recorded (Redis: %s): dlq replay cannot see it", e)
+
+
+def _parse(raw: str | bytes) -> BackfillRun | None:
+    try:
+        d = json.loads(raw)
+        return BackfillRun(
+            started_at=datetime.fromisoformat(d["started_at"]),
+            since=datetime.fromisoformat(d["since"]) if d.get("since") else None,
+            projections=tuple(d["projections"]),
+            status=str(d["status"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def runs(s: CommonSettings) -> list[BackfillRun]:
+    """Every recorded run, oldest first (unreadable entries skipped)."""
+    raw = _client(s).hvals(BACKFILL_RUNS_KEY)
+    found = [r for r in (_parse(x) for x in raw) if r is not None]
+    return sorted(found, key=lambda r: r.started_at)
+
+
+class Coverage(Enum):
+    """What the runs after a dead letter did with its transition."""
+
+    NONE = "none"  # no run started after it: replaying is what applies it
+    COVERED = "covered"  # finished runs after it rebuilt every projection with it
+    UNCERTAIN = "uncertain"  # a run after it may have applied it to some projections
+
+
+@dataclass(frozen=True)
+class Verdict:
+    coverage: Coverage
+    detail: str = ""
+
+
+def coverage(
+    all_runs: list[BackfillRun],
+    dead_at: datetime,
+    occurred_at: datetime | None,
+    every: tuple[str, ...],
+) -> Verdict:
+    """Whether the runs started after ``dead_at`` (when the dead letter was written)
+    already applied its transition (committed at ``occurred_at``, None if unknown) to
+    all of ``every`` projection."""
+    after = [r for r in all_runs if r.started_at > dead_at]
+    if not after:
+        return Verdict(Coverage.NONE)
+    covered: set[str] = set()
+    for r in after:
+        read_it = r.since is None or (occurred_at is not None and occurred_at >= r.since)
+        if r.status == "done" and read_it:
+            covered.update(r.projections)
+    described = "; ".join(
+        f"{r.started_at.isoformat()} ({r.status}, {', '.join(r.projections)}"
+        + (f", since {r.since.isoformat()})" if r.since else ")")
+        for r in after
+    )
+    if covered >= set(every):
+        return Verdict(Coverage.COVERED, f"backfill after it already counted it: {described}")
+    return Verdict(Coverage.UNCERTAIN, f"backfill after it may have counted it: {described}")
+
+
+def now() -> datetime:
+    """The start time a run records."""
+    return datetime.now(UTC)

@@ -1,0 +1,52 @@
+"""What a recorded backfill run covers of a dead letter (``ops.backfill_runs.coverage``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from ops.backfill import REBUILT
+from ops.backfill_runs import BackfillRun, Coverage, coverage
+
+T = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+DEAD_AT = T
+OCCURRED = T - timedelta(seconds=3)
+
+
+def run(
+    minutes: float,
+    *,
+    since: datetime | None = None,
+    projections: tuple[str, ...] = REBUILT,
+    status: str = "done",
+) -> BackfillRun:
+    return BackfillRun(T + timedelta(minutes=minutes), since, projections, status)
+
+
+def verdict(*runs: BackfillRun, occurred: datetime | None = OCCURRED) -> Coverage:
+    return coverage(list(runs), DEAD_AT, occurred, REBUILT).coverage
+
+
+def test_only_runs_started_after_the_dead_letter_count() -> None:
+    assert verdict() is Coverage.NONE
+    assert verdict(run(-1)) is Coverage.NONE, "a run before it could not have read it"
+    assert verdict(run(-1), run(5)) is Coverage.COVERED
+
+
+def test_a_run_covers_only_what_it_finished_and_read() -> None:
+    assert verdict(run(5, status="running")) is Coverage.UNCERTAIN
+    assert verdict(run(5, status="failed")) is Coverage.UNCERTAIN
+    assert verdict(run(5, status="unsettled")) is Coverage.UNCERTAIN
+    assert verdict(run(5, projections=("redis", "postgres"))) is Coverage.UNCERTAIN
+    # two partial runs after it that together rebuilt everything
+    rest = tuple(p for p in REBUILT if p not in ("redis", "postgres"))
+    both = (run(5, projections=("redis", "postgres")), run(6, projections=rest))
+    assert verdict(*both) is Coverage.COVERED
+
+
+def test_since_covers_an_edge_changed_at_or_after_it() -> None:
+    assert verdict(run(5, since=OCCURRED)) is Coverage.COVERED
+    assert verdict(run(5, since=OCCURRED - timedelta(hours=1))) is Coverage.COVERED
+    # changed before `since`: the post is read only if another edge of it changed since
+    assert verdict(run(5, since=OCCURRED + timedelta(seconds=1))) is Coverage.UNCERTAIN
+    assert verdict(run(5, since=OCCURRED), occurred=None) is Coverage.UNCERTAIN
+    assert verdict(run(5), occurred=None) is Coverage.COVERED, "no since: every edge read"
