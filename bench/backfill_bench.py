@@ -557,8 +557,8 @@ def _load_notes(res: Result, copies: list[Phase], fills: list[Phase]) -> None:
     busy = f"The median backfill{per_post} kept {used:.2f} of the 2 cores busy"
     res.notes.append(
         f"{busy} (bench + Postgres + Redis CPU over its wall time): one Bytewax worker "
-        "(run_main) reads a chunk, then writes it to Redis, then to Postgres, so the three "
-        "take turns; the Redis sink makes one script call per post."
+        "(run_main) reads a chunk, then writes it to Redis, to Postgres and the flow-state "
+        "records (which read the chunk's edges again under a SHARE lock), so they take turns."
         if used < 1.2
         else f"{busy}."
     )
