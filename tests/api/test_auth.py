@@ -52,3 +52,20 @@ def test_bad_tokens_are_401(header: str | None) -> None:
     with pytest.raises(ProblemError) as e:
         verify(header, SECRET)
     assert e.value.status == 401
+
+
+def test_a_remembered_token_still_expires_and_a_bad_one_is_never_remembered() -> None:
+    token = issue_token(SECRET, 7, ttl_s=1)
+    assert verify(f"Bearer {token}", SECRET, leeway_s=0).user_id == 7
+    assert verify(f"Bearer {token}", SECRET, leeway_s=0).user_id == 7  # from memory
+    time.sleep(1.1)
+    with pytest.raises(ProblemError) as e:
+        verify(f"Bearer {token}", SECRET, leeway_s=0)
+    assert e.value.status == 401 and "expired" in e.value.detail
+    with pytest.raises(ProblemError):
+        verify(f"Bearer {token}", "another secret", leeway_s=60)  # same token, other secret
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for _ in range(2):  # a failure is not remembered: it fails again, as invalid
+        with pytest.raises(ProblemError) as e:
+            verify(f"Bearer {forged}", SECRET, leeway_s=60)
+        assert e.value.status == 401 and e.value.detail == "invalid token"
