@@ -38,7 +38,7 @@ class BackfillRun:
     started_at: datetime
     since: datetime | None
     projections: tuple[str, ...]
-    status: str  # running, done, failed
+    status: str  # running, done, unsettled (ClickHouse posts left unjudged), failed
 
     def to_json(self) -> dict[str, Any]:
         return {

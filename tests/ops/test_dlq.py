@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from core.kafka_partition import partition_for
 from core.records import DeadLetter
 from core.settings import CommonSettings
 from flows.decode import dead_letter_record
@@ -68,26 +69,6 @@ def shown_bytes(shown: dict[str, Any]) -> bytes:
     if shown["encoding"] == "base64":
         return base64.b64decode(shown["data"])
     return str(shown["data"]).encode()
-
-
-def murmur2_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's Java default partitioner (Debezium's) gives ``key``."""
-    m, h = 0x5BD1E995, (0x9747B28C ^ len(key)) & 0xFFFFFFFF
-    n4 = len(key) // 4
-    for i in range(n4):
-        k = (int.from_bytes(key[4 * i : 4 * i + 4], "little") * m) & 0xFFFFFFFF
-        k = ((k ^ (k >> 24)) * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    rest = key[4 * n4 :]
-    if len(rest) >= 3:
-        h ^= rest[2] << 16
-    if len(rest) >= 2:
-        h ^= rest[1] << 8
-    if len(rest) >= 1:
-        h = ((h ^ rest[0]) * m) & 0xFFFFFFFF
-    h = ((h ^ (h >> 13)) * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return (h & 0x7FFFFFFF) % partitions
 
 
 def end_offset(s: CommonSettings, topic: str, partition: int) -> int:
@@ -203,7 +184,7 @@ def dead_lettered_like(
         lambda ms: any(m.key() == f"{post}:{user1}".encode() for m in ms), timeout=90
     )
     real_msg = next(m for m in real if m.key() == f"{post}:{user1}".encode())
-    assert murmur2_partition(real_msg.key(), nparts) == real_msg.partition()
+    assert partition_for(real_msg.key(), nparts) == real_msg.partition()
     assert converge(stack, [post], timeout=90).clean
 
     # the dead-lettered like: in the edge store, never published
@@ -231,7 +212,7 @@ def dead_lettered_like(
     value = str(row[0]).encode()
     assert set(json.loads(value)) == set(json.loads(real_msg.value()))
     key = f"{post}:{user2}".encode()
-    src_partition = murmur2_partition(key, nparts)
+    src_partition = partition_for(key, nparts)
     src_offset = end_offset(stack, stack.events_topic, src_partition)
     drift = measure(stack, [post]).drift
     assert drift == {name: [(post, 1, 2)] for name in ("redis", "postgres", "clickhouse")}, (
@@ -265,7 +246,7 @@ def same_partition_user(post: int, partition: int, nparts: int) -> int:
     return next(
         u
         for u in iter(fresh_id, None)
-        if murmur2_partition(f"{post}:{u}".encode(), nparts) == partition
+        if partition_for(f"{post}:{u}".encode(), nparts) == partition
     )
 
 
