@@ -10,15 +10,22 @@ Components are named as in either profile: every member of a component counts
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+import httpx
 
 from bench.log import log
 from core.settings import CommonSettings
 from core.topology import component_of
 from devstack import stack
 from devstack.components import FLOW_NAMES, build_components
+from devstack.java_stack import connector_state
+from devstack.supervisor import Supervisor
 from ops.cdc import cdc_lag
 from ops.flow_status import end_offsets, flow_lag
+from schemas.cdc import CONNECTOR_NAME
 
 
 @dataclass(frozen=True)
@@ -148,3 +155,28 @@ def require_live_flow(name: str = "flow-counts") -> list[int]:
     if not wanted or missing:
         raise RuntimeError(f"the live {name} is not running ({missing or name}): {pids}")
     return [pid for m in wanted if (pid := pids.get(m))]
+
+
+@contextmanager
+def paused_pipeline() -> Iterator[list[str]]:
+    """The live pipeline paused, for measuring the write path alone: the Debezium
+    connector paused (Connect's REST API; the slot keeps the WAL) and every flow member
+    stopped; afterwards both resumed, whatever happened, and the backlog drained. Yields
+    the flow members stopped."""
+    s = CommonSettings()
+    base = f"{s.connect_url.rstrip('/')}/connectors/{CONNECTOR_NAME}"
+    sup = Supervisor(s)
+    flows = members({f"flow-{name}" for name in FLOW_NAMES})
+    httpx.put(f"{base}/pause", timeout=10).raise_for_status()
+    stopped = [m for m in flows if sup.stop(m)]
+    deadline = time.monotonic() + 30
+    while connector_state(s.connect_url) != "PAUSED" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    log(f"pipeline paused (connector {connector_state(s.connect_url)}, stopped {stopped})")
+    try:
+        yield stopped
+    finally:
+        httpx.put(f"{base}/resume", timeout=10).raise_for_status()
+        for m in stopped:
+            sup.start(m)
+        log(f"pipeline resumed: {settle(timeout=300)}")
