@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -162,7 +162,7 @@ def run(
         progress.update(task, advance=post.edges, total=max(estimate, report.edges))
 
     t0 = time.monotonic()
-    run = backfill_runs.BackfillRun(backfill_runs.now(), since, tuple(chosen), "running")
+    run = backfill_runs.BackfillRun(datetime.now(UTC), since, tuple(chosen), "running")
     backfill_runs.record(s, run)  # before anything is read: see ops.backfill_runs
     status = "failed"
     try:

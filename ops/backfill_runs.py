@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -49,14 +49,15 @@ class BackfillRun:
         }
 
 
-def _client(s: CommonSettings) -> redis.Redis:
+def client(s: CommonSettings) -> redis.Redis:
+    """The operators' Redis client (text replies, 10 s timeout); ``likes dlq`` uses it too."""
     return redis.Redis.from_url(s.redis_url, socket_timeout=10, decode_responses=True)
 
 
 def record(s: CommonSettings, run: BackfillRun) -> None:
     """Write (or update) ``run``; a Redis failure is logged, not raised."""
     try:
-        _client(s).hset(BACKFILL_RUNS_KEY, run.started_at.isoformat(), json.dumps(run.to_json()))
+        client(s).hset(BACKFILL_RUNS_KEY, run.started_at.isoformat(), json.dumps(run.to_json()))
     except redis.RedisError as e:
         log.warning("backfill run not recorded (Redis: %s): dlq replay cannot see it", e)
 
@@ -76,7 +77,7 @@ def _parse(raw: str | bytes) -> BackfillRun | None:
 
 def runs(s: CommonSettings) -> list[BackfillRun]:
     """Every recorded run, oldest first (unreadable entries skipped)."""
-    raw = _client(s).hvals(BACKFILL_RUNS_KEY)
+    raw = client(s).hvals(BACKFILL_RUNS_KEY)
     found = [r for r in (_parse(x) for x in raw) if r is not None]
     return sorted(found, key=lambda r: r.started_at)
 
@@ -120,8 +121,3 @@ def coverage(
     if covered >= set(every):
         return Verdict(Coverage.COVERED, f"backfill after it already counted it: {described}")
     return Verdict(Coverage.UNCERTAIN, f"backfill after it may have counted it: {described}")
-
-
-def now() -> datetime:
-    """The start time a run records."""
-    return datetime.now(UTC)

@@ -409,8 +409,7 @@ def _mark_replayed(r: redis.Redis, views: list[DeadLetterView]) -> None:
             v.replay_target = str(latest.get("target"))
 
 
-def _redis(s: CommonSettings) -> redis.Redis:
-    return redis.Redis.from_url(s.redis_url, socket_timeout=10, decode_responses=True)
+_redis = backfill_runs.client
 
 
 def _all_dead_letters(
