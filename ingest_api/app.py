@@ -54,13 +54,14 @@ async def _retention_loop(state: AppState, every_s: float = 60.0) -> None:
 
 def _build_state(s: ApiSettings) -> AppState:
     client = aioredis.Redis.from_url(s.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    pool = make_pool(
+        s.postgres_url, min_size=s.pg_pool_min, max_size=s.pg_pool_max, timeout=s.pg_timeout_s
+    )
     state = AppState(
         settings=s,
-        pool=make_pool(
-            s.postgres_url, min_size=s.pg_pool_min, max_size=s.pg_pool_max, timeout=s.pg_timeout_s
-        ),
+        pool=pool,
         redis=client,
-        viewer=ViewerCache(client, s.viewer_cache_ttl_s),
+        viewer=ViewerCache(client, pool, s.viewer_cache_ttl_s),
         limiter=RateLimiter(client, limit=s.rate_limit_requests, window_s=s.rate_limit_window_s),
         counts=CountCache(s.count_cache_ttl_s, s.count_cache_size),
     )

@@ -1,21 +1,54 @@
-"""Viewer-state cache in Redis: ``likes:viewer:{user_id}`` hash of post_id -> "1"/"0".
+"""Viewer-state cache in Redis: ``likes:viewer:{user_id}`` hash of post_id ->
+``"<edge version>:<1|0>"``.
 
-Never the only truth: a miss or a Redis failure falls back to the edge store. After a
-commit the entry is overwritten; if that write fails the user is marked dirty in this
-process, bypasses the cache until the stale hash has been deleted, so the viewer
-always reads their own writes.
+Guarantees, with any number of API processes sharing Redis and the edge store:
+
+* Never the only truth: a miss or a Redis failure falls back to the edge store.
+* A cached state never goes back in time: an entry is replaced only by one of a higher
+  edge version, so a read that fetched an older state from the edge store cannot
+  overwrite the state a concurrent like just wrote.
+* Read-your-writes through Redis failures: when a committed transition cannot be
+  written to the cache, the user is marked stale in the edge store
+  (``viewer_cache_stale``) before the request is answered; every process checks that
+  mark before trusting a cached state, bypasses the cache while it stands, and the
+  first to delete the user's hash clears it. Only if the edge store fails too in that
+  moment does the mark fall back to this process alone.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import redis.asyncio as aioredis
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 from redis.exceptions import RedisError
 
+from ingest_api.db import EdgeStoreUnavailable, connection
 from ingest_api.metrics import VIEWER_CACHE
 
 log = logging.getLogger(__name__)
+
+State = tuple[int, bool]  # (edge version, liked); an edge never written is (0, False)
+
+# sets each field unless the hash holds the same post at a version at least as high
+_PUT_NEWER = """
+for i = 2, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  local have = old and tonumber(string.match(old, '^(%d+):')) or -1
+  if have < tonumber(string.match(ARGV[i + 1], '^(%d+):')) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+_MARK_SQL = """INSERT INTO viewer_cache_stale (user_id) VALUES (%s)
+ON CONFLICT (user_id) DO UPDATE SET marked_at = clock_timestamp()"""
+_MARKED_SQL = "SELECT marked_at FROM viewer_cache_stale WHERE user_id = %s"
+_UNMARK_SQL = "DELETE FROM viewer_cache_stale WHERE user_id = %s AND marked_at = %s"
 
 
 def viewer_key(user_id: int) -> str:
@@ -23,31 +56,36 @@ def viewer_key(user_id: int) -> str:
     return f"likes:viewer:{user_id}"
 
 
+def _decode(value: bytes | str | None) -> bool | None:
+    """The liked flag of a cached entry; None for none (or one of an older format)."""
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else value
+    _, sep, flag = text.partition(":")
+    return flag == "1" if sep else None
+
+
 class ViewerCache:
-    """Cache-aside viewer state with read-your-writes under Redis failures."""
+    """Cache-aside viewer state, versioned, with a shared stale mark."""
 
-    def __init__(self, client: aioredis.Redis, ttl_s: int) -> None:
+    def __init__(self, client: aioredis.Redis, pool: AsyncConnectionPool, ttl_s: int) -> None:
         self._r = client
+        self._pool = pool
         self._ttl = ttl_s
-        self._dirty: set[int] = set()
+        self._put = client.register_script(_PUT_NEWER)
+        self._dirty: set[int] = set()  # marks the edge store could not take
 
-    async def _clean(self, user_id: int) -> bool:
-        if user_id not in self._dirty:
-            return True
-        try:
-            await self._r.delete(viewer_key(user_id))
-        except RedisError:
-            return False
-        self._dirty.discard(user_id)
-        return True
-
-    async def get_many(self, user_id: int, post_ids: list[int]) -> dict[int, bool]:
+    async def get_many(
+        self, conn: AsyncConnection, user_id: int, post_ids: list[int]
+    ) -> dict[int, bool]:
         """Cached states for the posts that have one (possibly none); every post asked
         counts in ``likes_api_viewer_cache_total`` as a hit, a miss or a bypass (the
-        cache skipped: its state may be stale, or Redis failed)."""
+        cache skipped: the user's states may be stale, or Redis failed). ``conn`` is
+        the request's edge-store connection: the stale mark is read there, and only
+        when something cached would be used."""
         if not post_ids:
             return {}
-        if not await self._clean(user_id):
+        if user_id in self._dirty and not await self._clean(conn, user_id, None):
             VIEWER_CACHE.labels("bypass").inc(len(post_ids))
             return {}
         try:
@@ -56,22 +94,58 @@ class ViewerCache:
             VIEWER_CACHE.labels("bypass").inc(len(post_ids))
             return {}
         found = {
-            p: v in (b"1", "1") for p, v in zip(post_ids, values, strict=True) if v is not None
+            p: liked
+            for p, v in zip(post_ids, values, strict=True)
+            if (liked := _decode(v)) is not None
         }
+        if found:
+            marked = await (await conn.execute(_MARKED_SQL, (user_id,))).fetchone()
+            if marked is not None:
+                await self._clean(conn, user_id, marked[0])
+                VIEWER_CACHE.labels("bypass").inc(len(post_ids))
+                return {}
         VIEWER_CACHE.labels("hit").inc(len(found))
         VIEWER_CACHE.labels("miss").inc(len(post_ids) - len(found))
         return found
 
-    async def put_many(self, user_id: int, states: dict[int, bool]) -> None:
-        """Record states read from or written to the edge store."""
+    async def _clean(self, conn: AsyncConnection, user_id: int, marked_at: datetime | None) -> bool:
+        """Delete the user's hash, then the mark seen (unless marked again since)."""
+        try:
+            await self._r.delete(viewer_key(user_id))
+        except RedisError:
+            return False
+        if marked_at is not None:
+            await conn.execute(_UNMARK_SQL, (user_id, marked_at))
+        self._dirty.discard(user_id)
+        return True
+
+    async def put_many(self, user_id: int, states: dict[int, State]) -> None:
+        """Record states read from or committed to the edge store (each with its edge
+        version); if Redis fails, mark the user stale before returning."""
         if not states:
             return
-        key = viewer_key(user_id)
+        args: list[str | int] = [self._ttl]
+        for post, (version, liked) in states.items():
+            args += [str(post), f"{version}:{1 if liked else 0}"]
         try:
-            async with self._r.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={str(p): "1" if v else "0" for p, v in states.items()})
-                pipe.expire(key, self._ttl)
-                await pipe.execute()
+            await self._put(keys=[viewer_key(user_id)], args=args)
         except RedisError:
-            log.warning("viewer cache write failed for user %s; bypassing until cleaned", user_id)
+            log.warning("viewer cache write failed for user %s; marking it stale", user_id)
+            await self.mark_stale(user_id)
+
+    async def forget(self, user_id: int, post_id: int) -> None:
+        """Drop one cached state (a transition whose outcome is unknown); if Redis
+        fails, this process bypasses the user's cache until it can delete the hash."""
+        try:
+            await self._r.hdel(viewer_key(user_id), str(post_id))
+        except RedisError:
+            self._dirty.add(user_id)
+
+    async def mark_stale(self, user_id: int) -> None:
+        """Make every process bypass the user's cached states until the hash is gone."""
+        try:
+            async with connection(self._pool) as conn:
+                await conn.execute(_MARK_SQL, (user_id,))
+        except EdgeStoreUnavailable:
+            log.error("viewer cache of user %s marked stale in this process only", user_id)
             self._dirty.add(user_id)

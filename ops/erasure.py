@@ -23,8 +23,9 @@ records what each did in ``progress``:
    deleted). The notification sink never records an erased user again.
 6. ``recent_likers``: the user is removed from ``likes:recent:{post}`` of every post they
    had an edge on (the flow already did so on the retraction; this is the safety net).
-7. ``viewer_cache``: ``likes:viewer:{user}`` is deleted (again at the end, after any
-   request that was in flight during the fence has written it).
+7. ``viewer_cache``: ``likes:viewer:{user}`` is deleted, then the user's stale mark
+   (``viewer_cache_stale``); again at the end, after any request that was in flight
+   during the fence has written them.
 8. ``clickhouse_like_events``: the user's rows are rewritten with ``user_id`` 0 (their
    totals, and every window, unchanged) and the writer anonymizes replays
    (``sinks.clickhouse_erasure``).
@@ -432,7 +433,9 @@ def _recent(s: CommonSettings, conn: psycopg.Connection, user_id: int) -> dict[s
 
 def _viewer(s: CommonSettings, conn: psycopg.Connection, user_id: int) -> dict[str, Any]:
     r = redis.Redis.from_url(s.redis_url, socket_timeout=5)
-    return {"deleted": int(r.delete(viewer_key(user_id)))}
+    deleted = int(r.delete(viewer_key(user_id)))  # first: a stale mark guards the hash
+    conn.execute("DELETE FROM viewer_cache_stale WHERE user_id = %s", (user_id,))
+    return {"deleted": deleted}
 
 
 def _clickhouse(s: CommonSettings, conn: psycopg.Connection, user_id: int) -> dict[str, Any]:
@@ -479,7 +482,8 @@ def remaining(s: CommonSettings, conn: psycopg.Connection, user_id: int) -> dict
             user_id,
         ),
         "recent_likers": in_recent,
-        "viewer_cache": int(r.exists(viewer_key(user_id))),
+        "viewer_cache": int(r.exists(viewer_key(user_id)))
+        + one("SELECT count(*) FROM viewer_cache_stale WHERE user_id = %s", user_id),
         "clickhouse_like_events": _clickhouse_left(s, user_id),
     }
 

@@ -127,10 +127,13 @@ async def _mutate(
     except BaseException as e:
         if not isinstance(e, ProblemError) or e.status >= 500:  # the store failed
             OUTBOX_WRITE_ERRORS.inc()
-        if key is not None and _refused(e):
-            await _release(state, caller.user_id, key)
+        if _refused(e):
+            if key is not None:
+                await _release(state, caller.user_id, key)
+        else:  # it may have committed: the cached state may be the old one
+            await state.viewer.forget(caller.user_id, post_id)
         raise
-    await state.viewer.put_many(caller.user_id, {post_id: liked})
+    await state.viewer.put_many(caller.user_id, {post_id: (result.version, result.liked)})
     LIKE_TRANSITIONS.labels(
         action="like" if liked else "unlike", changed=str(result.changed).lower()
     ).inc()
@@ -189,7 +192,7 @@ async def post_likes(state: State, caller: Caller, post_id: PostId) -> dict[str,
     }
 
 
-_BATCH_VIEWER_SQL = """SELECT post_id, state = 'liked' FROM post_likes
+_BATCH_VIEWER_SQL = """SELECT post_id, state = 'liked', version FROM post_likes
 WHERE user_id = %s AND post_id = ANY(%s)"""
 
 
@@ -206,15 +209,15 @@ async def likes_batch(
 ) -> dict[str, Any]:
     """Feed batch read: counts, viewer state and `liked_by` of many posts, in request order."""
     ids = parse_id_list(post_ids, limit=MAX_BATCH)
-    viewer = await state.viewer.get_many(caller.user_id, ids)
-    missing = [p for p in dict.fromkeys(ids) if p not in viewer]
     async with connection(state.pool) as conn:
+        viewer = await state.viewer.get_many(conn, caller.user_id, ids)
+        missing = [p for p in dict.fromkeys(ids) if p not in viewer]
         if missing:
             cur = await conn.execute(_BATCH_VIEWER_SQL, (caller.user_id, missing))
-            found = {int(p): bool(v) for p, v in await cur.fetchall()}
-            fetched = {p: found.get(p, False) for p in missing}
+            found = {int(p): (int(n), bool(v)) for p, v, n in await cur.fetchall()}
+            fetched = {p: found.get(p, (0, False)) for p in missing}
             await state.viewer.put_many(caller.user_id, fetched)
-            viewer.update(fetched)
+            viewer.update({p: liked for p, (_, liked) in fetched.items()})
         counts = await like_counts(state.redis, conn, ids, state.counts)
         friends = await liked_by(conn, caller.user_id, counts, state.settings.liked_by_budget)
     return {
