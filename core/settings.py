@@ -163,6 +163,13 @@ class FlowSettings(CommonSettings):
         description="the analytics flow writes ClickHouse at most this long after an item "
         "arrives (one insert per table per interval; 0: one per batch)",
     )
+    postgres_flush_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="the counts and fanout flows write post_like_counts and notifications "
+        "at most this long after an item arrives (one transaction per process per "
+        "interval; 0: one per batch); Redis counts are written per batch",
+    )
     count_shards: int = 64
     dedupe_ttl_s: int = 7 * 24 * 3600
     window_s: int = 60

@@ -35,7 +35,8 @@ from flows.hot import HotDetector
 from flows.kafka_input import EventSource, kafka_events
 from flows.partition_stage import stage_builder
 from flows.progress import OffsetProgress
-from flows.streams import split_by_type
+from flows.streams import output, split_by_type
+from sinks.owner import RoutedSink
 
 
 @dataclass
@@ -49,7 +50,7 @@ class CountsSinks:
     dead_letters: Sink[DeadLetter]
     like_events: Sink[Accepted] | None
     windows: Sink[WindowPart] | None
-    counts: list[Sink[CountUpdate]]
+    counts: list[Sink[CountUpdate] | RoutedSink[CountUpdate]]
     hot: list[Sink[HotChange]]
 
 
@@ -127,7 +128,7 @@ def build_flow(
     )
     counts, hot = split_by_type("split_counts", counted, CountUpdate, HotChange)
     for i, count_sink in enumerate(sinks.counts):
-        op.output(f"write_counts_{i}", counts, count_sink)
+        output(f"write_counts_{i}", counts, count_sink)
     for i, hot_sink in enumerate(sinks.hot):
         op.output(f"write_hot_{i}", hot, hot_sink)
     return flow

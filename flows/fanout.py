@@ -33,6 +33,8 @@ from flows.fanout_stages import Deduped, DedupeStage, NotifyThrottle, TrendStage
 from flows.kafka_input import EventSource, kafka_events
 from flows.progress import OffsetProgress
 from flows.recent import RecentStage, group_changes
+from flows.streams import output
+from sinks.owner import RoutedSink
 
 
 @dataclass
@@ -40,7 +42,7 @@ class FanoutSinks:
     """Where each output of the fanout flow goes (tests pass ``TestingSink``s)."""
 
     dead_letters: Sink[DeadLetter]
-    notifications: Sink[NotificationUpdate]
+    notifications: Sink[NotificationUpdate] | RoutedSink[NotificationUpdate]
     trending: Sink[TrendOut]
     recent: Sink[RecentLikers] | None = None
     """``likes:recent:{post_id}``; None computes the lists and writes them nowhere."""
@@ -105,7 +107,9 @@ def build_flow(
 
 
 def _notifications(
-    s: FlowSettings, accepted: Stream[Accepted], sink: Sink[NotificationUpdate]
+    s: FlowSettings,
+    accepted: Stream[Accepted],
+    sink: Sink[NotificationUpdate] | RoutedSink[NotificationUpdate],
 ) -> None:
     """Notifying likes, rate-limited per (recipient, post), into ``sink``."""
 
@@ -118,7 +122,7 @@ def _notifications(
         lambda b: group_notifying(s.count_shards, b),
     )
     updates = op.stateful_batch("throttle_notifications", notifying, throttle_builder)
-    op.output("write_notifications", op.map("unkey_notifications", updates, lambda kv: kv[1]), sink)
+    output("write_notifications", op.map("unkey_notifications", updates, lambda kv: kv[1]), sink)
 
 
 def _recent_likers(

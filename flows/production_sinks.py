@@ -15,7 +15,7 @@ from sinks.clickhouse_erasure import anonymizing
 from sinks.clickhouse_sinks import ClickHouseSink, event_row, hot_row, window_row
 from sinks.faults import fault_file
 from sinks.kafka_topic import KafkaRecord, KafkaTopicSink
-from sinks.owner import OwnerOnlySink
+from sinks.owner import OwnerOnlySink, ProcessLocalSink
 from sinks.postgres_counts import PostgresCountSink
 from sinks.postgres_notifications import PostgresNotificationSink
 from sinks.redis_counts import RedisCountSink
@@ -24,10 +24,12 @@ from sinks.redis_recent import RedisRecentSink
 from sinks.redis_trending import RedisTrendingSink
 
 
-def counts_sinks(s: FlowSettings) -> CountsSinks:
+def counts_sinks(s: FlowSettings, process_id: int = 0) -> CountsSinks:
     """Redis and Postgres counts, hot posts (Redis, ``likes.hot_posts``, and every
     episode change to ``likes.hot_episodes`` for the analytics flow), the DLQ: nothing
-    in ClickHouse, so a slow analytics store cannot delay a count."""
+    in ClickHouse, so a slow analytics store cannot delay a count. Redis counts (what
+    feeds read) are written per batch; ``post_like_counts`` in transactions gathered
+    per process over ``postgres_flush_s`` (:class:`sinks.owner.ProcessLocalSink`)."""
 
     def hot_to_kafka(h: HotChange) -> KafkaRecord | None:
         return hot_record(h, s.hot_window_s) if h.state in ("hot", "cooled") else None
@@ -38,7 +40,14 @@ def counts_sinks(s: FlowSettings) -> CountsSinks:
         ),
         like_events=None,
         windows=None,
-        counts=[RedisCountSink(s.redis_url), PostgresCountSink(s.postgres_url)],
+        counts=[
+            RedisCountSink(s.redis_url),
+            ProcessLocalSink(
+                PostgresCountSink(s.postgres_url),
+                process_id=process_id,
+                flush_s=s.postgres_flush_s,
+            ),
+        ],
         hot=[
             RedisHotSink(s.redis_url),
             KafkaTopicSink(
@@ -82,13 +91,18 @@ def analytics_sinks(s: FlowSettings, *, owns_store: bool = True) -> AnalyticsSin
     )
 
 
-def fanout_sinks(s: FlowSettings) -> FanoutSinks:
-    """Notifications in Postgres, trending scores and recent likers in Redis, the DLQ."""
+def fanout_sinks(s: FlowSettings, process_id: int = 0) -> FanoutSinks:
+    """Notifications in Postgres (in transactions gathered per process over
+    ``postgres_flush_s``), trending scores and recent likers in Redis, the DLQ."""
     return FanoutSinks(
         dead_letters=KafkaTopicSink(
             s.kafka_bootstrap, s.dlq_topic, name="kafka_dlq", to_record=dead_letter_record
         ),
-        notifications=PostgresNotificationSink(s.postgres_url),
+        notifications=ProcessLocalSink(
+            PostgresNotificationSink(s.postgres_url),
+            process_id=process_id,
+            flush_s=s.postgres_flush_s,
+        ),
         trending=RedisTrendingSink(s.redis_url),
         recent=RedisRecentSink(s.redis_url, s.postgres_url, s.recent_likers),
     )

@@ -33,7 +33,7 @@ from flows import metrics, start_offsets
 from flows.progress import OffsetProgress, start_publisher
 from sinks.base import StoreSink
 from sinks.metrics import SINK_ERRORS, SINK_RETRIES, SINK_WRITE_SECONDS
-from sinks.owner import OwnerOnlySink
+from sinks.owner import RoutedSink
 
 log = logging.getLogger(__name__)
 FLOWS = ("counts", "fanout", "analytics")
@@ -48,14 +48,14 @@ def build_production_flow(
         from flows.counts import build_flow
         from flows.production_sinks import counts_sinks
 
-        sinks = counts_sinks(s)
+        sinks = counts_sinks(s, process_id)
         instrument_sinks(name, sinks)
         return build_flow(s, sinks, progress=progress)
     if name == "fanout":
         from flows.fanout import build_flow as build_fanout
         from flows.production_sinks import fanout_sinks
 
-        fanout = fanout_sinks(s)
+        fanout = fanout_sinks(s, process_id)
         instrument_sinks(name, fanout)
         return build_fanout(s, fanout, progress=progress)
     if name == "analytics":
@@ -77,7 +77,7 @@ def instrument_sinks(flow: str, sinks: Any) -> None:
     for value in vars(sinks).values():
         for sink in value if isinstance(value, list) else [value]:
             inner = sink
-            while isinstance(inner, metrics.CountedSink | OwnerOnlySink):
+            while isinstance(inner, metrics.CountedSink | RoutedSink):
                 inner = inner.inner
             if isinstance(inner, StoreSink):
                 SINK_WRITE_SECONDS.labels(inner.name)

@@ -5,8 +5,8 @@
 ``isinstance`` and types both outputs, so a stream of ``A | B`` items becomes a
 ``Stream[A]`` and a ``Stream[B]`` with no unwrap step. It adds exactly one ``branch``
 step named ``step_id`` where it is called (it is not an ``@operator``, so it adds no
-namespace of its own). :func:`output` writes a stream to any sink, routing it to the
-owning process first when the sink is an :class:`~sinks.owner.OwnerOnlySink`.
+namespace of its own). :func:`output` writes a stream to any sink, keying its items for
+their partition first when the sink is a :class:`~sinks.owner.RoutedSink`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.outputs import Sink
 
-from sinks.owner import OWNER_KEY, OwnerOnlySink
+from sinks.owner import RoutedSink
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -31,10 +31,11 @@ def split_by_type(
     return cast(Stream[A], branched.trues), cast(Stream[B], branched.falses)
 
 
-def output(step_id: str, up: Stream[A], sink: Sink[A] | OwnerOnlySink[A]) -> None:
-    """``op.output``; for an :class:`OwnerOnlySink` the items are keyed for it first."""
-    if isinstance(sink, OwnerOnlySink):
-        keyed = op.key_on(f"{step_id}_to_owner", up, lambda _item: OWNER_KEY)
+def output(step_id: str, up: Stream[A], sink: Sink[A] | RoutedSink[A]) -> None:
+    """``op.output``; for a :class:`RoutedSink` the items are keyed for it first."""
+    if isinstance(sink, RoutedSink):
+        key = sink.route_key
+        keyed = op.key_on(f"{step_id}_to_part", up, lambda _item: key)
         op.output(step_id, keyed, sink)
         return
     op.output(step_id, up, sink)

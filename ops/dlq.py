@@ -590,13 +590,14 @@ def _check(
 ) -> ReplayItem:
     """The item if ``v`` is not to be sent; ``status="replayed"`` (tentative) if it is."""
     item = ReplayItem(v.id, "replayed", source=v.source, event_id=v.event_id)
-    backfilled = _backfilled(v, runs)
     if v.replayed and not force:
         item.status = "already_replayed"
         item.detail = f"at {v.replayed_at} to {v.replay_target}"
-    elif backfilled.coverage is backfill_runs.Coverage.COVERED and not force:
+        return item
+    backfilled = _backfilled(v, runs) if not force else None
+    if backfilled is not None and backfilled.coverage is backfill_runs.Coverage.COVERED:
         item.status, item.detail = "covered_by_backfill", backfilled.detail
-    elif backfilled.coverage is backfill_runs.Coverage.UNCERTAIN and not force:
+    elif backfilled is not None and backfilled.coverage is backfill_runs.Coverage.UNCERTAIN:
         item.status = "refused"
         item.detail = backfilled.detail + (
             "; replaying could count it twice: `likes reconcile` shows whether it is "

@@ -1,6 +1,8 @@
-"""A sink whose store only one process may open (embedded chDB: one process per data
-path), in a dataflow run as a cluster of processes; optionally written in batches
-gathered over an interval.
+"""Sinks whose items are routed to a partition before they are written: to the one
+process that may open the store (:class:`OwnerOnlySink`, embedded chDB: one process
+per data path), or to a partition of the process that produced them
+(:class:`ProcessLocalSink`), each optionally written in batches gathered over an
+interval.
 
 Guarantee: every item reaches the inner sink in the one process that owns the store,
 whichever worker produced it (items of other processes cross to it through Bytewax's
@@ -16,6 +18,12 @@ written: at least once, as without it. A write that fails surfaces at the next b
 snapshot and stops the flow, which resumes from its last snapshot. For stores where
 each insert has a fixed cost (a ClickHouse insert creates a part) a trickle then costs
 one insert per ``flush_s`` instead of one per tiny batch.
+
+:class:`ProcessLocalSink` gives each process a partition of its own and keys every item
+for the partition of the process it is in, so nothing crosses processes and each
+process writes its own items in gathered batches (for stores any process may write,
+such as Postgres): one transaction per ``flush_s`` instead of one per tiny batch. Items
+of one key upstream (one post) stay in one process and in order, as without it.
 """
 
 from __future__ import annotations
@@ -34,22 +42,18 @@ from bytewax.outputs import (
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-OWNER_KEY = "owner"  # the key every item is routed by (see flows.streams.output)
+OWNER_KEY = "owner"  # the key every item of an OwnerOnlySink is routed by
 
 
-class OwnerOnlySink(FixedPartitionedSink[T, None]):
-    """``inner``, written only in the process where ``owns`` is true."""
+class RoutedSink(FixedPartitionedSink[T, None]):
+    """``inner`` behind partitions of this sink's choosing; every item must be keyed
+    with ``route_key`` first (``flows.streams.output`` does it)."""
 
-    def __init__(self, inner: DynamicSink[T], *, owns: bool, flush_s: float = 0.0) -> None:
+    route_key: str
+
+    def __init__(self, inner: DynamicSink[T], *, flush_s: float = 0.0) -> None:
         self.inner = inner
-        self.owns = owns
         self.flush_s = flush_s
-
-    def list_parts(self) -> list[str]:
-        return [OWNER_KEY] if self.owns else []
-
-    def part_fn(self, item_key: str) -> int:
-        return 0
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
@@ -58,6 +62,39 @@ class OwnerOnlySink(FixedPartitionedSink[T, None]):
         if self.flush_s > 0:
             return _GatheringPart(inner, step_id, self.flush_s)
         return _OwnerPart(inner)
+
+
+class OwnerOnlySink(RoutedSink[T]):
+    """``inner``, written only in the process where ``owns`` is true."""
+
+    route_key = OWNER_KEY
+
+    def __init__(self, inner: DynamicSink[T], *, owns: bool, flush_s: float = 0.0) -> None:
+        super().__init__(inner, flush_s=flush_s)
+        self.owns = owns
+
+    def list_parts(self) -> list[str]:
+        return [OWNER_KEY] if self.owns else []
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+
+class ProcessLocalSink(RoutedSink[T]):
+    """``inner``, written by each process for its own items (process ``process_id`` of
+    a cluster whose processes are numbered from 0)."""
+
+    def __init__(self, inner: DynamicSink[T], *, process_id: int, flush_s: float = 0.0) -> None:
+        super().__init__(inner, flush_s=flush_s)
+        self.process_id = process_id
+        self.route_key = str(process_id)
+
+    def list_parts(self) -> list[str]:
+        # Bytewax indexes ``part_fn`` into the sorted names of every process's parts
+        return [f"p{self.process_id:05d}"]
+
+    def part_fn(self, item_key: str) -> int:
+        return int(item_key)
 
 
 class _OwnerPart(StatefulSinkPartition[T, None], Generic[T]):

@@ -1,21 +1,26 @@
 """``OwnerOnlySink``: every item reaches the inner sink exactly once, written by the one
 partition the owner lists (the cluster profile's two-process case is in tests/cluster);
 with ``flush_s``, gathered and written on a timer and at every snapshot, a failed write
-surfacing in the flow's thread."""
+surfacing in the flow's thread. ``ProcessLocalSink``: in a cluster of two processes,
+each process writes exactly the items it produced."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import bytewax.operators as op
 import pytest
 from bytewax.dataflow import Dataflow
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from bytewax.testing import TestingSink, TestingSource
+from bytewax.testing import TestingSink, TestingSource, cluster_main
 
 from flows.streams import output
-from sinks.owner import OWNER_KEY, OwnerOnlySink
+from sinks.owner import OWNER_KEY, OwnerOnlySink, ProcessLocalSink
 from tests.flows.conftest import Runner
 
 
@@ -93,3 +98,56 @@ def test_a_failed_gathered_write_stops_the_flow_at_its_next_call() -> None:
     with pytest.raises(RuntimeError, match="store down"):
         part.snapshot()
     assert inner.calls >= 1
+
+
+class _Letters(StatefulSourcePartition[str, None]):
+    def __init__(self, letter: str) -> None:
+        self._left = [f"{letter}{i}" for i in range(100)]
+
+    def next_batch(self) -> list[str]:
+        if not self._left:
+            raise StopIteration
+        out, self._left = self._left[:7], self._left[7:]
+        return out
+
+    def snapshot(self) -> None:
+        return None
+
+
+class _OneLetterPerProcess(FixedPartitionedSource[str, None]):
+    """Process 0 produces ``a0..a99``, process 1 ``b0..b99``."""
+
+    def __init__(self, process_id: int) -> None:
+        self._letter = "ab"[process_id]
+
+    def list_parts(self) -> list[str]:
+        return [self._letter]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _Letters:
+        return _Letters(for_part)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_each_process_writes_exactly_its_own_items() -> None:
+    addresses = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+    written: dict[int, list[str]] = {0: [], 1: []}
+
+    def process(i: int) -> None:  # a Bytewax process; cluster_main releases the GIL
+        flow = Dataflow("process_local")
+        stream = op.input("in", flow, _OneLetterPerProcess(i))
+        sink = ProcessLocalSink(TestingSink(written[i]), process_id=i, flush_s=0.05)
+        output("out", stream, sink)
+        cluster_main(flow, addresses, i, epoch_interval=timedelta(milliseconds=20))
+
+    threads = [threading.Thread(target=process, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(written[0]) == sorted(f"a{i}" for i in range(100))
+    assert sorted(written[1]) == sorted(f"b{i}" for i in range(100))

@@ -23,13 +23,16 @@ from core.settings import FlowSettings
 from flows import analytics, counts, fanout
 from flows.production_sinks import analytics_sinks, counts_sinks, fanout_sinks
 from flows.progress import OffsetProgress
-from sinks.owner import OwnerOnlySink
+from sinks.owner import OwnerOnlySink, ProcessLocalSink
 from tests.flows.helpers import to_messages, workload
 
 COUNTS_STATEFUL = [
     "likes_counts.read_events.kafka_input",
     "likes_counts.dedupe_window",
     "likes_counts.count_posts",
+    # post_like_counts is written in transactions gathered per process (sinks.owner);
+    # the sink snapshots no state (None), so adding it left older stores resumable
+    "likes_counts.write_counts_1",
 ]
 ANALYTICS_STATEFUL = [
     "likes_analytics.read_events.kafka_input",
@@ -46,6 +49,7 @@ FANOUT_STATEFUL = [
     "likes_fanout.dedupe",
     "likes_fanout.trend_posts",
     "likes_fanout.throttle_notifications",
+    "likes_fanout.write_notifications",  # gathered per process, as write_counts_1
     "likes_fanout.recent_likers",
 ]
 
@@ -109,14 +113,22 @@ def test_recovery_store_holds_exactly_the_pinned_ids(tmp_path: Path) -> None:
     s = FlowSettings(count_shards=4)
     counts_flow = counts.build_flow(
         s,
-        counts.CountsSinks(
-            TestingSink([]), TestingSink([]), TestingSink([]), [TestingSink([])], []
+        counts.CountsSinks(  # shaped as in production (counts_sinks)
+            TestingSink([]),
+            TestingSink([]),
+            TestingSink([]),
+            [TestingSink([]), ProcessLocalSink(TestingSink([]), process_id=0, flush_s=0.5)],
+            [],
         ),
         TestingSource(msgs, batch_size=20),
     )
     fanout_flow = fanout.build_flow(
         s,
-        fanout.FanoutSinks(TestingSink([]), TestingSink([]), TestingSink([])),
+        fanout.FanoutSinks(
+            TestingSink([]),
+            ProcessLocalSink(TestingSink([]), process_id=0, flush_s=0.5),
+            TestingSink([]),
+        ),
         TestingSource(msgs, batch_size=20),
     )
     assert _snapshotted_ids(counts_flow, tmp_path / "counts") == set(COUNTS_STATEFUL)
