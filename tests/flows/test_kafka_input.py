@@ -69,7 +69,7 @@ def test_consumer_errors_are_triaged() -> None:
 def test_consumer_config_is_what_production_and_benchmarks_share() -> None:
     assert consumer_config(FlowSettings()) == {
         "auto.offset.reset": "error",
-        "fetch.wait.max.ms": "100",
+        "fetch.wait.max.ms": "500",
     }
 
 
