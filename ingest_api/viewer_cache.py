@@ -119,9 +119,12 @@ class ViewerCache:
         self._dirty.discard(user_id)
         return True
 
-    async def put_many(self, user_id: int, states: dict[int, State]) -> None:
-        """Record states read from or committed to the edge store (each with its edge
-        version); if Redis fails, mark the user stale before returning."""
+    async def put_many(
+        self, user_id: int, states: dict[int, State], *, committed: bool = False
+    ) -> None:
+        """Record states read from or (``committed``) just committed to the edge store,
+        each with its edge version. If Redis fails after a commit, the user is marked
+        stale before this returns; a failed fill from a read leaves nothing stale."""
         if not states:
             return
         args: list[str | int] = [self._ttl]
@@ -130,8 +133,9 @@ class ViewerCache:
         try:
             await self._put(keys=[viewer_key(user_id)], args=args)
         except RedisError:
-            log.warning("viewer cache write failed for user %s; marking it stale", user_id)
-            await self.mark_stale(user_id)
+            if committed:
+                log.warning("viewer cache write failed for user %s; marking it stale", user_id)
+                await self.mark_stale(user_id)
 
     async def forget(self, user_id: int, post_id: int) -> None:
         """Drop one cached state (a transition whose outcome is unknown); if Redis

@@ -133,7 +133,9 @@ async def _mutate(
         else:  # it may have committed: the cached state may be the old one
             await state.viewer.forget(caller.user_id, post_id)
         raise
-    await state.viewer.put_many(caller.user_id, {post_id: (result.version, result.liked)})
+    await state.viewer.put_many(
+        caller.user_id, {post_id: (result.version, result.liked)}, committed=True
+    )
     LIKE_TRANSITIONS.labels(
         action="like" if liked else "unlike", changed=str(result.changed).lower()
     ).inc()

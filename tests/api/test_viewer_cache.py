@@ -41,7 +41,9 @@ async def _scenario(s: CommonSettings, user: int, post: int, other: int) -> list
             await b.put_many(user, {post: (1, False)})
             seen.append(await b.get_many(conn, user, [post, other]))
             # process A commits version 3 (unliked) and cannot write the cache
-            await a.put_many(user, {post: (3, False)})
+            await a.put_many(user, {post: (1, True)})  # a fill from a read: nothing stale
+            seen.append(_marked(s, user))
+            await a.put_many(user, {post: (3, False)}, committed=True)
             seen.append(_marked(s, user))
             # process B, whose Redis still holds version 2 (liked), must not serve it
             seen.append(await b.get_many(conn, user, [post, other]))
@@ -63,6 +65,7 @@ def test_the_cache_never_goes_back_and_a_failed_write_is_seen_by_every_process(
     seen = asyncio.run(_scenario(stack, user, post, other))
     assert seen == [
         {post: True, other: False},  # version 2 kept over the older read's version 1
+        False,
         True,  # marked stale in the edge store
         {},  # bypassed (the stale "liked" is not served)
         (0, False),  # the hash deleted and the mark cleared by the first to see it
