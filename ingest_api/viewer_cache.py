@@ -30,7 +30,7 @@ from ingest_api.metrics import VIEWER_CACHE
 
 log = logging.getLogger(__name__)
 
-State = tuple[int, bool]  # (edge version, liked); an edge never written is (0, False)
+CachedState = tuple[int, bool]  # (edge version, liked); an edge never written is (0, False)
 
 # sets each field unless the hash holds the same post at a version at least as high
 _PUT_NEWER = """
@@ -120,7 +120,7 @@ class ViewerCache:
         return True
 
     async def put_many(
-        self, user_id: int, states: dict[int, State], *, committed: bool = False
+        self, user_id: int, states: dict[int, CachedState], *, committed: bool = False
     ) -> None:
         """Record states read from or (``committed``) just committed to the edge store,
         each with its edge version. If Redis fails after a commit, the user is marked

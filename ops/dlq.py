@@ -409,16 +409,13 @@ def _mark_replayed(r: redis.Redis, views: list[DeadLetterView]) -> None:
             v.replay_target = str(latest.get("target"))
 
 
-_redis = backfill_runs.client
-
-
 def _all_dead_letters(
     s: CommonSettings, timeout_s: float, *, need_replays: bool = True
 ) -> tuple[list[DeadLetterView], _Read]:
     read = _read_dlq(s, timeout_s)
     views = _group(read.records)
     try:
-        _mark_replayed(_redis(s), views)
+        _mark_replayed(backfill_runs.client(s), views)
     except redis.RedisError as e:
         if need_replays:
             raise
@@ -597,13 +594,15 @@ def _check(
     backfilled = _backfilled(v, runs) if not force else None
     if backfilled is not None and backfilled.coverage is backfill_runs.Coverage.COVERED:
         item.status, item.detail = "covered_by_backfill", backfilled.detail
-    elif backfilled is not None and backfilled.coverage is backfill_runs.Coverage.UNCERTAIN:
+        return item
+    if backfilled is not None and backfilled.coverage is backfill_runs.Coverage.UNCERTAIN:
         item.status = "refused"
         item.detail = backfilled.detail + (
             "; replaying could count it twice: `likes reconcile` shows whether it is "
             "missing, --force sends it anyway"
         )
-    elif v.source_topic != s.events_topic:
+        return item
+    if v.source_topic != s.events_topic:
         item.status, item.detail = "refused", f"source topic is not {s.events_topic}"
     elif v.source_partition is None or v.source_partition not in partitions:
         item.status = "refused"
@@ -703,7 +702,7 @@ def replay(
             it.status = "failed"
             it.detail = f"not acknowledged within {timeout_s:.0f}s ({remaining} outstanding)"
     if delivered:
-        r = _redis(s)
+        r = backfill_runs.client(s)
         pipe = r.pipeline(transaction=False)
         for v, it in delivered:
             rec = {"at": _iso_now(now), "source": v.source_ref, "target": it.target}

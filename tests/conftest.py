@@ -8,6 +8,7 @@ fails the tests fail: nothing here skips for a missing service.
 from __future__ import annotations
 
 import random
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -45,6 +46,13 @@ def api(stack: CommonSettings) -> Iterator[httpx.Client]:
 
 
 _rng = random.SystemRandom()
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now (for a server a test starts itself)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def fresh_id() -> int:

@@ -6,7 +6,6 @@ each process writes exactly the items it produced."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from datetime import timedelta
@@ -21,6 +20,7 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main
 
 from flows.streams import output
 from sinks.owner import OWNER_KEY, OwnerOnlySink, ProcessLocalSink
+from tests.conftest import free_port
 from tests.flows.conftest import Runner
 
 
@@ -127,14 +127,8 @@ class _OneLetterPerProcess(FixedPartitionedSource[str, None]):
         return _Letters(for_part)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_each_process_writes_exactly_its_own_items() -> None:
-    addresses = [f"127.0.0.1:{_free_port()}" for _ in range(2)]
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
     written: dict[int, list[str]] = {0: [], 1: []}
 
     def process(i: int) -> None:  # a Bytewax process; cluster_main releases the GIL

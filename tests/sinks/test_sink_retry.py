@@ -10,7 +10,6 @@ this module starts on free ports, so the shared stack is never disturbed.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from sinks.base import RetryPolicy
 from sinks.errors import SinkError
 from sinks.postgres_counts import PostgresCountSink
 from sinks.redis_counts import RedisCountSink
-from tests.conftest import fresh_id
+from tests.conftest import free_port, fresh_id
 
 pytestmark = pytest.mark.integration
 
@@ -60,17 +59,11 @@ def _wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.01)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PrivateRedis:
     """A redis-server of this test's own, on a free port, started on demand."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = data_dir
         self._procs: list[subprocess.Popen[bytes]] = []
