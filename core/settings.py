@@ -30,14 +30,14 @@ class CommonSettings(BaseSettings):
         "(core.topology)",
     )
     api_url: str = "http://127.0.0.1:8000"
-    postgres_url: str = "postgresql://likes:likes@127.0.0.1:55432/likes"
-    redis_url: str = "redis://127.0.0.1:56379/0"
-    kafka_bootstrap: str = "127.0.0.1:59092"
-    kafka_controller_port: int = 59093
-    connect_url: str = "http://127.0.0.1:58083"
+    postgres_url: str = "postgresql://likes:likes@127.0.0.1:15432/likes"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_controller_port: int = 19093
+    connect_url: str = "http://127.0.0.1:18083"
     clickhouse_url: str = ""
-    analytics_port: int = 58124
-    supervisor_port: int = 59001
+    analytics_port: int = 18124
+    supervisor_port: int = 19001
     jwt_secret: SecretStr = SecretStr("likestream-dev-secret-not-for-production")
     events_topic: str = "likes.events"
     dlq_topic: str = "likes.events.dlq"
@@ -50,13 +50,13 @@ class CommonSettings(BaseSettings):
     metrics_host: str = Field(
         default="127.0.0.1", description="where flows and the exporter serve /metrics"
     )
-    exporter_port: int = 59100
+    exporter_port: int = 19100
     jobs_port: int = Field(
-        default=59105, description="where likes jobs-worker (erasure jobs) serves /metrics"
+        default=19105, description="where likes jobs-worker (erasure jobs) serves /metrics"
     )
     exporter_interval_s: float = 5.0
     flow_metrics_port_base: int = Field(
-        default=59110, description="flow i of FLOWS, process p serves on base + i + p * #flows"
+        default=19110, description="flow i of FLOWS, process p serves on base + i + p * #flows"
     )
     slot_wal_alert_bytes: int = Field(
         default=1 << 30, description="WAL retained by the replication slot that alerts"

@@ -32,3 +32,16 @@ if [[ ! -x .cache/tools/bin/uv ]]; then
 fi
 export UV_CACHE_DIR="$PWD/.cache/uv"
 .cache/tools/bin/uv sync --frozen --quiet
+
+# Every other port of the stack lies below Linux's ephemeral range (32768-60999 by
+# default), so no outgoing connection can be handed one of them as its local port and
+# keep a restarted server from binding it. Prometheus' 59090 is fixed by the contract
+# (section 7) and lies inside that range: reserve it when this machine lets us (root,
+# writable /proc/sys), so a long-lived client socket cannot hold it across a restart.
+reserved=/proc/sys/net/ipv4/ip_local_reserved_ports
+if [[ $(id -u) -eq 0 && -w $reserved ]] && ! grep -qw 59090 "$reserved"; then
+  current=$(cat "$reserved")
+  if echo "${current:+$current,}59090" >"$reserved" 2>/dev/null; then
+    echo "bootstrap: reserved port 59090 (Prometheus) against ephemeral allocation"
+  fi
+fi

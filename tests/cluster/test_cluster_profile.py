@@ -39,16 +39,19 @@ def cluster(settings: CommonSettings) -> Iterator[CommonSettings]:
     """The cluster profile up and healthy; the default stack again afterwards."""
     stack_ops.down(settings)
     shutil.rmtree(HOME, ignore_errors=True)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("LIKES_PROFILE", "cluster")  # read by every process the supervisor runs
-        env.setenv("LIKES_HOME", str(HOME))
-        s = CommonSettings()
-        try:
-            stack_ops.up(s)
-            yield s
-        finally:
-            stack_ops.down(s)
-    stack_ops.up(settings)
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("LIKES_PROFILE", "cluster")  # read by every process the supervisor runs
+            env.setenv("LIKES_HOME", str(HOME))
+            s = CommonSettings()
+            try:
+                stack_ops.up(s)
+                yield s
+            finally:
+                stack_ops.down(s)
+    finally:
+        # Even when the cluster never came up: every later test needs the default stack.
+        stack_ops.up(settings)
 
 
 def _quorum_leader(s: CommonSettings) -> int:

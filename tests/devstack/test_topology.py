@@ -15,20 +15,20 @@ def test_single_profile_is_one_process_per_component() -> None:
     names = [c.name for c in build_components(s)]
     assert names[:6] == ["postgres", "redis", "kafka", "connect", "api", "flow-counts"]
     assert topology.replication(s) == (1, 1)
-    assert s.kafka_bootstrap == "127.0.0.1:59092"
+    assert s.kafka_bootstrap == "127.0.0.1:19092"
 
 
 def test_cluster_profile_members_and_ports() -> None:
     s = CommonSettings(profile="cluster")
-    assert s.kafka_bootstrap == "127.0.0.1:59092,127.0.0.1:59094,127.0.0.1:59096"
+    assert s.kafka_bootstrap == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
     brokers = topology.brokers(s)
     assert [(b.name, b.node_id, b.port, b.controller_port) for b in brokers] == [
-        ("kafka-0", 0, 59092, 59093),
-        ("kafka-1", 1, 59094, 59095),
-        ("kafka-2", 2, 59096, 59097),
+        ("kafka-0", 0, 19092, 19093),
+        ("kafka-1", 1, 19094, 19095),
+        ("kafka-2", 2, 19096, 19097),
     ]
     assert topology.replication(s) == (3, 2)
-    assert [w.rest_port for w in topology.connect_workers(s)] == [58083, 58085]
+    assert [w.rest_port for w in topology.connect_workers(s)] == [18083, 18085]
     counts = topology.flow_processes(s, FLOW_NAMES, "counts")
     fanout = topology.flow_processes(s, FLOW_NAMES, "fanout")
     assert [p.name for p in counts] == ["flow-counts-0", "flow-counts-1"]

@@ -42,7 +42,7 @@ HOSTILE = [
     "SELECT file('/etc/hostname')",
     "SELECT * FROM url('http://127.0.0.1:1/', 'CSV', 'a String')",
     "SELECT * FROM remote('127.0.0.1', system.one)",
-    "SELECT * FROM postgresql('127.0.0.1:55432', 'likes', 'post_likes', 'likes', 'likes')",
+    "SELECT * FROM postgresql('127.0.0.1:15432', 'likes', 'post_likes', 'likes', 'likes')",
     "SELECT * FROM system.processes",
     "SELECT 1; DROP TABLE likes.post_like_window_parts",
     f"SELECT * FROM {RAW} INTO OUTFILE '/tmp/likes-leak.csv'",
