@@ -66,7 +66,11 @@ def _build_state(s: ApiSettings) -> AppState:
         counts=CountCache(s.count_cache_ttl_s, s.count_cache_size),
     )
     if s.group_commit:
-        state.writer = GroupCommitter(state.pool, s.group_commit_max_batch)
+        # One batch at a time per process: two sessions of its own (generic plans) suffice.
+        writer_pool = make_pool(
+            s.postgres_url, min_size=1, max_size=2, timeout=s.pg_timeout_s, writer=True
+        )
+        state.writer = GroupCommitter(writer_pool, s.group_commit_max_batch)
     return state
 
 
@@ -104,6 +108,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.pool.open(wait=False)
+        if state.writer is not None:
+            await state.writer.pool.open(wait=False)
         task = asyncio.create_task(_retention_loop(state))
         try:
             yield
@@ -111,6 +117,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             task.cancel()
             if state.writer is not None:
                 await state.writer.close()
+                await state.writer.pool.close()
             await state.pool.close()
             await state.redis.aclose()
 

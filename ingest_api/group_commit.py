@@ -147,6 +147,11 @@ class GroupCommitter:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """Where the batches run (the caller opens and closes it)."""
+        return self._pool
+
     async def set_like(
         self, *, post_id: int, user_id: int, liked: bool, idem_key: str | None = None
     ) -> LikeResult:

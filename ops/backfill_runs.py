@@ -9,7 +9,8 @@ second time. ``likes dlq replay`` asks :func:`coverage` before sending.
 
 Guarantees: a run is recorded (Redis hash :data:`BACKFILL_RUNS_KEY`, field = its start
 time) before it reads anything, and marked ``done`` only after every projection was
-written; a run that is still ``running`` or ended otherwise counts as uncertain, never
+written; it is forgotten only once no retained dead letter can need it (:func:`trim`, by
+``likes dlq replay``); a run that is still ``running`` or ended otherwise counts as uncertain, never
 as covering. Recording is best effort: when Redis is down the backfill still runs (and
 logs that replays cannot see it).
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -80,6 +81,36 @@ def runs(s: CommonSettings) -> list[BackfillRun]:
     raw = client(s).hvals(BACKFILL_RUNS_KEY)
     found = [r for r in (_parse(x) for x in raw) if r is not None]
     return sorted(found, key=lambda r: r.started_at)
+
+
+def trim_cutoff(dead_at: list[datetime | None], now: datetime) -> datetime | None:
+    """Runs started before the returned time can no longer matter, given the times the
+    retained dead letters were written (``None``: a letter without one).
+
+    A run matters only to a dead letter written before the run started (:func:`coverage`).
+    Every retained letter was written at or after the oldest ``dead_at``, and a letter
+    written from now on comes after every recorded run, so runs older than both (less an
+    hour for clocks) are of no use to any replay. A letter without a time may be older
+    than any run: then nothing is trimmed."""
+    if any(t is None for t in dead_at):
+        return None
+    oldest = min([t for t in dead_at if t is not None], default=now)
+    return min(oldest, now) - timedelta(hours=1)
+
+
+def trim(s: CommonSettings, before: datetime) -> int:
+    """Forget the runs started before ``before``; how many were forgotten."""
+    r = client(s)
+    old = [k for k in r.hkeys(BACKFILL_RUNS_KEY) if (at := _started(k)) is None or at < before]
+    return int(r.hdel(BACKFILL_RUNS_KEY, *old)) if old else 0
+
+
+def _started(field: str) -> datetime | None:
+    try:
+        at = datetime.fromisoformat(field)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 class Coverage(Enum):

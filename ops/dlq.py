@@ -568,8 +568,12 @@ def _occurred_at(value: bytes | None) -> datetime | None:
     return at if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
+def _dead_at(v: DeadLetterView) -> datetime | None:
+    return datetime.fromisoformat(v.time) if v.time else None
+
+
 def _backfilled(v: DeadLetterView, runs: list[BackfillRun]) -> backfill_runs.Verdict:
-    dead_at = datetime.fromisoformat(v.time) if v.time else None
+    dead_at = _dead_at(v)
     if dead_at is None:  # no timestamp: any recorded run may have come after it
         return backfill_runs.Verdict(
             backfill_runs.Coverage.UNCERTAIN if runs else backfill_runs.Coverage.NONE,
@@ -658,6 +662,9 @@ def replay(
     partitions = set(_partitions(producer, s.events_topic, timeout_s) or [])
     runs = backfill_runs.runs(s)
     items = [_check(v, s, partitions, force, runs) for v in chosen]
+    cutoff = backfill_runs.trim_cutoff([_dead_at(v) for v in views], datetime.now(UTC))
+    if cutoff is not None and any(r.started_at < cutoff for r in runs):
+        backfill_runs.trim(s, cutoff)
     report.items = items
     to_send = [(v, it) for v, it in zip(chosen, items, strict=True) if it.status == "replayed"]
     # per source partition in source order: two dead-lettered events of one edge go back

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from ops.backfill import REBUILT
-from ops.backfill_runs import BackfillRun, Coverage, coverage
+from ops.backfill_runs import BackfillRun, Coverage, coverage, trim_cutoff
 
 T = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 DEAD_AT = T
@@ -50,3 +50,22 @@ def test_since_covers_an_edge_changed_at_or_after_it() -> None:
     assert verdict(run(5, since=OCCURRED + timedelta(seconds=1))) is Coverage.UNCERTAIN
     assert verdict(run(5, since=OCCURRED), occurred=None) is Coverage.UNCERTAIN
     assert verdict(run(5), occurred=None) is Coverage.COVERED, "no since: every edge read"
+
+
+def test_runs_are_trimmed_only_once_no_retained_dead_letter_can_need_them() -> None:
+    now = T + timedelta(days=10)
+    # the oldest retained letter was written at T: runs before T (less an hour) are useless
+    assert trim_cutoff([T + timedelta(days=2), T], now) == T - timedelta(hours=1)
+    # an empty DLQ: only letters written from now on, after every recorded run
+    assert trim_cutoff([], now) == now - timedelta(hours=1)
+    # a letter without a time may be older than any run: keep them all
+    assert trim_cutoff([T, None], now) is None
+    # a letter stamped in the future (clock skew) does not let runs newer than now go
+    assert trim_cutoff([now + timedelta(days=1)], now) == now - timedelta(hours=1)
+    # the rule against coverage(): a run before the cutoff matters to no retained letter
+    cutoff = trim_cutoff([DEAD_AT], now)
+    assert cutoff is not None
+    for minutes in (-61, -120):
+        r = run(minutes)
+        assert r.started_at < cutoff
+        assert verdict(r) is Coverage.NONE

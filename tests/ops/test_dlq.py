@@ -23,6 +23,9 @@ from core.kafka_partition import partition_for
 from core.records import DeadLetter
 from core.settings import CommonSettings
 from flows.decode import dead_letter_record
+from ops import backfill_runs
+from ops.backfill import REBUILT
+from ops.backfill_runs import BackfillRun
 from ops.drift import edge_truth, measure, postgres_counts, redis_counts
 from tests.conftest import auth, fresh_id, register_post
 from tests.e2e.pipeline import converge
@@ -358,9 +361,15 @@ def test_a_dead_letter_a_backfill_already_counted_is_not_replayed(
         assert converge(stack, [d.post], timeout=120).clean
         assert redis_counts(stack, [d.post]) == {d.post: 2}
 
+        # a run from long before every retained dead letter: the replay forgets it
+        ancient = BackfillRun(datetime(2000, 1, 1, tzinfo=UTC), None, REBUILT, "done")
+        backfill_runs.record(stack, ancient)
+
         rc, report = dlq_replay("--id", d.dlq_id)
         [item] = report["items"]
         assert rc == 0 and item["status"] == "covered_by_backfill", report
+        kept = [r.started_at for r in backfill_runs.runs(stack)]
+        assert ancient.started_at not in kept and any(at > since for at in kept), kept
         assert item["target"] is None and "backfill after it" in item["detail"]
 
         user3 = same_partition_user(d.post, d.src_partition, d.nparts)
