@@ -105,10 +105,10 @@ def trim(s: CommonSettings, before: datetime) -> int:
     return int(r.hdel(BACKFILL_RUNS_KEY, *old)) if old else 0
 
 
-def _started(field: str) -> datetime | None:
+def _started(field: str | bytes) -> datetime | None:
     try:
-        at = datetime.fromisoformat(field)
-    except ValueError:
+        at = datetime.fromisoformat(field if isinstance(field, str) else field.decode())
+    except (ValueError, UnicodeDecodeError):
         return None
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
