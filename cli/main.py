@@ -66,7 +66,6 @@ def cmd_api(a: argparse.Namespace) -> int:
             "ingest_api.app:create_app",
             host=a.host or s.api_host,
             port=a.port or s.api_port,
-            workers=s.api_workers,
             **options,
         )
         return 0

@@ -61,6 +61,13 @@ class CommonSettings(BaseSettings):
     slot_wal_alert_bytes: int = Field(
         default=1 << 30, description="WAL retained by the replication slot that alerts"
     )
+    api_processes: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="single profile: API processes sharing the API port, each supervised "
+        "on its own (the cluster profile always runs 2)",
+    )
     api_member_port_base: int = Field(
         default=18300,
         description="cluster profile: API process i also listens on base + i (below the "
@@ -100,7 +107,6 @@ class ApiSettings(CommonSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    api_workers: int = 1
     pg_pool_min: int = 4
     pg_pool_max: int = 32
     pg_timeout_s: float = 3.0

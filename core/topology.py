@@ -139,7 +139,9 @@ class ApiProcess:
 
 
 def api_processes(s: CommonSettings) -> list[ApiProcess]:
-    """One API process, or 2 sharing the API port (SO_REUSEPORT)."""
-    if not is_cluster(s):
+    """The API processes: in the single profile ``api_processes`` of them (one by
+    default), in the cluster profile 2; several share the API port (SO_REUSEPORT)."""
+    n = API_PROCESSES if is_cluster(s) else s.api_processes
+    if n == 1 and not is_cluster(s):
         return [ApiProcess("api", None, None)]
-    return [ApiProcess(f"api-{i}", i, s.api_member_port_base + i) for i in range(API_PROCESSES)]
+    return [ApiProcess(f"api-{i}", i, s.api_member_port_base + i) for i in range(n)]

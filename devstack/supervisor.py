@@ -181,11 +181,13 @@ class Supervisor:
                 raise SupervisorError(f"start {name}: {e.faultString}") from e
 
     def stop(self, name: str) -> bool:
-        """Stop ``name`` and wait; True if it was running."""
+        """Stop ``name`` and wait; True if it was running (False too when this
+        supervisord has no such program: it was started with another topology, whose
+        programs its own shutdown stops)."""
         try:
             return bool(self._rpc.supervisor.stopProcess(name, True))
         except xmlrpc.client.Fault as e:
-            if "NOT_RUNNING" in e.faultString:
+            if "NOT_RUNNING" in e.faultString or "BAD_NAME" in e.faultString:
                 return False
             raise SupervisorError(f"stop {name}: {e.faultString}") from e
 

@@ -18,6 +18,20 @@ def test_single_profile_is_one_process_per_component() -> None:
     assert s.kafka_bootstrap == "127.0.0.1:19092"
 
 
+def test_single_profile_may_run_several_api_processes_on_the_one_port() -> None:
+    s = CommonSettings(profile="single", api_processes=2)
+    apis = topology.api_processes(s)
+    assert [(a.name, a.index, a.member_port) for a in apis] == [
+        ("api-0", 0, 18300),
+        ("api-1", 1, 18301),
+    ]
+    names = [c.name for c in build_components(s)]
+    assert "api" not in names and names[4:6] == ["api-0", "api-1"]
+    # Prometheus scrapes each process on its own port, not the shared one
+    assert prometheus.api_targets(s) == {"api-0": "127.0.0.1:18300", "api-1": "127.0.0.1:18301"}
+    assert s.kafka_bootstrap == "127.0.0.1:19092", "still one broker"
+
+
 def test_cluster_profile_members_and_ports() -> None:
     s = CommonSettings(profile="cluster")
     assert s.kafka_bootstrap == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
