@@ -179,5 +179,5 @@ def run(
                 report.unsettled[name] = unsettled
         status = "done" if not report.unsettled else "unsettled"
     finally:
-        backfill_runs.record(s, replace(run, status=status))
+        backfill_runs.record(s, replace(run, status=status, ended_at=datetime.now(UTC)))
     return report

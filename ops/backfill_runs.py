@@ -3,16 +3,20 @@
 A backfill reads the edge store, so every transition committed before it started is in
 what it rebuilt, and the counts flow adopts that truth (flow-state records). A dead
 letter is a transition the flows never applied, but the edge store committed it before
-the flow saw it: a backfill that started after the dead letter was written has already
-put its effect in every projection it rebuilt, and replaying it then would count it a
-second time. ``likes dlq replay`` asks :func:`coverage` before sending.
+the flow saw it: a backfill that read it has already put its effect in every projection
+it rebuilt, and replaying it then would count it a second time. ``likes dlq replay``
+asks :func:`coverage` before sending.
 
 Guarantees: a run is recorded (Redis hash :data:`BACKFILL_RUNS_KEY`, field = its start
-time) before it reads anything, and marked ``done`` only after every projection was
-written; it is forgotten only once no retained dead letter can need it (:func:`trim`, by
-``likes dlq replay``); a run that is still ``running`` or ended otherwise counts as uncertain, never
-as covering. Recording is best effort: when Redis is down the backfill still runs (and
-logs that replays cannot see it).
+time) before it reads anything, and marked ``done`` (with its end time) only after every
+projection was written. A run that started after the transition was committed read it;
+one that was under way when it was committed may or may not have read it, and counts as
+uncertain, as does one that is still ``running`` or ended otherwise: never as covering.
+A run is forgotten only once no retained dead letter can need it (:func:`trim`, by
+``likes dlq replay``). Recording is best effort: when Redis is down the backfill still
+runs (and logs that replays cannot see it). Times come from two clocks (the edge
+store's for a commit, the backfill host's for a run), so the order of a commit and a
+run that started within the clocks' difference of it is only as good as their sync.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class BackfillRun:
     since: datetime | None
     projections: tuple[str, ...]
     status: str  # running, done, unsettled (ClickHouse posts left unjudged), failed
+    ended_at: datetime | None = None  # None: running, or recorded before ends were
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +52,7 @@ class BackfillRun:
             "since": self.since.isoformat() if self.since else None,
             "projections": list(self.projections),
             "status": self.status,
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
         }
 
 
@@ -71,6 +77,7 @@ def _parse(raw: str | bytes) -> BackfillRun | None:
             since=datetime.fromisoformat(d["since"]) if d.get("since") else None,
             projections=tuple(d["projections"]),
             status=str(d["status"]),
+            ended_at=datetime.fromisoformat(d["ended_at"]) if d.get("ended_at") else None,
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -114,11 +121,11 @@ def _started(field: str | bytes) -> datetime | None:
 
 
 class Coverage(Enum):
-    """What the runs after a dead letter did with its transition."""
+    """What recorded runs did with a dead letter's transition."""
 
-    NONE = "none"  # no run started after it: replaying is what applies it
-    COVERED = "covered"  # finished runs after it rebuilt every projection with it
-    UNCERTAIN = "uncertain"  # a run after it may have applied it to some projections
+    NONE = "none"  # no run read the edge store after it was committed: replay applies it
+    COVERED = "covered"  # finished runs that read it rebuilt every projection with it
+    UNCERTAIN = "uncertain"  # a run may have applied it to some projections
 
 
 @dataclass(frozen=True)
@@ -133,21 +140,31 @@ def coverage(
     occurred_at: datetime | None,
     every: tuple[str, ...],
 ) -> Verdict:
-    """Whether the runs started after ``dead_at`` (when the dead letter was written)
-    already applied its transition (committed at ``occurred_at``, None if unknown) to
-    all of ``every`` projection."""
-    after = [r for r in all_runs if r.started_at > dead_at]
-    if not after:
+    """Whether recorded runs already applied the dead letter's transition (committed at
+    ``occurred_at``, None if unknown; the letter was written at ``dead_at``, after the
+    commit) to all of ``every`` projection."""
+    committed = occurred_at or dead_at  # the latest the commit can have been
+    read: list[BackfillRun] = []  # started after the commit: they read it
+    maybe: list[BackfillRun] = []  # under way when it was committed
+    for r in all_runs:
+        if r.started_at > dead_at or (occurred_at is not None and r.started_at > occurred_at):
+            read.append(r)
+        elif (r.ended_at is None and r.status == "running") or (
+            r.ended_at is not None and r.ended_at > committed
+        ):
+            maybe.append(r)
+    if not read and not maybe:
         return Verdict(Coverage.NONE)
     covered: set[str] = set()
-    for r in after:
+    for r in read:
         read_it = r.since is None or (occurred_at is not None and occurred_at >= r.since)
         if r.status == "done" and read_it:
             covered.update(r.projections)
     described = "; ".join(
         f"{r.started_at.isoformat()} ({r.status}, {', '.join(r.projections)}"
         + (f", since {r.since.isoformat()})" if r.since else ")")
-        for r in after
+        + (" under way when it was committed" if r in maybe else "")
+        for r in sorted(read + maybe, key=lambda r: r.started_at)
     )
     if covered >= set(every):
         return Verdict(Coverage.COVERED, f"backfill after it already counted it: {described}")

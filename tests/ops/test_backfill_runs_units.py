@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from ops.backfill import REBUILT
-from ops.backfill_runs import BackfillRun, Coverage, coverage, trim_cutoff
+from ops.backfill_runs import BackfillRun, Coverage, _parse, coverage, trim_cutoff
 
 T = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 DEAD_AT = T
@@ -18,8 +19,10 @@ def run(
     since: datetime | None = None,
     projections: tuple[str, ...] = REBUILT,
     status: str = "done",
+    ended: float | None = None,
 ) -> BackfillRun:
-    return BackfillRun(T + timedelta(minutes=minutes), since, projections, status)
+    ended_at = None if ended is None else T + timedelta(minutes=ended)
+    return BackfillRun(T + timedelta(minutes=minutes), since, projections, status, ended_at)
 
 
 def verdict(*runs: BackfillRun, occurred: datetime | None = OCCURRED) -> Coverage:
@@ -69,3 +72,32 @@ def test_runs_are_trimmed_only_once_no_retained_dead_letter_can_need_them() -> N
         r = run(minutes)
         assert r.started_at < cutoff
         assert verdict(r) is Coverage.NONE
+
+
+def test_a_run_that_read_the_edge_store_after_the_commit_covers_it() -> None:
+    # started between the commit (T - 3 s) and the dead letter (T): it read the
+    # transition, and the counts flow adopted it; a replay would count it twice
+    assert verdict(run(-1 / 60, ended=1)) is Coverage.COVERED
+    # without the commit time only runs after the dead letter are known to have read it
+    assert verdict(run(-1 / 60, ended=1), occurred=None) is Coverage.UNCERTAIN, (
+        "under way when the letter was written: it may have read the commit"
+    )
+
+
+def test_a_run_under_way_at_the_commit_may_have_read_it() -> None:
+    # started before the commit, ended after it: it may have read the post either side
+    assert verdict(run(-5, ended=2)) is Coverage.UNCERTAIN
+    assert verdict(run(-5, status="running")) is Coverage.UNCERTAIN
+    # ended before the commit: it could not have read it
+    assert verdict(run(-5, ended=-1)) is Coverage.NONE
+    # a later run that read it settles it whatever the earlier one did
+    assert verdict(run(-5, ended=2), run(5, ended=6)) is Coverage.COVERED
+    # recorded before runs had ends: judged by their start, as then
+    assert verdict(run(-5)) is Coverage.NONE
+
+
+def test_runs_round_trip_with_their_end() -> None:
+    r = run(-5, ended=2)
+    assert _parse(json.dumps(r.to_json())) == r
+    old = {k: v for k, v in run(-5).to_json().items() if k != "ended_at"}
+    assert _parse(json.dumps(old)) == run(-5)
