@@ -57,9 +57,10 @@ async def configure_writer_session(conn: AsyncConnection) -> None:
 
     Postgres plans a prepared statement afresh on every call while it estimates a custom
     plan cheaper than the generic one, as it does for the group commit's statement
-    (array parameters, a dozen CTEs): measured, that re-planning was half of the API's
-    Postgres CPU at 200 likes/s. Its plan does not depend on the values (primary-key
-    lookups per row of the unnested arrays), so the writer always uses the generic one.
+    (array parameters, a dozen CTEs). Its plan does not depend on the values
+    (primary-key lookups per row of the unnested arrays), so the writer always uses the
+    generic one: measured, a quarter of the backend CPU per 3-row batch (213 against
+    773-833 µs) and 44% less Postgres CPU per like for the whole system at 400 likes/s.
     Reads keep custom plans: ``liked_by``'s bounded scans do depend on their values.
     """
     await configure_session(conn)
