@@ -595,37 +595,41 @@ def _check(
         item.status = "already_replayed"
         item.detail = f"at {v.replayed_at} to {v.replay_target}"
         return item
-    backfilled = _backfilled(v, runs) if not force else None
-    if backfilled is not None and backfilled.coverage is backfill_runs.Coverage.COVERED:
-        item.status, item.detail = "covered_by_backfill", backfilled.detail
+    if v.source_topic != s.events_topic:
+        item.status, item.detail = "refused", f"source topic is not {s.events_topic}"
         return item
-    if backfilled is not None and backfilled.coverage is backfill_runs.Coverage.UNCERTAIN:
+    if v.source_partition is None or v.source_partition not in partitions:
+        item.status = "refused"
+        item.detail = f"{s.events_topic} has no partition {v.source_partition}"
+        return item
+    if v.value is None:
+        item.status, item.detail = "refused", "no value to replay"
+        return item
+    try:
+        LikeEvent.model_validate_json(v.value)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "value"
+        why = f"the current event schema rejects it ({where}: {first.get('msg', '')})"
+        if not force:
+            item.status = "still_invalid"
+            item.detail = why + "; --force sends it anyway (it would be dead-lettered again"
+            item.detail += " unless the running flows accept it)"
+        else:
+            item.detail = why + "; sent anyway: the flows will dead-letter it again if so"
+        return item
+    if force:
+        return item
+    # only an event the flows can apply is a transition a backfill may already have read
+    backfilled = _backfilled(v, runs)
+    if backfilled.coverage is backfill_runs.Coverage.COVERED:
+        item.status, item.detail = "covered_by_backfill", backfilled.detail
+    elif backfilled.coverage is backfill_runs.Coverage.UNCERTAIN:
         item.status = "refused"
         item.detail = backfilled.detail + (
             "; replaying could count it twice: `likes reconcile` shows whether it is "
             "missing, --force sends it anyway"
         )
-        return item
-    if v.source_topic != s.events_topic:
-        item.status, item.detail = "refused", f"source topic is not {s.events_topic}"
-    elif v.source_partition is None or v.source_partition not in partitions:
-        item.status = "refused"
-        item.detail = f"{s.events_topic} has no partition {v.source_partition}"
-    elif v.value is None:
-        item.status, item.detail = "refused", "no value to replay"
-    else:
-        try:
-            LikeEvent.model_validate_json(v.value)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(x) for x in first.get("loc", ())) or "value"
-            why = f"the current event schema rejects it ({where}: {first.get('msg', '')})"
-            if not force:
-                item.status = "still_invalid"
-                item.detail = why + "; --force sends it anyway (it would be dead-lettered again"
-                item.detail += " unless the running flows accept it)"
-            else:
-                item.detail = why + "; sent anyway: the flows will dead-letter it again if so"
     return item
 
 

@@ -64,3 +64,17 @@ def test_crash_loop_backs_off_then_heals(stack: CommonSettings) -> None:
         time.sleep(0.5)
     assert process.live_pid(paths.pid_file(stack, "redis")) is not None
     stack_ops.up(stack)  # leaves everything as the other tests expect it
+
+
+@pytest.mark.integration
+def test_stopping_a_program_this_supervisord_does_not_have_is_not_an_error(
+    stack: CommonSettings,
+) -> None:
+    """A stack started with another topology (``LIKES_API_PROCESSES``, the other
+    profile's names) must still come down: ``likes stack down`` asks for the programs of
+    its own topology, and one that supervisord does not know is simply not running."""
+    sup = Supervisor(stack)
+    before = {name: (sup.info(name) or {}).get("pid") for name in ("redis", "postgres")}
+    assert sup.stop("api-7") is False
+    after = {name: (sup.info(name) or {}).get("pid") for name in ("redis", "postgres")}
+    assert after == before and all(before.values()), "nothing else was stopped"

@@ -143,7 +143,15 @@ def test_poison_messages_are_listed_with_reason_source_and_original_bytes(
     assert by_value[garbage]["id"] in table.stdout
     assert "\x1b" not in table.stdout  # the ESC in the bytes never reaches the terminal
 
-    # the cause is not fixed: the current schema still rejects both, so nothing is sent
+    # the cause is not fixed: the current schema still rejects both, so nothing is sent;
+    # a finished full backfill since bad_field's claimed occurred_at does not make it
+    # "covered": only an event the flows can apply is a transition a backfill can read
+    backfill_runs.record(
+        stack,
+        BackfillRun(
+            datetime.now(UTC) - timedelta(seconds=1), None, REBUILT, "done", datetime.now(UTC)
+        ),
+    )
     rc, report = dlq_replay("--id", by_value[garbage]["id"], "--id", by_value[bad_field]["id"])
     assert rc == 1, report
     assert [i["status"] for i in report["items"]] == ["still_invalid", "still_invalid"]
