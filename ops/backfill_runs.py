@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -90,34 +90,42 @@ def runs(s: CommonSettings) -> list[BackfillRun]:
     return sorted(found, key=lambda r: r.started_at)
 
 
-def trim_cutoff(dead_at: list[datetime | None], now: datetime) -> datetime | None:
-    """Runs started before the returned time can no longer matter, given the times the
-    retained dead letters were written (``None``: a letter without one).
+EVENT_AGE_BOUND = timedelta(days=8)
+"""How old a transition can be when its event still reaches a flow: ``likes.events``
+keeps 7 days (deleted by whole segments, so a day more)."""
 
-    A run matters only to a dead letter written before the run started (:func:`coverage`).
-    Every retained letter was written at or after the oldest ``dead_at``, and a letter
-    written from now on comes after every recorded run, so runs older than both (less an
-    hour for clocks) are of no use to any replay. A letter without a time may be older
-    than any run: then nothing is trimmed."""
-    if any(t is None for t in dead_at):
+
+def trim_cutoff(committed: list[datetime | None], now: datetime) -> datetime | None:
+    """Runs that ended before the returned time can no longer matter, given when the
+    transitions of the retained dead letters were committed (``None``: unknown).
+
+    A run matters to a dead letter only if it ended after the letter's commit
+    (:func:`coverage`: it started after it, or was under way). Every retained letter's
+    commit is at or after the oldest of them, and a letter written from now on carries
+    an event still in ``likes.events``, committed at most :data:`EVENT_AGE_BOUND` ago, so
+    runs that ended before both (less an hour for clocks) are of no use to any replay. A
+    letter whose commit time is unknown may be older than any run: then nothing is
+    trimmed."""
+    if any(t is None for t in committed):
         return None
-    oldest = min([t for t in dead_at if t is not None], default=now)
-    return min(oldest, now) - timedelta(hours=1)
+    oldest = min([t for t in committed if t is not None], default=now)
+    return min(oldest, now - EVENT_AGE_BOUND) - timedelta(hours=1)
 
 
 def trim(s: CommonSettings, before: datetime) -> int:
-    """Forget the runs started before ``before``; how many were forgotten."""
+    """Forget the runs that ended before ``before`` (a run recorded without its end, by
+    its start; one still ``running`` never) and unreadable entries; how many."""
     r = client(s)
-    old = [k for k in r.hkeys(BACKFILL_RUNS_KEY) if (at := _started(k)) is None or at < before]
-    return int(r.hdel(BACKFILL_RUNS_KEY, *old)) if old else 0
-
-
-def _started(field: str | bytes) -> datetime | None:
-    try:
-        at = datetime.fromisoformat(field if isinstance(field, str) else field.decode())
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    stale = []
+    for field, raw in r.hgetall(BACKFILL_RUNS_KEY).items():
+        run = _parse(raw)
+        if run is None:
+            stale.append(field)
+        elif run.ended_at is None and run.status == "running":
+            continue
+        elif (run.ended_at or run.started_at) < before:
+            stale.append(field)
+    return int(r.hdel(BACKFILL_RUNS_KEY, *stale)) if stale else 0
 
 
 class Coverage(Enum):

@@ -666,8 +666,9 @@ def replay(
     partitions = set(_partitions(producer, s.events_topic, timeout_s) or [])
     runs = backfill_runs.runs(s)
     items = [_check(v, s, partitions, force, runs) for v in chosen]
-    cutoff = backfill_runs.trim_cutoff([_dead_at(v) for v in views], datetime.now(UTC))
-    if cutoff is not None and any(r.started_at < cutoff for r in runs):
+    committed = [_occurred_at(v.value) or _dead_at(v) for v in views]
+    cutoff = backfill_runs.trim_cutoff(committed, datetime.now(UTC))
+    if cutoff is not None and any((r.ended_at or r.started_at) < cutoff for r in runs):
         backfill_runs.trim(s, cutoff)
     report.items = items
     to_send = [(v, it) for v, it in zip(chosen, items, strict=True) if it.status == "replayed"]

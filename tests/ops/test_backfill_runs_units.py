@@ -6,7 +6,14 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from ops.backfill import REBUILT
-from ops.backfill_runs import BackfillRun, Coverage, _parse, coverage, trim_cutoff
+from ops.backfill_runs import (
+    EVENT_AGE_BOUND,
+    BackfillRun,
+    Coverage,
+    _parse,
+    coverage,
+    trim_cutoff,
+)
 
 T = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 DEAD_AT = T
@@ -55,23 +62,26 @@ def test_since_covers_an_edge_changed_at_or_after_it() -> None:
     assert verdict(run(5), occurred=None) is Coverage.COVERED, "no since: every edge read"
 
 
-def test_runs_are_trimmed_only_once_no_retained_dead_letter_can_need_them() -> None:
-    now = T + timedelta(days=10)
-    # the oldest retained letter was written at T: runs before T (less an hour) are useless
+def test_runs_are_trimmed_only_once_no_dead_letter_can_need_them() -> None:
+    now = T + timedelta(days=30)
+    bound = now - EVENT_AGE_BOUND - timedelta(hours=1)
+    # no retained letter: only events still in likes.events can be dead-lettered from now
+    assert trim_cutoff([], now) == bound
+    # the oldest retained letter's commit holds the cutoff back (less an hour for clocks)
     assert trim_cutoff([T + timedelta(days=2), T], now) == T - timedelta(hours=1)
-    # an empty DLQ: only letters written from now on, after every recorded run
-    assert trim_cutoff([], now) == now - timedelta(hours=1)
-    # a letter without a time may be older than any run: keep them all
+    # recent letters do not move it past the age bound of future letters' events
+    assert trim_cutoff([now - timedelta(minutes=5)], now) == bound
+    # a letter whose commit time is unknown may be older than any run: keep them all
     assert trim_cutoff([T, None], now) is None
-    # a letter stamped in the future (clock skew) does not let runs newer than now go
-    assert trim_cutoff([now + timedelta(days=1)], now) == now - timedelta(hours=1)
-    # the rule against coverage(): a run before the cutoff matters to no retained letter
-    cutoff = trim_cutoff([DEAD_AT], now)
+    # the rule against coverage(): a run that ended before the cutoff matters to no
+    # letter committed at or after it, whether it read the commit or was under way
+    cutoff = trim_cutoff([OCCURRED], now)
     assert cutoff is not None
-    for minutes in (-61, -120):
-        r = run(minutes)
-        assert r.started_at < cutoff
+    for start, end in ((-120, -61), (-300, -200)):
+        r = run(start, ended=end)
+        assert r.ended_at is not None and r.ended_at < cutoff
         assert verdict(r) is Coverage.NONE
+    assert verdict(run(-120, ended=1)) is Coverage.UNCERTAIN, "ended after the commit"
 
 
 def test_a_run_that_read_the_edge_store_after_the_commit_covers_it() -> None:
