@@ -21,7 +21,7 @@ from bench.context import Benchmark, Ctx
 from bench.cpu import background
 from bench.log import log
 from bench.results import Result, render_markdown, result_name, write_result
-from bench.stack_wait import wait_healthy
+from bench.stack_wait import topology_mismatch, wait_healthy
 from core.settings import REPO_ROOT, CommonSettings
 from devstack.components import FLOW_NAMES
 
@@ -150,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     a = p.parse_args(argv)
+    mismatch = topology_mismatch()
+    if mismatch is not None:
+        log(f"refusing to measure: {mismatch}")
+        return 2
     ctx, registry, t_all = Ctx(a.quick), _registry(), time.monotonic()
     swept = sweep_leftovers()
     if swept:

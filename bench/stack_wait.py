@@ -59,6 +59,25 @@ def _unhealthy(names: set[str]) -> list[str]:
     return bad
 
 
+def topology_mismatch() -> str | None:
+    """Why this process's settings do not describe the running stack, or None.
+
+    Every process reads the topology from its own ``LIKES_*`` variables: a benchmark run
+    without the variables the stack was started with (``LIKES_API_PROCESSES``,
+    ``LIKES_PROFILE``) would look for processes that are not there and leave out of its
+    CPU accounting the ones that are, while the shared ports still answer."""
+    s = CommonSettings()
+    running = set(Supervisor(s).programs())
+    expected = {c.name for c in build_components(s)}
+    if not running or running == expected:
+        return None
+    return (
+        f"the stack runs {sorted(running - expected)} where these settings expect "
+        f"{sorted(expected - running)}: run the benchmark with the LIKES_* variables the "
+        "stack was started with"
+    )
+
+
 def wait_healthy(timeout: float = 180.0, flows: tuple[str, ...] = ()) -> Health:
     """Wait until every member of the components a benchmark needs passes its health
     check: the stores, Kafka and the API, and with ``flows`` also Connect and those

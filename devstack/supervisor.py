@@ -172,6 +172,14 @@ class Supervisor:
         except (OSError, xmlrpc.client.Error):
             return None
 
+    def programs(self) -> list[str]:
+        """The programs this supervisord runs (empty when it cannot be reached)."""
+        try:
+            infos = self._rpc.supervisor.getAllProcessInfo()
+        except (OSError, xmlrpc.client.Error):
+            return []
+        return [str(i["name"]) for i in infos]
+
     def start(self, name: str) -> None:
         """Ask supervisord to start ``name`` (returns at once; health is the caller's)."""
         try:

@@ -78,3 +78,18 @@ def test_stopping_a_program_this_supervisord_does_not_have_is_not_an_error(
     assert sup.stop("api-7") is False
     after = {name: (sup.info(name) or {}).get("pid") for name in ("redis", "postgres")}
     assert after == before and all(before.values()), "nothing else was stopped"
+
+
+@pytest.mark.integration
+def test_a_benchmark_with_other_settings_than_the_stack_refuses_to_measure(
+    stack: CommonSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared API port answers whatever the topology, so a benchmark that reads
+    another topology than the stack runs would measure without some of its processes."""
+    from bench.stack_wait import topology_mismatch
+
+    assert set(Supervisor(stack).programs()) == {c.name for c in build_components(stack)}
+    assert topology_mismatch() is None
+    monkeypatch.setenv("LIKES_API_PROCESSES", "2")
+    why = topology_mismatch()
+    assert why is not None and "['api']" in why and "['api-0', 'api-1']" in why, why
