@@ -151,11 +151,12 @@ def coverage(
     """Whether recorded runs already applied the dead letter's transition (committed at
     ``occurred_at``, None if unknown; the letter was written at ``dead_at``, after the
     commit) to all of ``every`` projection."""
-    committed = occurred_at or dead_at  # the latest the commit can have been
+    # the latest the commit can have been (a letter is written after its commit)
+    committed = min(occurred_at, dead_at) if occurred_at is not None else dead_at
     read: list[BackfillRun] = []  # started after the commit: they read it
     maybe: list[BackfillRun] = []  # under way when it was committed
     for r in all_runs:
-        if r.started_at > dead_at or (occurred_at is not None and r.started_at > occurred_at):
+        if r.started_at > committed:
             read.append(r)
         elif (r.ended_at is None and r.status == "running") or (
             r.ended_at is not None and r.ended_at > committed

@@ -668,7 +668,7 @@ def replay(
     items = [_check(v, s, partitions, force, runs) for v in chosen]
     committed = [_occurred_at(v.value) or _dead_at(v) for v in views]
     cutoff = backfill_runs.trim_cutoff(committed, datetime.now(UTC))
-    if cutoff is not None and any((r.ended_at or r.started_at) < cutoff for r in runs):
+    if cutoff is not None:
         backfill_runs.trim(s, cutoff)
     report.items = items
     to_send = [(v, it) for v, it in zip(chosen, items, strict=True) if it.status == "replayed"]
