@@ -13,6 +13,9 @@ give it alone):
 - A statement that fails for a reason of its own data (not the store's availability)
   is retried request by request, so a bad row fails only its own request; if the store
   is unreachable every request of the batch gets 503 and nothing of it is committed.
+- A batch's successful results are handed to ``on_commit`` (the viewer cache: one
+  Redis call per batch) before any of its requests is answered, so what a request
+  acknowledges is already visible to the same user's next read.
 - No added wait when idle: a batch starts as soon as the previous one has finished,
   with whatever arrived meanwhile (up to ``max_batch``), so batches grow with load and a
   lone request goes at once.
@@ -25,6 +28,7 @@ import contextlib
 import logging
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,9 +144,15 @@ class _Request:
 class GroupCommitter:
     """Batches like/unlike transitions of this process into shared statements."""
 
-    def __init__(self, pool: AsyncConnectionPool, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        max_batch: int = 256,
+        on_commit: Callable[[list[LikeResult]], Awaitable[None]] | None = None,
+    ) -> None:
         self._pool = pool
         self._max_batch = max_batch
+        self._on_commit = on_commit
         self._queue: deque[_Request] = deque()
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -210,35 +220,59 @@ class GroupCommitter:
                         req.future.set_exception(_own_copy(e))
 
     async def _commit(self, batch: list[_Request]) -> None:
+        done: list[tuple[_Request, LikeResult]] = []
+        try:
+            await self._apply(batch, done)
+        finally:  # what committed is answered, even if the store failed later on
+            if done:
+                await self._publish(done)
+
+    async def _apply(self, batch: list[_Request], done: list[tuple[_Request, LikeResult]]) -> None:
+        """Commit the batch; successful results go to ``done``, failures to their own
+        requests; an unavailable store raises (for every request not yet in ``done``)."""
         async with connection(self._pool) as conn:
             try:
                 rows = await self._execute(conn, batch)
             except psycopg.errors.TransactionRollback:  # a deadlock with another process
                 log.warning("a batch of %d transitions was rolled back; one by one", len(batch))
-                await self._one_by_one(conn, batch)
-                return
+                await self._one_by_one(conn, batch, done)
             except psycopg.OperationalError:
                 raise
             except psycopg.Error:
                 log.warning("a batch of %d transitions failed; retrying one by one", len(batch))
-                await self._one_by_one(conn, batch)
-                return
-            for req, row in zip(batch, rows, strict=True):
-                if req.future.done():
-                    continue
-                try:
-                    result = await finish(
-                        conn,
-                        row[1:],
-                        post_id=req.post_id,
-                        user_id=req.user_id,
-                        liked=req.liked,
-                        idem_key=req.idem_key,
-                    )
-                except Exception as e:
-                    req.future.set_exception(e)
-                else:
-                    req.future.set_result(result)
+                await self._one_by_one(conn, batch, done)
+            else:
+                for req, row in zip(batch, rows, strict=True):
+                    if req.future.done():
+                        continue
+                    try:
+                        result = await finish(
+                            conn,
+                            row[1:],
+                            post_id=req.post_id,
+                            user_id=req.user_id,
+                            liked=req.liked,
+                            idem_key=req.idem_key,
+                        )
+                    except Exception as e:
+                        req.future.set_exception(e)
+                    else:
+                        done.append((req, result))
+
+    async def _publish(self, done: list[tuple[_Request, LikeResult]]) -> None:
+        """Hand committed results to ``on_commit``, then answer their requests."""
+        try:
+            if self._on_commit is not None:
+                await self._on_commit([result for _, result in done])
+        except Exception as e:  # committed, but not made visible: the outcome is unknown
+            log.exception("on_commit failed for %d committed transitions", len(done))
+            for req, _ in done:
+                if not req.future.done():
+                    req.future.set_exception(_own_copy(e))
+            return
+        for req, result in done:
+            if not req.future.done():
+                req.future.set_result(result)
 
     async def _execute(self, conn: AsyncConnection, batch: list[_Request]) -> list[Any]:
         params = {
@@ -251,7 +285,9 @@ class GroupCommitter:
         }
         return await (await conn.execute(BATCH_SQL, params)).fetchall()
 
-    async def _one_by_one(self, conn: AsyncConnection, batch: list[_Request]) -> None:
+    async def _one_by_one(
+        self, conn: AsyncConnection, batch: list[_Request], done: list[tuple[_Request, LikeResult]]
+    ) -> None:
         for req in batch:
             if req.future.done():
                 continue
@@ -268,4 +304,4 @@ class GroupCommitter:
             except Exception as e:
                 req.future.set_exception(e)
             else:
-                req.future.set_result(result)
+                done.append((req, result))

@@ -18,6 +18,7 @@ Guarantees, with any number of API processes sharing Redis and the edge store:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 import redis.asyncio as aioredis
@@ -32,20 +33,28 @@ log = logging.getLogger(__name__)
 
 CachedState = tuple[int, bool]  # (edge version, liked); an edge never written is (0, False)
 
-# sets each field unless the hash holds the same post at a version at least as high
+# KEYS: users' hashes; ARGV[1]: their TTL, then per key: how many fields, then
+# (post, "version:flag") pairs; a field is set unless the hash holds that post at a
+# version at least as high
 _PUT_NEWER = """
-for i = 2, #ARGV, 2 do
-  local old = redis.call('HGET', KEYS[1], ARGV[i])
-  local have = old and tonumber(string.match(old, '^(%d+):')) or -1
-  if have < tonumber(string.match(ARGV[i + 1], '^(%d+):')) then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+local a = 2
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[a])
+  for i = a + 1, a + 2 * n, 2 do
+    local old = redis.call('HGET', KEYS[k], ARGV[i])
+    local have = old and tonumber(string.match(old, '^(%d+):')) or -1
+    if have < tonumber(string.match(ARGV[i + 1], '^(%d+):')) then
+      redis.call('HSET', KEYS[k], ARGV[i], ARGV[i + 1])
+    end
   end
+  redis.call('EXPIRE', KEYS[k], ARGV[1])
+  a = a + 1 + 2 * n
 end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
-_MARK_SQL = """INSERT INTO viewer_cache_stale (user_id) VALUES (%s)
+_MARK_SQL = """INSERT INTO viewer_cache_stale (user_id)
+SELECT DISTINCT unnest(%s::bigint[])
 ON CONFLICT (user_id) DO UPDATE SET marked_at = clock_timestamp()"""
 _MARKED_SQL = "SELECT marked_at FROM viewer_cache_stale WHERE user_id = %s"
 _UNMARK_SQL = "DELETE FROM viewer_cache_stale WHERE user_id = %s AND marked_at = %s"
@@ -72,7 +81,7 @@ class ViewerCache:
         self._r = client
         self._pool = pool
         self._ttl = ttl_s
-        self._put = client.register_script(_PUT_NEWER)
+        self._put_script = client.register_script(_PUT_NEWER)
         self._dirty: set[int] = set()  # marks the edge store could not take
 
     async def get_many(
@@ -125,17 +134,31 @@ class ViewerCache:
         """Record states read from or (``committed``) just committed to the edge store,
         each with its edge version. If Redis fails after a commit, the user is marked
         stale before this returns; a failed fill from a read leaves nothing stale."""
-        if not states:
+        await self._put({user_id: states}, committed=committed)
+
+    async def put_committed(self, transitions: Iterable[tuple[int, int, int, bool]]) -> None:
+        """Record committed ``(user, post, version, liked)`` states of many users in one
+        Redis call; if it fails, every user of them is marked stale before this returns."""
+        by_user: dict[int, dict[int, CachedState]] = {}
+        for user, post, version, liked in transitions:
+            by_user.setdefault(user, {})[post] = (version, liked)
+        await self._put(by_user, committed=True)
+
+    async def _put(self, states: dict[int, dict[int, CachedState]], *, committed: bool) -> None:
+        users = [u for u, posts in states.items() if posts]
+        if not users:
             return
         args: list[str | int] = [self._ttl]
-        for post, (version, liked) in states.items():
-            args += [str(post), f"{version}:{1 if liked else 0}"]
+        for user in users:
+            args.append(len(states[user]))
+            for post, (version, liked) in states[user].items():
+                args += [str(post), f"{version}:{1 if liked else 0}"]
         try:
-            await self._put(keys=[viewer_key(user_id)], args=args)
+            await self._put_script(keys=[viewer_key(u) for u in users], args=args)
         except RedisError:
             if committed:
-                log.warning("viewer cache write failed for user %s; marking it stale", user_id)
-                await self.mark_stale(user_id)
+                log.warning("viewer cache write failed for users %s; marking them stale", users)
+                await self.mark_stale(users)
 
     async def forget(self, user_id: int, post_id: int) -> None:
         """Drop one cached state (a transition whose outcome is unknown); if Redis
@@ -145,11 +168,11 @@ class ViewerCache:
         except RedisError:
             self._dirty.add(user_id)
 
-    async def mark_stale(self, user_id: int) -> None:
-        """Make every process bypass the user's cached states until the hash is gone."""
+    async def mark_stale(self, user_ids: list[int]) -> None:
+        """Make every process bypass these users' cached states until their hash is gone."""
         try:
             async with connection(self._pool) as conn:
-                await conn.execute(_MARK_SQL, (user_id,))
+                await conn.execute(_MARK_SQL, (user_ids,))
         except EdgeStoreUnavailable:
-            log.error("viewer cache of user %s marked stale in this process only", user_id)
-            self._dirty.add(user_id)
+            log.error("viewer cache of users %s marked stale in this process only", user_ids)
+            self._dirty.update(user_ids)

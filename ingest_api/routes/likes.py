@@ -66,13 +66,16 @@ _POST_IDS = {
 async def _transition(
     state: AppState, user_id: int, post_id: int, liked: bool, key: str | None
 ) -> LikeResult:
-    """The like statement: through the group committer, or alone on a connection."""
-    if state.writer is not None:
+    """The like statement, through the group committer or alone on a connection; the
+    result is in the viewer cache (or the user marked stale) when this returns."""
+    if state.writer is not None:  # its batches go to the viewer cache (app.py)
         return await state.writer.set_like(
             post_id=post_id, user_id=user_id, liked=liked, idem_key=key
         )
     async with connection(state.pool) as conn:
-        return await set_like(conn, post_id=post_id, user_id=user_id, liked=liked, idem_key=key)
+        result = await set_like(conn, post_id=post_id, user_id=user_id, liked=liked, idem_key=key)
+    await state.viewer.put_many(user_id, {post_id: (result.version, result.liked)}, committed=True)
+    return result
 
 
 def _refused(error: BaseException) -> bool:
@@ -133,9 +136,6 @@ async def _mutate(
         else:  # it may have committed: the cached state may be the old one
             await state.viewer.forget(caller.user_id, post_id)
         raise
-    await state.viewer.put_many(
-        caller.user_id, {post_id: (result.version, result.liked)}, committed=True
-    )
     LIKE_TRANSITIONS.labels(
         action="like" if liked else "unlike", changed=str(result.changed).lower()
     ).inc()

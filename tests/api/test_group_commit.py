@@ -101,3 +101,56 @@ def test_concurrent_requests_share_statements(api: httpx.Client, stack: CommonSe
     count1, sum1 = _batches(api)
     assert sum1 - sum0 == len(users), "every request went through a shared statement"
     assert count1 - count0 < len(users), "some statements carried several requests"
+
+
+async def _with_hook(
+    s: CommonSettings, calls: list[tuple[int, int, bool]], *, fail: bool
+) -> tuple[list[Any], list[list[LikeResult]], list[bool]]:
+    """Run ``calls`` with an ``on_commit`` hook that records each batch and whether any
+    request had been answered a result before the hook ran (then fails, if ``fail``)."""
+    pool = make_pool(s.postgres_url, min_size=1, max_size=4, timeout=5)
+    await pool.open()
+    handed: list[list[LikeResult]] = []
+    answered_early: list[bool] = []
+    tasks: list[asyncio.Task[LikeResult]] = []
+
+    async def hook(results: list[LikeResult]) -> None:
+        handed.append(results)
+        answered_early.append(any(t.done() and t.exception() is None for t in tasks))
+        if fail:
+            raise RuntimeError("the viewer cache is broken")
+
+    writer = GroupCommitter(pool, max_batch=64, on_commit=hook)
+    try:
+        for p, u, liked in calls:
+            tasks.append(asyncio.create_task(writer.set_like(post_id=p, user_id=u, liked=liked)))
+        return list(await asyncio.gather(*tasks, return_exceptions=True)), handed, answered_early
+    finally:
+        await writer.close()
+        await pool.close()
+
+
+def test_committed_results_are_handed_on_before_any_request_is_answered(
+    api: httpx.Client, stack: CommonSettings
+) -> None:
+    post = register_post(api, stack)
+    users = [fresh_id() for _ in range(20)]
+    calls = [(post, u, True) for u in users] + [(fresh_id(), fresh_id(), True)]
+    results, handed, early = asyncio.run(_with_hook(stack, calls, fail=False))
+    assert isinstance(results[-1], ProblemError) and results[-1].status == 404
+    assert [r.user_id for batch in handed for r in batch] == users, "only committed results"
+    assert results[:20] == [r for batch in handed for r in batch]
+    assert not any(early), "no request was answered before its batch was handed on"
+
+    # a hook that fails: the transitions committed, their requests learn the failure
+    other = [fresh_id() for _ in range(5)]
+    results, handed, _ = asyncio.run(_with_hook(stack, [(post, u, True) for u in other], fail=True))
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert sorted(r.user_id for batch in handed for r in batch) == sorted(other)
+    with psycopg.connect(stack.postgres_url) as conn:
+        liked = conn.execute(
+            "SELECT count(*) FROM post_likes WHERE post_id = %s AND user_id = ANY(%s)"
+            " AND state = 'liked'",
+            (post, other),
+        ).fetchone()
+    assert liked == (5,), "committed all the same (the outcome reported as unknown)"

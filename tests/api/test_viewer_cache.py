@@ -71,3 +71,38 @@ def test_the_cache_never_goes_back_and_a_failed_write_is_seen_by_every_process(
         (0, False),  # the hash deleted and the mark cleared by the first to see it
         {post: False},
     ]
+
+
+async def _committed_batch(s: CommonSettings, users: list[int], post: int) -> list[object]:
+    pool = make_pool(s.postgres_url, min_size=1, max_size=2, timeout=5)
+    await pool.open()
+    up = aioredis.Redis.from_url(s.redis_url)
+    down = aioredis.Redis.from_url(_NOBODY, socket_connect_timeout=0.5)
+    try:
+        batch = [(u, post, 4, True) for u in users] + [(users[0], post + 1, 2, False)]
+        await ViewerCache(up, pool, 60).put_committed(batch)
+        seen: list[object] = [
+            [await up.hgetall(viewer_key(u)) for u in users],
+            [_marked(s, u) for u in users],
+        ]
+        await ViewerCache(down, pool, 60).put_committed([(u, post, 5, False) for u in users])
+        seen.append([_marked(s, u) for u in users])
+        return seen
+    finally:
+        await up.aclose()
+        await down.aclose()
+        await pool.close()
+
+
+def test_a_batch_of_committed_states_is_written_at_once_or_every_user_marked_stale(
+    stack: CommonSettings,
+) -> None:
+    users, post = [fresh_id() for _ in range(3)], fresh_id()
+    hashes, marked_before, marked_after = asyncio.run(_committed_batch(stack, users, post))
+    assert hashes == [
+        {str(post).encode(): b"4:1", str(post + 1).encode(): b"2:0"},
+        {str(post).encode(): b"4:1"},
+        {str(post).encode(): b"4:1"},
+    ]
+    assert marked_before == [False] * 3
+    assert marked_after == [True] * 3, "a failed batch write marks every user of it"
