@@ -17,7 +17,7 @@ from bytewax.operators import StatefulBatchLogic
 from core.records import Accepted, LikerChange, NotificationUpdate, TrendOut
 from flows.decode import FlowState, PartitionEvents
 from flows.dedupe import EdgeDeduper
-from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS
+from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS, FLOW_STATE_EDGES
 from flows.trending import TrendingScores
 from schemas.events import LikeEvent
 
@@ -60,6 +60,8 @@ class DedupeStage(StatefulBatchLogic[PartitionEvents, Deduped, Any]):
 
     def __init__(self, ttl_ms: int, snapshot: Any = None, flow: str = "fanout") -> None:
         self.dedupe = EdgeDeduper(ttl_ms, snapshot)
+        self.flow = flow
+        self.partition = -1  # known from the first batch
         self._events = FLOW_EVENTS.labels(flow)
         self._dropped = FLOW_DEDUPE_DROPPED.labels(flow)
 
@@ -68,6 +70,7 @@ class DedupeStage(StatefulBatchLogic[PartitionEvents, Deduped, Any]):
         changes: list[LikerChange] = []
         events = 0
         for group in values:
+            self.partition = group.partition
             for ev in group.events:
                 if isinstance(ev, FlowState):  # the counts flow's state, not an edge event
                     continue
@@ -84,6 +87,7 @@ class DedupeStage(StatefulBatchLogic[PartitionEvents, Deduped, Any]):
         return [Deduped(out, changes)], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Any:
+        FLOW_STATE_EDGES.labels(self.flow, str(self.partition)).set(len(self.dedupe.edges))
         return self.dedupe.snapshot()
 
 

@@ -11,6 +11,9 @@ own ``bytewax_kafka_consumer_lag`` (per partition).
   letters written to the DLQ; ``likes_flow_late_events_total``: transitions that came
   after their window had closed (they become correction rows). The stages count once per
   batch, never per event. A batch replayed after a crash is counted again.
+- ``likes_flow_state_edges{flow,partition}``: edges a dedupe stage holds for one Kafka
+  partition, set at each snapshot: every epoch's snapshot pickles all of them, so this
+  is what the flow's periodic stall grows with (edges seen within the dedupe TTL).
 - ``likes_hot_posts`` and ``likes_hot_post_share``: from the count stage's hot detectors,
   combined over the process's count shards at scrape time (:class:`HotFigures`); only a
   process that runs count shards has them.
@@ -28,7 +31,13 @@ from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from prometheus_client import REGISTRY, Counter, disable_created_metrics, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -47,6 +56,11 @@ FLOW_DEDUPE_DROPPED = Counter(
 )
 FLOW_DEAD_LETTERS = Counter(
     "likes_flow_dead_letters_total", "Messages a flow wrote to the dead-letter topic", ["flow"]
+)
+FLOW_STATE_EDGES = Gauge(
+    "likes_flow_state_edges",
+    "Edges a flow's dedupe state holds for one Kafka partition (as of its last snapshot)",
+    ["flow", "partition"],
 )
 FLOW_LATE_EVENTS = Counter(
     "likes_flow_late_events_total",

@@ -36,7 +36,7 @@ from core.records import Accepted, Adoption, StageOutput, WindowPart
 from core.settings import FlowSettings
 from flows.decode import FlowState, PartitionEvents
 from flows.dedupe import EdgeDeduper
-from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS, FLOW_LATE_EVENTS
+from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS, FLOW_LATE_EVENTS, FLOW_STATE_EDGES
 from flows.windows import PartitionWindows, part_name
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         self.with_windows = windows
         self.partition = partition
         self.emit_ms = emit_ms
+        self.flow = flow
         self.duplicates = 0
         self._next_emit: float | None = None
         self._events = FLOW_EVENTS.labels(flow)
@@ -195,6 +196,7 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         return self._flush(), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Snapshot:
+        FLOW_STATE_EDGES.labels(self.flow, str(self.partition)).set(len(self.dedupe.edges))
         return (
             self.dedupe.snapshot(),
             self.windows.snapshot(),

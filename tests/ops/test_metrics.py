@@ -34,12 +34,16 @@ from devstack.components import by_name
 from devstack.supervisor import Supervisor
 from flows import counts, fanout
 from flows.count_stage import CountStage
+from flows.decode import FlowState, PartitionEvents
+from flows.fanout_stages import DedupeStage
 from flows.hot import HotDetector
 from flows.metrics import HotFigures, metrics_port
+from flows.partition_stage import PartitionStage
 from flows.runner import FLOWS, instrument_sinks
 from ops.exporter import Exporter
 from ops.prometheus_api import firing_alerts, targets
 from ops.status import collect, warnings
+from schemas.events import LikeEvent
 from sinks.redis_counts import observe_freshness
 from tests.conftest import auth, fresh_id, register_post
 from tests.flows.helpers import T0_MS, event, to_messages, workload
@@ -317,3 +321,18 @@ def test_status_shows_alerts_and_dead_letters(stack: CommonSettings) -> None:
     assert "components" in human.stdout and "flow counts lag" in human.stdout
     unreachable = collect(stack.model_copy(update={"prometheus_url": "http://127.0.0.1:1"}))
     assert unreachable["alerts"] == [] and "unreachable" in unreachable["alerts_note"]
+
+
+def test_dedupe_stages_report_the_edges_their_snapshots_hold() -> None:
+    def like(post: int, user: int, version: int) -> LikeEvent:
+        return LikeEvent.model_validate(event(post, user, version, T0_MS))
+
+    evs: list[LikeEvent | FlowState] = [like(5, 1, 1), like(5, 2, 1), like(5, 2, 2), like(6, 1, 1)]
+    counting = PartitionStage(ttl_ms=60_000, window_ms=1000, lateness_ms=0, emit_ms=1000)
+    counting.on_batch([PartitionEvents(7, evs)])
+    counting.snapshot()
+    assert _value("likes_flow_state_edges", flow="counts", partition="7") == 3
+    fanning = DedupeStage(60_000)
+    fanning.on_batch([PartitionEvents(3, evs[:2])])
+    fanning.snapshot()
+    assert _value("likes_flow_state_edges", flow="fanout", partition="3") == 2
