@@ -2,7 +2,11 @@
 
 Many users, Zipf post popularity, one viral post, unlikes, and client retries that reuse
 the Idempotency-Key. Every acknowledged response is recorded, so callers can check the
-system against what clients were told.
+system against what clients were told. A client sends its requests for one edge one after
+another (the next waits for the previous answer), as one user's device does: the API does
+not order two requests for the same edge that are in flight together (tests/api covers
+that case), so only sequential requests give a record whose last answer is the edge's
+state.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import httpx
@@ -92,12 +97,15 @@ async def _send_retrying(
     raise RuntimeError(f"{method} like of post {post} kept failing for {RETRY_BUDGET_S:.0f}s")
 
 
-async def run_workload(api_url: str, secret: str, w: Workload) -> WorkloadResult:
+async def run_workload(
+    api_url: str, secret: str, w: Workload, transport: httpx.AsyncBaseTransport | None = None
+) -> WorkloadResult:
     """Send ``w.operations`` like/unlike requests; return what was acknowledged."""
     rng = random.Random(w.seed)
     weights = _zipf_weights(len(w.posts) - 1, w.zipf_s)
     viral, others = w.posts[0], w.posts[1:]
     tokens: dict[int, str] = {}
+    in_flight: defaultdict[tuple[int, int], asyncio.Lock] = defaultdict(asyncio.Lock)
     res = WorkloadResult()
     queue: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
     for _ in range(w.operations):
@@ -107,6 +115,10 @@ async def run_workload(api_url: str, secret: str, w: Workload) -> WorkloadResult
         queue.put_nowait(None)
 
     async def send(c: httpx.AsyncClient, post: int, user: int) -> None:
+        async with in_flight[(post, user)]:  # one request at a time per edge
+            await send_in_order(c, post, user)
+
+    async def send_in_order(c: httpx.AsyncClient, post: int, user: int) -> None:
         token = tokens.setdefault(user, issue_token(secret, user, ttl_s=7200))
         liked_now = res.final_state.get((post, user), False)
         unlike = liked_now and rng.random() < w.unlike_share * 3
@@ -132,7 +144,9 @@ async def run_workload(api_url: str, secret: str, w: Workload) -> WorkloadResult
 
     t0 = time.perf_counter()
     limits = httpx.Limits(max_connections=w.concurrency)
-    async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=limits) as c:
+    async with httpx.AsyncClient(
+        base_url=api_url, timeout=60, limits=limits, transport=transport
+    ) as c:
         await asyncio.gather(*[worker(c) for _ in range(w.concurrency)])
     res.seconds = time.perf_counter() - t0
     return res
