@@ -87,7 +87,9 @@ class RateLimiter:
                 for f in futures:
                     if not f.done():
                         f.set_exception(e)
-            raise
+            if not isinstance(e, Exception):  # cancellation: the task must end with it
+                raise
+            return  # the requests carry the error; nobody awaits this task
         for key, total in zip(keys, totals, strict=True):
             futures = waiters[key]
             for i, f in enumerate(futures):

@@ -5,6 +5,7 @@ open."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import Any
 
@@ -90,3 +91,33 @@ def test_an_unreachable_redis_lets_every_request_through(stack: CommonSettings) 
             await client.aclose()
 
     assert asyncio.run(run()) == [None, None, None]
+
+
+def test_an_unexpected_failure_reaches_the_waiting_requests_and_ends_quietly() -> None:
+    """A failure that is not Redis' (a bug in the call) is each waiting request's error,
+    and the background task that made the call ends without an unretrieved exception."""
+
+    async def run() -> tuple[list[BaseException | None], list[dict[str, object]]]:
+        loop = asyncio.get_running_loop()
+        unhandled: list[dict[str, object]] = []
+        loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+        client = aioredis.Redis.from_url("redis://127.0.0.1:1/0")
+        limiter = RateLimiter(client, limit=5, window_s=60)
+
+        async def broken(**_kw: object) -> list[int]:
+            raise ValueError("bad script arguments")
+
+        limiter._count = broken  # type: ignore[assignment]
+        try:
+            got = await asyncio.gather(
+                *[limiter.check(7) for _ in range(3)], return_exceptions=True
+            )
+            await asyncio.sleep(0)
+            return [g if isinstance(g, BaseException) else None for g in got], unhandled
+        finally:
+            await client.aclose()
+
+    errors, unhandled = asyncio.run(run())
+    assert [type(e) for e in errors] == [ValueError] * 3
+    gc.collect()  # an unretrieved task exception is reported when the task is collected
+    assert not unhandled, unhandled
