@@ -14,6 +14,7 @@ class Ctx:
 
     quick: bool
     api_max_rate: float | None = None  # the API's max like rate, set by api_vs_pgbench
+    system_max_rate: float | None = None  # the whole system's, set by system_throughput
 
 
 Benchmark = Callable[[Ctx], Result]
