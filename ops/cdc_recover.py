@@ -104,11 +104,31 @@ WHERE created_at < %(until)s AND (%(since)s::timestamptz IS NULL OR created_at >
 ORDER BY created_at, event_id LIMIT %(n)s"""
 
 
+def _produce(producer: Producer, deadline_s: float, **record: Any) -> None:
+    """Queue one record, waiting for deliveries while the producer's queue is full (a
+    slow broker, an outbox larger than the queue) for up to ``deadline_s``."""
+    give_up = time.monotonic() + deadline_s
+    while True:
+        try:
+            producer.produce(**record)
+            return
+        except BufferError:
+            if time.monotonic() > give_up:
+                raise
+            producer.poll(0.5)
+
+
 def republish(
-    s: CommonSettings, conn: psycopg.Connection, until: datetime, since: datetime | None
+    s: CommonSettings,
+    conn: psycopg.Connection,
+    until: datetime,
+    since: datetime | None,
+    *,
+    queue_max_messages: int = 100_000,
 ) -> tuple[int, str | None]:
     """Produce the outbox rows committed before ``until`` (and since ``since``) to the
-    events topic as Debezium does; the number delivered and the oldest row's time."""
+    events topic as Debezium does; the number delivered and the oldest row's time. Any
+    number of rows: the producer's queue (``queue_max_messages``) is waited on when full."""
     producer = Producer(
         {
             "bootstrap.servers": s.kafka_bootstrap,
@@ -116,6 +136,7 @@ def republish(
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 20,
+            "queue.buffering.max.messages": queue_max_messages,
         }
     )
     failures: list[str] = []
@@ -137,8 +158,10 @@ def republish(
         rows = conn.execute(_ROWS_SQL, params).fetchall()
         for event_id, key, payload, created in rows:
             oldest = oldest or created.isoformat()
-            producer.produce(
-                s.events_topic,
+            _produce(
+                producer,
+                120.0,
+                topic=s.events_topic,
                 key=key.encode(),
                 value=payload.encode(),
                 headers=[("event_id", event_id.encode())],
