@@ -155,12 +155,15 @@ class RecentLikers:
     (monotone, the same for the same events whatever the batching). ``exact`` is False
     when the stage cannot know the list (older likers it no longer holds may belong in
     it): the sink then reads the list from the edge store instead of ``user_ids``.
+    ``forced``: the stage adopted a backfill's ``seq`` for the post, so the sink writes
+    the list whatever ``seq`` it holds (as ``CountUpdate.forced``).
     """
 
     post_id: int
     user_ids: tuple[int, ...]
     seq: int
     exact: bool
+    forced: bool = False
 
 
 @dataclass(frozen=True, slots=True)

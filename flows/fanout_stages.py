@@ -1,7 +1,9 @@
 """Stateful stages of the fanout flow: dedupe per Kafka partition; trending and the
 notification rate limit per post shard (recent likers: :mod:`flows.recent`).
 
-The dedupe stage counts events and drops into :mod:`flows.metrics` once per batch.
+The dedupe stage counts events and drops into :mod:`flows.metrics` once per batch, and
+turns a backfill's flow-state records into :class:`~core.records.Adoption` items for the
+recent-likers stage (:mod:`flows.adoption` states the guarantee).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from core.records import Accepted, LikerChange, NotificationUpdate, TrendOut
+from core.records import Accepted, Adoption, LikerChange, NotificationUpdate, TrendOut
+from flows.adoption import Contributions
 from flows.decode import FlowState, PartitionEvents
 from flows.dedupe import EdgeDeduper
 from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS, FLOW_STATE_EDGES
@@ -29,10 +32,11 @@ _MICROSECOND = timedelta(microseconds=1)
 @dataclass(frozen=True, slots=True)
 class Deduped:
     """What the dedupe stage emits per batch: the new transitions, and the same
-    transitions as the recent-likers stage needs them (exact event time)."""
+    transitions as the recent-likers stage needs them (exact event time) with the
+    adoptions of flow-state records in their place among them."""
 
     accepted: list[Accepted]
-    changes: list[LikerChange]
+    changes: list[LikerChange | Adoption]
 
 
 def _accepted(ev: LikeEvent, delta: int, seq_inc: int) -> Accepted:
@@ -56,10 +60,15 @@ def _liker_change(ev: LikeEvent, seq_inc: int) -> LikerChange:
 
 class DedupeStage(StatefulBatchLogic[PartitionEvents, Deduped, Any]):
     """Edge-version dedupe of one Kafka partition; emits each new transition once (one
-    :class:`Deduped` per batch)."""
+    :class:`Deduped` per batch), and each flow-state record's adoptions once."""
 
     def __init__(self, ttl_ms: int, snapshot: Any = None, flow: str = "fanout") -> None:
-        self.dedupe = EdgeDeduper(ttl_ms, snapshot)
+        # (dedupe, contributions, applied records); saved before adoption: the dedupe's
+        deduped, saved = snapshot, None
+        if snapshot is not None and not isinstance(snapshot[0], dict):
+            deduped, saved = snapshot[0], snapshot[1:]
+        self.dedupe = EdgeDeduper(ttl_ms, deduped)
+        self.adoption = Contributions(saved, fresh=snapshot is None, label=f"{flow} dedupe")
         self.flow = flow
         self.partition = -1  # known from the first batch
         self._events = FLOW_EVENTS.labels(flow)
@@ -67,19 +76,23 @@ class DedupeStage(StatefulBatchLogic[PartitionEvents, Deduped, Any]):
 
     def on_batch(self, values: list[PartitionEvents]) -> tuple[list[Deduped], bool]:
         out: list[Accepted] = []
-        changes: list[LikerChange] = []
+        changes: list[LikerChange | Adoption] = []
         events = 0
+        adoption = self.adoption
         for group in values:
             self.partition = group.partition
             for ev in group.events:
-                if isinstance(ev, FlowState):  # the counts flow's state, not an edge event
+                if isinstance(ev, FlowState):
+                    changes.extend(adoption.adopt(ev, self.dedupe.max_ms))
                     continue
                 events += 1
                 applied = self.dedupe.apply(ev)
                 if applied is not None:
                     out.append(_accepted(ev, *applied))
                     changes.append(_liker_change(ev, applied[1]))
-        self.dedupe.maybe_evict()
+                    adoption.add(ev.post_id, *applied)
+        if self.dedupe.maybe_evict():
+            adoption.forget_records(self.dedupe.max_ms - self.dedupe.ttl_ms)
         if events:
             self._events.inc(events)
             if events > len(out):
@@ -88,7 +101,7 @@ class DedupeStage(StatefulBatchLogic[PartitionEvents, Deduped, Any]):
 
     def snapshot(self) -> Any:
         FLOW_STATE_EDGES.labels(self.flow, str(self.partition)).set(len(self.dedupe.edges))
-        return self.dedupe.snapshot()
+        return (self.dedupe.snapshot(), *self.adoption.snapshot())
 
 
 class TrendStage(StatefulBatchLogic[dict[int, list[int]], TrendOut, Any]):

@@ -12,19 +12,14 @@ dedupes only: no window is counted, emitted or timed, and the snapshot keeps its
 with an empty window part (a snapshot that held open windows drops them on resume).
 
 With ``adopt=True`` (the counts flow) it also keeps what this partition's events have
-contributed to each post's count and ``seq``, and applies a backfill's flow-state
-records (:class:`~flows.decode.FlowState`): at the record's position it emits the
-difference between the edge store's truth for the post's edges in this partition and
-that contribution (an :class:`~core.records.Adoption`), then holds the truth. Because
-the record sits after every event it includes and before every event it does not, the
-post's count downstream becomes exact whatever the flow had drifted to (a duplicate
-after the dedupe TTL, a lost recovery store). A redelivered record changes nothing:
-applied records are remembered by id, as long as edges are (the dedupe TTL).
+contributed to each post's count and ``seq``, and turns a backfill's flow-state records
+into :class:`~core.records.Adoption` items at their position (:mod:`flows.adoption`
+states the guarantee): the post's count downstream becomes exact whatever the flow had
+drifted to.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,25 +29,14 @@ from bytewax.operators import StatefulBatchLogic
 
 from core.records import Accepted, Adoption, StageOutput, WindowPart
 from core.settings import FlowSettings
+from flows.adoption import Contributions
 from flows.decode import FlowState, PartitionEvents
 from flows.dedupe import EdgeDeduper
 from flows.metrics import FLOW_DEDUPE_DROPPED, FLOW_EVENTS, FLOW_LATE_EVENTS, FLOW_STATE_EDGES
 from flows.windows import PartitionWindows, part_name
 
-log = logging.getLogger(__name__)
 Out = StageOutput
 Snapshot = tuple[Any, ...]  # dedupe, windows, partition[, contributions, applied records]
-# a post's contribution packed in one int: seq << 32 | (count + _OFFSET)
-_OFFSET = 1 << 31
-_LOW = (1 << 32) - 1
-
-
-def _pack(count: int, seq: int) -> int:
-    return (seq << 32) + count + _OFFSET
-
-
-def _unpack(packed: int) -> tuple[int, int]:
-    return (packed & _LOW) - _OFFSET, packed >> 32
 
 
 class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
@@ -72,20 +56,12 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         starts: dict[int, int] | None = None,
     ) -> None:
         partition = snapshot[2] if snapshot else -1
-        # post -> packed (count, seq) from this partition's events since the flow's state
-        # began; None: not kept (no adoption, or state older than adoption: unknown)
-        self.contrib: dict[int, int] | None = None
-        self.applied_records: dict[int, int] = {}  # record id -> event time applied
-        if snapshot is None or len(snapshot) > 3:
-            had = snapshot[3] if snapshot else {}
-            self.contrib = dict(had) if adopt and had is not None else None
-            self.applied_records = dict(snapshot[4]) if snapshot else {}
-        if adopt and self.contrib is None:
-            log.warning(
-                "partition %s: flow state predates flow-state records; they are ignored "
-                "until the flow starts from fresh state (README: lost recovery store)",
-                partition,
-            )
+        saved = (snapshot[3], snapshot[4]) if snapshot and len(snapshot) > 3 else None
+        self.adoption = (
+            Contributions(saved, fresh=snapshot is None, label=f"partition {partition}")
+            if adopt
+            else None
+        )
         self.dedupe = EdgeDeduper(ttl_ms, snapshot[0] if snapshot else None)
         self.windows = PartitionWindows(
             partition,
@@ -108,14 +84,15 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         rows: list[WindowPart] = []
         events, dropped, late_before = 0, 0, self.windows.late_events
         adopted: list[Adoption] = []
-        contrib = self.contrib
+        adoption = self.adoption
         for group in values:
             if group.partition != self.partition:
                 self.partition = group.partition
                 self.windows.part = part_name(group.partition, self.windows.starts)
             for ev in group.events:
                 if isinstance(ev, FlowState):
-                    adopted.extend(self._adopt(ev))
+                    if adoption is not None:
+                        adopted.extend(adoption.adopt(ev, self.dedupe.max_ms))
                     continue
                 events += 1
                 ms = ev.occurred_ms
@@ -124,8 +101,8 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
                     dropped += 1
                     continue
                 delta, inc = applied
-                if contrib is not None:
-                    contrib[ev.post_id] = contrib.get(ev.post_id, _OFFSET) + (inc << 32) + delta
+                if adoption is not None:
+                    adoption.add(ev.post_id, delta, inc)
                 eid = ev.event_id
                 accepted.append(
                     Accepted(
@@ -144,31 +121,12 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
                 if late is not None:
                     rows.append(late)
         rows.extend(self.windows.close_due())
-        if self.dedupe.maybe_evict():
-            self._forget_records()
+        if self.dedupe.maybe_evict() and adoption is not None:
+            adoption.forget_records(self.dedupe.max_ms - self.dedupe.ttl_ms)
         self._count(events, dropped, self.windows.late_events - late_before)
         if self.windows.dirty and self._next_emit is None:
             self._next_emit = time.time() + self.emit_ms / 1000
         return [StageOutput(accepted, rows, adopted)], StatefulBatchLogic.RETAIN
-
-    def _adopt(self, record: FlowState) -> list[Adoption]:
-        """The corrections a flow-state record makes here (none when redelivered)."""
-        contrib = self.contrib
-        if contrib is None or record.record_id in self.applied_records:
-            return []
-        self.applied_records[record.record_id] = self.dedupe.max_ms
-        out = []
-        for post_id, count, seq in record.posts:
-            have_count, have_seq = _unpack(contrib.get(post_id, _OFFSET))
-            if (have_count, have_seq) != (count, seq):
-                out.append(Adoption(post_id, count - have_count, seq - have_seq))
-                contrib[post_id] = _pack(count, seq)
-        return out
-
-    def _forget_records(self) -> None:
-        cutoff = self.dedupe.max_ms - self.dedupe.ttl_ms
-        for rid in [r for r, ms in self.applied_records.items() if ms < cutoff]:
-            del self.applied_records[rid]
 
     def _count(self, events: int, dropped: int, late: int) -> None:
         self.duplicates += dropped
@@ -197,12 +155,13 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
 
     def snapshot(self) -> Snapshot:
         FLOW_STATE_EDGES.labels(self.flow, str(self.partition)).set(len(self.dedupe.edges))
+        contributions, applied = self.adoption.snapshot() if self.adoption else (None, {})
         return (
             self.dedupe.snapshot(),
             self.windows.snapshot(),
             self.partition,
-            dict(self.contrib) if self.contrib is not None else None,
-            dict(self.applied_records),
+            contributions,
+            applied,
         )
 
 

@@ -15,9 +15,18 @@ likers it knows (user -> like time in µs, edge version), a *horizon*, and ``seq
   the 21st liker comes back from.
 - A post the stage never saw has no likers, as the counts stage takes an unseen post's
   count to be 0: the flow has seen every event since it began. Where that is not so (a
-  lost recovery store; this stage added to a flow that already ran), a rebuild must
-  seed the stage from the edge store, or older likers stay missing from those lists.
+  lost recovery store, ``likes flows-reset``), the backfill that follows seeds the
+  stage through adoptions.
 - An unlike removes the user; a like older than the user's held version changes nothing.
+- A backfill's adoption (:class:`~core.records.Adoption`, one per flow-state record and
+  post, from the dedupe stage) moves the post's ``seq`` to the edge store's at the
+  record, forgets the held likers and keeps the horizon at least as high as they were
+  (it may hold too few, or likers the edge store no longer has): until it holds ``size``
+  likers that came after, the list is read from the edge store, and the record is
+  *forced* (written over any stored ``seq``, which a drifted flow may have inflated).
+  Likers it no longer holds all came before the record, so they are older than the
+  likes that refill it (up to the few microseconds by which two concurrent statements'
+  ``updated_at`` may invert their commit order).
 
 Guarantees: ``seq`` is the sum of the edge-version increments applied to the post, so
 it is monotone and the same events give the same ``seq`` whatever the batching; an
@@ -33,7 +42,7 @@ from collections.abc import Iterable
 
 from bytewax.operators import StatefulBatchLogic
 
-from core.records import LikerChange, RecentLikers
+from core.records import Adoption, LikerChange, RecentLikers
 
 Key = tuple[int, int, int]
 """``(occurred_us, version, user_id)``: a larger key is a more recent like."""
@@ -42,6 +51,10 @@ Held = dict[int, tuple[int, int]]
 Snapshot = tuple[
     dict[int, tuple[Held, Key | None, int, int]], dict[int, tuple[int, Key | None]], int
 ]
+
+
+_UNKNOWN: Key = (-1, -1, -1)
+"""A horizon below every like: some likers are unknown, all older than those to come."""
 
 
 def _key(user: int, held: tuple[int, int]) -> Key:
@@ -94,7 +107,15 @@ class PostLikers:
         """Forget the held likers (they become unknown): ``(seq, horizon)``."""
         for user, held in self.held.items():
             self._raise_horizon(_key(user, held))
+        self.held = {}
         return self.seq, self.horizon
+
+    def adopt(self, seq_inc: int) -> None:
+        """A backfill's correction: ``seq`` moves, and likers before it become unknown."""
+        self.seq += seq_inc
+        self.compact()
+        if self.horizon is None:
+            self.horizon = _UNKNOWN
 
 
 class RecentLikersShard:
@@ -112,20 +133,28 @@ class RecentLikersShard:
         self.max_ms = max_ms
         self._swept_ms = max_ms
 
+    def _post(self, post_id: int) -> PostLikers:
+        post = self.active.get(post_id)
+        if post is None:
+            seq, horizon = self.idle.pop(post_id, (0, None))
+            post = self.active[post_id] = PostLikers({}, horizon, seq, 0)
+        return post
+
     def apply(self, c: LikerChange) -> None:
         """Apply one accepted transition of the shard's posts."""
-        post = self.active.get(c.post_id)
-        if post is None:
-            seq, horizon = self.idle.pop(c.post_id, (0, None))
-            post = self.active[c.post_id] = PostLikers({}, horizon, seq, 0)
+        post = self._post(c.post_id)
         post.apply(c, self.cap)
         self.max_ms = max(self.max_ms, post.last_ms)
 
-    def record(self, post_id: int) -> RecentLikers:
+    def adopt(self, a: Adoption) -> None:
+        """Apply a backfill's correction of one of the shard's posts."""
+        self._post(a.post_id).adopt(a.seq_inc)
+
+    def record(self, post_id: int, *, forced: bool = False) -> RecentLikers:
         """The post's list as it stands (the post must have been applied to)."""
         post = self.active[post_id]
         exact = post.horizon is None or len(post.held) >= self.size
-        return RecentLikers(post_id, tuple(post.newest(self.size)), post.seq, exact)
+        return RecentLikers(post_id, tuple(post.newest(self.size)), post.seq, exact, forced)
 
     def maybe_sweep(self) -> int:
         """Compact posts idle for ``idle_ms`` of event time (a full pass at most every
@@ -145,21 +174,30 @@ class RecentLikersShard:
         return active, dict(self.idle), self.max_ms
 
 
-class RecentStage(StatefulBatchLogic[list[LikerChange], RecentLikers, Snapshot]):
-    """Recent likers of one post shard; emits one record per touched post per batch."""
+Change = LikerChange | Adoption
+
+
+class RecentStage(StatefulBatchLogic[list[Change], RecentLikers, Snapshot]):
+    """Recent likers of one post shard; emits one record per touched post per batch
+    (forced where the batch held an adoption for the post)."""
 
     def __init__(
         self, size: int, margin: int, idle_ms: int, snapshot: Snapshot | None = None
     ) -> None:
         self.shard = RecentLikersShard(size, margin, idle_ms, snapshot)
 
-    def on_batch(self, values: list[list[LikerChange]]) -> tuple[list[RecentLikers], bool]:
+    def on_batch(self, values: list[list[Change]]) -> tuple[list[RecentLikers], bool]:
         touched: set[int] = set()
+        forced: set[int] = set()
         for group in values:
             for c in group:
-                self.shard.apply(c)
+                if isinstance(c, Adoption):
+                    self.shard.adopt(c)
+                    forced.add(c.post_id)
+                else:
+                    self.shard.apply(c)
                 touched.add(c.post_id)
-        out = [self.shard.record(p) for p in sorted(touched)]
+        out = [self.shard.record(p, forced=p in forced) for p in sorted(touched)]
         self.shard.maybe_sweep()
         return out, StatefulBatchLogic.RETAIN
 
@@ -167,10 +205,10 @@ class RecentStage(StatefulBatchLogic[list[LikerChange], RecentLikers, Snapshot])
         return self.shard.snapshot()
 
 
-def group_changes(shards: int, batch: list[LikerChange]) -> Iterable[tuple[str, list[LikerChange]]]:
-    """Transitions grouped per post shard, in arrival order (one item per shard crosses
-    workers, not one per like)."""
-    per_shard: dict[int, list[LikerChange]] = {}
+def group_changes(shards: int, batch: list[Change]) -> Iterable[tuple[str, list[Change]]]:
+    """Transitions and adoptions grouped per post shard, in arrival order (one item per
+    shard crosses workers, not one per like)."""
+    per_shard: dict[int, list[Change]] = {}
     for c in batch:
         per_shard.setdefault(c.post_id % shards, []).append(c)
     return [(str(s), cs) for s, cs in per_shard.items()]

@@ -5,7 +5,9 @@ its ``seq`` (``RecentLikers.seq``: the sum of edge-version increments behind it)
 applied by a script only when ``seq`` is above the stored one
 (``likes:recent_seq:{post_id}``); the list and its seq change together, atomically. A
 replayed or reordered older list is a no-op. An empty list deletes the key. Keyed on
-``post_id``.
+``post_id``. A ``forced`` list (the flow adopted a backfill's ``seq``) is written
+whatever the stored ``seq``: the one the flow had may have been inflated by drift, and
+the flow's later lists apply on top of the forced one as usual.
 
 A record that is not ``exact`` (the flow no longer holds enough likers to know the list)
 is filled from the edge store: the newest current likers of ``post_likes`` by
@@ -17,6 +19,7 @@ and the flow's later lists apply on top at higher ``seq``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +33,12 @@ from sinks.base import DEFAULT_RETRY, RetryPolicy, StoreSink
 
 CAS_SCRIPT = """
 local cur = tonumber(redis.call('GET', KEYS[2]) or '-1')
-if tonumber(ARGV[1]) <= cur then
+if ARGV[2] ~= '1' and tonumber(ARGV[1]) <= cur then
   return 0
 end
 redis.call('DEL', KEYS[1])
-if #ARGV > 1 then
-  redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+if #ARGV > 2 then
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
 end
 redis.call('SET', KEYS[2], ARGV[1])
 return 1
@@ -51,13 +54,18 @@ ORDER BY q.post_id, r.updated_at DESC, r.version DESC, r.user_id DESC"""
 
 
 def latest_lists(items: list[RecentLikers]) -> list[RecentLikers]:
-    """The highest-``seq`` list of each post, sorted by post."""
-    best: dict[int, RecentLikers] = {}
+    """The last list of each post (in item order, the flow's), sorted by post; forced
+    if any of the post's lists was, since the stored ``seq`` may be above all of them."""
+    last: dict[int, RecentLikers] = {}
+    forced: set[int] = set()
     for r in items:
-        cur = best.get(r.post_id)
-        if cur is None or r.seq > cur.seq:
-            best[r.post_id] = r
-    return [best[p] for p in sorted(best)]
+        last[r.post_id] = r
+        if r.forced:
+            forced.add(r.post_id)
+    return [
+        dataclasses.replace(last[p], forced=True) if p in forced and not last[p].forced else last[p]
+        for p in sorted(last)
+    ]
 
 
 def newest_likers(conn: psycopg.Connection[Any], posts: list[int], n: int) -> dict[int, list[int]]:
@@ -97,7 +105,8 @@ def write_recent(client: RecentClient, items: list[RecentLikers], size: int) -> 
     pipe = client.redis.pipeline(transaction=False)
     for r in latest:
         users = r.user_ids if r.exact else filled[r.post_id]
-        pipe.evalsha(client.sha, 2, recent_key(r.post_id), recent_seq_key(r.post_id), r.seq, *users)
+        keys = (recent_key(r.post_id), recent_seq_key(r.post_id))
+        pipe.evalsha(client.sha, 2, *keys, r.seq, int(r.forced), *users)
     return sum(int(x) for x in pipe.execute())
 
 

@@ -213,3 +213,28 @@ def test_a_duplicate_after_the_ttl_is_undone_by_adoption(entry_point: Runner) ->
     # 5 liked edges and sum(version) 7 at the records; then user 7 likes
     assert _store(counts)[post] == (6, 8)
     assert _store(counts)[99] == (40, 40)
+
+
+def test_the_fanout_dedupe_stage_adopts_records_for_the_recent_likers() -> None:
+    from core.records import Adoption, LikerChange
+    from flows.fanout_stages import DedupeStage
+
+    stage = DedupeStage(60_000)
+    stage.on_batch([PartitionEvents(0, [_like(5, 1, 1), _like(5, 2, 1), _like(5, 2, 2)])])
+    # the flow saw seq 1 + 2 = 3; the truth at the record is seq 9 (4 liked edges)
+    [out], _ = stage.on_batch([PartitionEvents(0, [_like(7, 1, 1), _record(0, [(5, 4, 9)])])])
+    kinds = [type(c) for c in out.changes]
+    assert kinds == [LikerChange, Adoption], "the adoption in its place among the changes"
+    assert out.changes[1] == Adoption(5, 3, 6)
+    [again], _ = stage.on_batch([PartitionEvents(0, [_record(0, [(5, 1, 1)])])])
+    assert again.changes == [], "a redelivered record changes nothing"
+    resumed = DedupeStage(60_000, stage.snapshot())
+    [same], _ = resumed.on_batch([PartitionEvents(0, [_record(0, [(5, 4, 9)], record_id=2)])])
+    assert same.changes == [], "the truth is held across a restart"
+    [dup], _ = resumed.on_batch([PartitionEvents(0, [_like(5, 2, 2)])])
+    assert dup.accepted == [], "and so is the dedupe state"
+    # a snapshot from before adoption (the dedupe's alone) resumes; records are ignored
+    older = DedupeStage(60_000, stage.dedupe.snapshot())
+    [out], _ = older.on_batch([PartitionEvents(0, [_like(5, 2, 2), _record(0, [(5, 4, 9)])])])
+    assert (out.accepted, out.changes) == ([], [])
+    assert older.snapshot()[1] is None, "and stays unknown across restarts"

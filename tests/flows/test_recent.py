@@ -121,3 +121,21 @@ def test_stage_emits_one_record_per_touched_post_per_batch() -> None:
         [[change(1, 1, 1, T0_US), change(2, 1, 1, T0_US)], [change(1, 2, 1, T0_US + 1)]]
     )
     assert [(r.post_id, r.user_ids, r.seq) for r in out] == [(1, (2, 1), 2), (2, (1,), 1)]
+
+
+def test_an_adoption_moves_seq_and_reads_the_list_until_the_stage_holds_enough() -> None:
+    from core.records import Adoption
+
+    stage = RecentStage(size=3, margin=2, idle_ms=10**9)
+    stage.on_batch([[change(1, 10, 1, T0_US), change(1, 11, 1, T0_US + 1)]])
+    # a backfill says the post's edges add up to seq 40: likers before it are unknown
+    [forced], _ = stage.on_batch([[Adoption(1, 5, 38)]])
+    assert (forced.seq, forced.exact, forced.forced) == (40, False, True)
+    later = [change(1, 20 + i, 1, T0_US + 100 + i) for i in range(3)]
+    [partial], _ = stage.on_batch([later[:2]])
+    assert (partial.seq, partial.exact, partial.forced) == (42, False, False)
+    [full], _ = stage.on_batch([later[2:]])
+    assert (full.seq, full.exact, full.user_ids) == (43, True, (22, 21, 20))
+    # a post the stage never saw: unknown likers too, not an empty exact list
+    [seeded], _ = stage.on_batch([[Adoption(2, 4, 4), change(2, 30, 1, T0_US + 200)]])
+    assert (seeded.seq, seeded.exact, seeded.forced) == (5, False, True)

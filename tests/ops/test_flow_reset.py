@@ -6,7 +6,9 @@ count projection (Redis, ``post_like_counts``, ClickHouse windows) equals the ed
 every acknowledged state is in the edge store, the flows started from the topics' end
 (not the start of retention), and all of it stays exact with the next 1,000 live likes:
 the counts flow adopted the rebuild and the reset analytics flow's window rows add to
-those of the lost state instead of replacing them.
+those of the lost state instead of replacing them. The recent likers lists follow those
+likes too: the fanout flow adopted the rebuild's ``seq`` (without it, the reset flow's
+lists sit below the stored ``seq`` and are refused).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 from core.settings import CommonSettings, FlowSettings
 from flows.runner import FLOWS
 from tests.e2e.pipeline import acknowledged_mismatches, converge, drive, new_posts
+from tests.e2e.test_read_models import edge_store_recent, redis_recent, wait_for
 from tests.ops.test_backfill import LIKES, _wipe
 
 pytestmark = pytest.mark.e2e
@@ -65,3 +68,6 @@ def test_flows_reset_restores_every_count_after_the_recovery_store_is_lost(
     assert converge(stack, posts, timeout=240).clean
     drive(stack, posts, 1_000, viral_share=0.3, concurrency=16, first_user=10**9)
     assert converge(stack, posts, timeout=180).clean
+    truth = edge_store_recent(stack, posts)
+    assert any(u >= 10**9 for users in truth.values() for u in users), "new likers lead"
+    wait_for("recent likers", lambda: redis_recent(stack, posts), lambda got: got == truth, 120)

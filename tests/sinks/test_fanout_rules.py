@@ -113,6 +113,16 @@ def test_inexact_lists_are_read_from_the_edge_store(
         assert r.lrange(keys[0], 0, -1) == [b"8", b"7"]
         part.write_batch([RecentLikers(post_id, (), 5, False)])  # older: no read wins
         assert r.lrange(keys[0], 0, -1) == [b"8", b"7"] and r.get(keys[1]) == b"6"
+        # an adoption lowers an inflated seq: forced, so written, and the flow goes on
+        part.write_batch([RecentLikers(post_id, (6,), 2, True, forced=True)])
+        assert r.lrange(keys[0], 0, -1) == [b"6"] and r.get(keys[1]) == b"2"
+        part.write_batch([RecentLikers(post_id, (7,), 3, True)])
+        assert r.lrange(keys[0], 0, -1) == [b"7"] and r.get(keys[1]) == b"3"
+        # in one batch, the last list is written, forced if any before it was
+        part.write_batch(
+            [RecentLikers(post_id, (1,), 1, True, forced=True), RecentLikers(post_id, (), 2, False)]
+        )
+        assert r.lrange(keys[0], 0, -1) == [b"5", b"2", b"4"] and r.get(keys[1]) == b"2"
     finally:
         part.close()
         r.delete(*keys)
