@@ -10,7 +10,10 @@ Guarantees under replay and crash (Bytewax recovery, at-least-once input):
   like a no-op, and a fold adds only ledger actors not yet in the aggregate, in the same
   transaction, so replays and extra folds change nothing.
 - Recent likers: absolute lists with a monotone ``seq`` (:mod:`flows.recent`), written by
-  compare-and-set, so a replay rewrites nothing.
+  compare-and-set, so a replay rewrites nothing; a backfill's flow-state record sets a
+  post's ``seq`` to the edge store's at the record's position (:mod:`flows.adoption`)
+  and its list is then written over whatever the sink holds, so drift in the flow's own
+  state (a lost recovery store) does not outlive the next backfill.
 - Trending scores are absolute values that a replay rewrites identically.
 
 Step ids are permanent (``tests/flows/test_step_ids.py``).
