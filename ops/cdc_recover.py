@@ -38,6 +38,7 @@ from confluent_kafka import Producer
 from core.settings import CommonSettings
 from core.topology import is_cluster
 from schemas.cdc import SLOT_NAME
+from sinks.kafka_topic import produce_waiting
 
 BATCH = 5_000
 
@@ -104,20 +105,6 @@ WHERE created_at < %(until)s AND (%(since)s::timestamptz IS NULL OR created_at >
 ORDER BY created_at, event_id LIMIT %(n)s"""
 
 
-def _produce(producer: Producer, deadline_s: float, **record: Any) -> None:
-    """Queue one record, waiting for deliveries while the producer's queue is full (a
-    slow broker, an outbox larger than the queue) for up to ``deadline_s``."""
-    give_up = time.monotonic() + deadline_s
-    while True:
-        try:
-            producer.produce(**record)
-            return
-        except BufferError:
-            if time.monotonic() > give_up:
-                raise
-            producer.poll(0.5)
-
-
 def republish(
     s: CommonSettings,
     conn: psycopg.Connection,
@@ -158,7 +145,7 @@ def republish(
         rows = conn.execute(_ROWS_SQL, params).fetchall()
         for event_id, key, payload, created in rows:
             oldest = oldest or created.isoformat()
-            _produce(
+            produce_waiting(
                 producer,
                 120.0,
                 topic=s.events_topic,

@@ -76,6 +76,7 @@ from ops.backfill import REBUILT
 from ops.backfill_runs import BackfillRun
 from schemas.events import LikeEvent
 from schemas.redis_keys import DLQ_REPLAYED_KEY
+from sinks.kafka_topic import produce_waiting
 
 log = logging.getLogger(__name__)
 
@@ -691,22 +692,18 @@ def replay(
         headers = [("replayed_from", v.id.encode()), ("replayed_at", _iso_now(now).encode())]
         if v.event_id is not None:
             headers.insert(0, ("event_id", v.event_id.encode()))
-        while True:
-            try:
-                producer.produce(
-                    s.events_topic,
-                    key=v.key,
-                    value=v.value,
-                    partition=v.source_partition,
-                    headers=headers,
-                    on_delivery=on_delivery,
-                )
-                break
-            except BufferError:  # the local queue is full: serve delivery reports first
-                producer.poll(0.1)
-            except KafkaException as e:
-                it.status, it.detail = "failed", f"not sent: {e}"
-                break
+        try:
+            produce_waiting(
+                producer,
+                topic=s.events_topic,
+                key=v.key,
+                value=v.value,
+                partition=v.source_partition,
+                headers=headers,
+                on_delivery=on_delivery,
+            )
+        except KafkaException as e:
+            it.status, it.detail = "failed", f"not sent: {e}"
         producer.poll(0)
     remaining = producer.flush(timeout_s)
     for _, it in to_send:

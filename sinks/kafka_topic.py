@@ -10,6 +10,7 @@ deterministic key and ``event_id`` header, so consumers drop the copies by ``eve
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,14 +52,18 @@ def transient_kafka_error(err: KafkaError) -> bool:
     return bool(err.retriable() or err.fatal() or err.code() in _TRANSIENT_CODES)
 
 
-def _produce(producer: Producer, topic: str, rec: KafkaRecord, on_delivery: OnDelivery) -> None:
+def produce_waiting(producer: Producer, wait_s: float | None = None, **record: Any) -> None:
+    """Queue one record (``Producer.produce`` arguments); while the producer's local queue
+    is full, serve delivery reports and retry, for up to ``wait_s`` (None: as long as it
+    takes), then let ``BufferError`` through."""
+    give_up = None if wait_s is None else time.monotonic() + wait_s
     while True:
         try:
-            producer.produce(
-                topic, key=rec.key, value=rec.value, headers=rec.headers, on_delivery=on_delivery
-            )
+            producer.produce(**record)
             return
-        except BufferError:  # the local queue is full: serve delivery reports, then retry
+        except BufferError:
+            if give_up is not None and time.monotonic() > give_up:
+                raise
             producer.poll(0.1)
 
 
@@ -114,7 +119,14 @@ class KafkaTopicSink(StoreSink[Any, Producer]):
         for item in items:
             rec = self.to_record(item)
             if rec is not None:
-                _produce(client, self.topic, rec, on_delivery)
+                produce_waiting(
+                    client,
+                    topic=self.topic,
+                    key=rec.key,
+                    value=rec.value,
+                    headers=rec.headers,
+                    on_delivery=on_delivery,
+                )
                 client.poll(0)
         remaining = client.flush(self.timeout_s)
         if remaining or failures:
