@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Protocol, TypeVar
 from uuid import UUID
 
 
@@ -116,11 +117,28 @@ class DeadLetter:
     reason: str
 
 
-def latest_per_post(updates: list[CountUpdate]) -> list[CountUpdate]:
-    """The update each post ends with, sorted by post: the highest ``seq``, or, from a
-    forced update on, the last one in order, still forced (``updates`` are in the order
-    the counts flow emitted them, and its ``seq`` only grows after it adopted a value)."""
-    best: dict[int, CountUpdate] = {}
+class _PostValue(Protocol):
+    """A per-post value at a ``seq`` that a backfill's adoption may force."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def post_id(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def forced(self) -> bool: ...
+
+
+V = TypeVar("V", bound=_PostValue)
+
+
+def latest_per_post(updates: list[V]) -> list[V]:
+    """The value each post ends with, sorted by post: the highest ``seq``, or, from a
+    forced value on, the last one in order, still forced (``updates`` are in the order
+    the flow emitted them, and its ``seq`` only grows after it adopted a value). For
+    counts (:class:`CountUpdate`) and recent-likers lists (:class:`RecentLikers`)."""
+    best: dict[int, V] = {}
     for u in updates:
         cur = best.get(u.post_id)
         if cur is not None and cur.forced and not u.forced:

@@ -18,7 +18,6 @@ store), and says so once.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from core.records import Adoption
 from flows.decode import FlowState
@@ -42,7 +41,7 @@ class Contributions:
     """Per post, the count and ``seq`` this partition's events contributed since the
     stage's state began; and the records already applied (id -> event time)."""
 
-    def __init__(self, saved: Saved | None, *, fresh: bool, label: Any) -> None:
+    def __init__(self, saved: Saved | None, *, fresh: bool, label: str) -> None:
         """``saved``: from :meth:`snapshot`; ``fresh``: the stage starts without state
         (so it has seen every event it will count); ``label`` names it in the log."""
         had, applied = saved if saved is not None else (None, {})
@@ -56,11 +55,6 @@ class Contributions:
                 label,
             )
         self.applied: dict[int, int] = dict(applied)
-
-    @property
-    def kept(self) -> bool:
-        """Records can be adopted."""
-        return self.posts is not None
 
     def add(self, post_id: int, delta: int, seq_inc: int) -> None:
         """One accepted transition of the partition."""

@@ -19,14 +19,13 @@ and the flow's later lists apply on top at higher ``seq``.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 import redis
 
-from core.records import RecentLikers
+from core.records import RecentLikers, latest_per_post
 from schemas.redis_keys import recent_key, recent_seq_key
 from sinks import redis_store
 from sinks.base import DEFAULT_RETRY, RetryPolicy, StoreSink
@@ -51,21 +50,6 @@ CROSS JOIN LATERAL (
     WHERE post_id = q.post_id AND state = 'liked'
     ORDER BY updated_at DESC, version DESC, user_id DESC LIMIT %s) AS r
 ORDER BY q.post_id, r.updated_at DESC, r.version DESC, r.user_id DESC"""
-
-
-def latest_lists(items: list[RecentLikers]) -> list[RecentLikers]:
-    """The last list of each post (in item order, the flow's), sorted by post; forced
-    if any of the post's lists was, since the stored ``seq`` may be above all of them."""
-    last: dict[int, RecentLikers] = {}
-    forced: set[int] = set()
-    for r in items:
-        last[r.post_id] = r
-        if r.forced:
-            forced.add(r.post_id)
-    return [
-        dataclasses.replace(last[p], forced=True) if p in forced and not last[p].forced else last[p]
-        for p in sorted(last)
-    ]
 
 
 def newest_likers(conn: psycopg.Connection[Any], posts: list[int], n: int) -> dict[int, list[int]]:
@@ -99,7 +83,7 @@ class RecentClient:
 
 def write_recent(client: RecentClient, items: list[RecentLikers], size: int) -> int:
     """Apply the newest list of each post with compare-and-set; return how many applied."""
-    latest = latest_lists(items)
+    latest = latest_per_post(items)
     missing = [r.post_id for r in latest if not r.exact]
     filled = newest_likers(client.edge_store(), missing, size) if missing else {}
     pipe = client.redis.pipeline(transaction=False)
