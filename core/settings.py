@@ -165,6 +165,12 @@ class FlowSettings(CommonSettings):
     """
 
     recovery_dir: Path | None = None
+    edge_store: bool = Field(
+        default=False,
+        description="keep each partition's dedupe map in files beside the recovery store "
+        "(flows.edge_store) so a snapshot costs the edges an epoch changed; `likes flow` "
+        "turns it on unless LIKES_EDGE_STORE says otherwise",
+    )
     snapshot_interval_s: int = 60
     backup_interval_s: int = 60
     batch_size: int = 1000
@@ -219,3 +225,8 @@ class FlowSettings(CommonSettings):
     def recovery_path(self, flow: str) -> Path:
         """Where flow ``flow`` keeps its Bytewax recovery partitions."""
         return (self.recovery_dir or self.home / "recovery") / flow
+
+    def edge_store_path(self, flow: str) -> Path | None:
+        """Where flow ``flow`` keeps its dedupe maps (inside its recovery store, so they
+        are lost, reset and backed up with it), or None: in the snapshots."""
+        return self.recovery_path(flow) / "edges" if self.edge_store else None

@@ -88,9 +88,10 @@ def build_flow(
     kin = kafka_events("read_events", flow, s, source, progress)
     op.output("write_dlq", kin.dead, sinks.dead_letters)
     ttl_ms = s.dedupe_ttl_s * 1000
+    store_dir = s.edge_store_path("fanout")
 
     def dedupe_builder(resume: Any) -> DedupeStage:
-        return DedupeStage(ttl_ms, resume)
+        return DedupeStage(ttl_ms, resume, store_dir=store_dir)
 
     deduped = op.stateful_batch("dedupe", kin.events, dedupe_builder)
     accepted = op.flat_map("unkey_accepted", deduped, lambda kv: kv[1].accepted)

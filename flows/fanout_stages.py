@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
@@ -62,12 +63,18 @@ class DedupeStage(StatefulBatchLogic[PartitionEvents, Deduped, Any]):
     """Edge-version dedupe of one Kafka partition; emits each new transition once (one
     :class:`Deduped` per batch), and each flow-state record's adoptions once."""
 
-    def __init__(self, ttl_ms: int, snapshot: Any = None, flow: str = "fanout") -> None:
+    def __init__(
+        self,
+        ttl_ms: int,
+        snapshot: Any = None,
+        flow: str = "fanout",
+        store_dir: Path | None = None,
+    ) -> None:
         # (dedupe, contributions, applied records); saved before adoption: the dedupe's
         deduped, saved = snapshot, None
         if snapshot is not None and not isinstance(snapshot[0], dict):
             deduped, saved = snapshot[0], snapshot[1:]
-        self.dedupe = EdgeDeduper(ttl_ms, deduped)
+        self.dedupe = EdgeDeduper(ttl_ms, deduped, store_dir)
         self.adoption = Contributions(saved, fresh=snapshot is None, label=f"{flow} dedupe")
         self.flow = flow
         self.partition = -1  # known from the first batch
@@ -81,6 +88,7 @@ class DedupeStage(StatefulBatchLogic[PartitionEvents, Deduped, Any]):
         adoption = self.adoption
         for group in values:
             self.partition = group.partition
+            self.dedupe.attach(group.partition)
             for ev in group.events:
                 if isinstance(ev, FlowState):
                     changes.extend(adoption.adopt(ev, self.dedupe.max_ms))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
@@ -54,6 +55,7 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         windows: bool = True,
         adopt: bool = False,
         starts: dict[int, int] | None = None,
+        store_dir: Path | None = None,
     ) -> None:
         partition = snapshot[2] if snapshot else -1
         saved = (snapshot[3], snapshot[4]) if snapshot and len(snapshot) > 3 else None
@@ -62,7 +64,7 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
             if adopt
             else None
         )
-        self.dedupe = EdgeDeduper(ttl_ms, snapshot[0] if snapshot else None)
+        self.dedupe = EdgeDeduper(ttl_ms, snapshot[0] if snapshot else None, store_dir)
         self.windows = PartitionWindows(
             partition,
             window_ms,
@@ -89,6 +91,7 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
             if group.partition != self.partition:
                 self.partition = group.partition
                 self.windows.part = part_name(group.partition, self.windows.starts)
+            self.dedupe.attach(group.partition)
             for ev in group.events:
                 if isinstance(ev, FlowState):
                     if adoption is not None:
@@ -182,6 +185,7 @@ def stage_builder(
             windows=windows,
             adopt=adopt,
             starts=s.start_offsets.get(s.events_topic),
+            store_dir=s.edge_store_path(flow),
         )
 
     return build

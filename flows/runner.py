@@ -133,6 +133,8 @@ def run(name: str, *, process_id: int | None = None, addresses: list[str] | None
     starts = start_offsets.read(s.recovery_path(name))
     if starts:  # a store reset by `likes flows-reset`: start where it was reset
         s = s.model_copy(update={"start_offsets": starts})
+    if "edge_store" not in s.model_fields_set:
+        s = s.model_copy(update={"edge_store": True})
     progress = OffsetProgress()
     flow = build_production_flow(name, s, progress, process_id or 0)
     recovery = ensure_recovery(s, name)
