@@ -139,14 +139,16 @@ class FlowSettings(CommonSettings):
     """Flow knobs; every field is ``LIKES_<NAME>`` in the environment.
 
     Defaults, and why:
-    - ``snapshot_interval_s`` (60): each snapshot pickles every partition's whole dedupe
-      state (about 150 ms of CPU per million edges, plus writing it to the recovery
-      store) and the worker stops reading meanwhile, so the stall grows with the edges
-      seen within the dedupe TTL. Measured on a stack holding 3.75 million edges: every
-      10 s, Redis freshness p99 was 1.1-1.3 s at 100 likes/s and the three flows cost
-      1,112 µs of CPU per like at 400/s; every 60 s, 600 likes/s kept up (freshness p99
-      686 ms) and the flows cost 441 µs per like. A longer epoch only means a longer
-      replay after a crash (up to a minute of events), which the sinks absorb.
+    - ``snapshot_interval_s`` (60): the worker stops reading while a snapshot is taken.
+      Before the edge store (``edge_store``, on in ``likes flow``), each snapshot pickled
+      every partition's whole dedupe map (about 100 ms of CPU per million edges, plus
+      writing it to the recovery store), so the stall grew with the edges seen within
+      the dedupe TTL: on a stack holding 3.75 million edges, every 10 s put Redis
+      freshness p99 at 1.1-1.3 s at 100 likes/s, every 60 s kept up with 600 likes/s.
+      With the edge store an epoch's snapshot costs the edges it changed (about 3 µs
+      each), so a shorter interval is affordable again; 60 s stays the default until
+      that is measured end to end. A longer epoch only means a longer replay after a
+      crash (up to a minute of events), which the sinks absorb.
     - ``dedupe_ttl_s`` (7 days): an edge idle that long is forgotten; a duplicate of its
       last event arriving later is counted again, which ``likes reconcile`` repairs. Kafka
       retention (7 days) bounds how old a redelivered event can be.

@@ -14,6 +14,8 @@ A resume gives the map the snapshot was taken from in either case.
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ _VERSION_MASK = (1 << _VERSION_BITS) - 1
 _SEEN_SHIFT = _VERSION_BITS + 1
 _USER_MASK = (1 << 64) - 1
 Snapshot = tuple[dict[int, int], int] | StoredEdges
+log = logging.getLogger(__name__)
 
 
 def edge_key(post_id: int, user_id: int) -> int:
@@ -74,12 +77,21 @@ class EdgeDeduper:
         (before the first event; a no-op without a store directory or once attached)."""
         if self.store_dir is None or self._store is not None:
             return
+        t0 = time.monotonic()
         store = EdgeStore(self.store_dir, partition)
         rows = store.resume(self.gen)  # generation 0: the file is emptied
         if self.gen:
             edges = self.edges
             for post, user, version, liked, seen_s in rows:
                 edges[(post << 64) | user] = (seen_s << _SEEN_SHIFT) | (version << 1) | liked
+            log.info(
+                "%s partition %d: %d edges of generation %d loaded in %.2f s",
+                self.store_dir,
+                partition,
+                len(edges),
+                self.gen,
+                time.monotonic() - t0,
+            )
         self._dirty = set()  # the first write of a fresh or older-format map is all of it
         self._store = store
 

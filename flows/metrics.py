@@ -12,8 +12,8 @@ own ``bytewax_kafka_consumer_lag`` (per partition).
   after their window had closed (they become correction rows). The stages count once per
   batch, never per event. A batch replayed after a crash is counted again.
 - ``likes_flow_state_edges{flow,partition}``: edges a dedupe stage holds for one Kafka
-  partition, set at each snapshot: every epoch's snapshot pickles all of them, so this
-  is what the flow's periodic stall grows with (edges seen within the dedupe TTL).
+  partition, set at each snapshot (edges seen within the dedupe TTL): the flow's memory
+  and the time a resume takes to load them from the edge store grow with it.
 - ``likes_hot_posts`` and ``likes_hot_post_share``: from the count stage's hot detectors,
   combined over the process's count shards at scrape time (:class:`HotFigures`); only a
   process that runs count shards has them.
