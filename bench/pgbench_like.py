@@ -38,6 +38,7 @@ _PARAMS = {
     "%(event_id)s": "(SELECT eid FROM bench_ids)",
     "%(edge_key)s": "(:post::text || ':' || :usr::text)",
     "%(idem)s": "NULL",
+    "%(token)s": "NULL",
     "%(action)s": "'LikeCreated'",
     "%(state)s": "'liked'",
     "%(liked)s": "true",

@@ -24,6 +24,12 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LIKES_", extra="ignore")
 
     home: Path = Field(default=REPO_ROOT / ".local", description="runtime data, logs, PID files")
+    backfill_heartbeat_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a running backfill refreshes its record this often; one silent for "
+        "6 heartbeats is read as died (ops.backfill_runs)",
+    )
     profile: Literal["single", "cluster"] = Field(
         default="single",
         description="single: one process per component; cluster: the scale-out topology "

@@ -72,6 +72,11 @@ class EdgeDeduper:
         self._dirty: set[int] | None = None
         self._forgot = False
 
+    @property
+    def loaded(self) -> bool:
+        """Whether ``edges`` holds the map (a resumed store's map loads at ``attach``)."""
+        return self.store_dir is None or self._store is not None or not self.gen
+
     def attach(self, partition: int) -> None:
         """Open partition ``partition``'s edge store and load the resumed map from it
         (before the first event; a no-op without a store directory or once attached)."""

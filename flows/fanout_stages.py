@@ -108,7 +108,8 @@ class DedupeStage(StatefulBatchLogic[PartitionEvents, Deduped, Any]):
         return [Deduped(out, changes)], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Any:
-        FLOW_STATE_EDGES.labels(self.flow, str(self.partition)).set(len(self.dedupe.edges))
+        if self.dedupe.loaded:
+            FLOW_STATE_EDGES.labels(self.flow, str(self.partition)).set(len(self.dedupe.edges))
         return (self.dedupe.snapshot(), *self.adoption.snapshot())
 
 

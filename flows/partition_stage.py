@@ -157,7 +157,8 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         return self._flush(), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> Snapshot:
-        FLOW_STATE_EDGES.labels(self.flow, str(self.partition)).set(len(self.dedupe.edges))
+        if self.dedupe.loaded:
+            FLOW_STATE_EDGES.labels(self.flow, str(self.partition)).set(len(self.dedupe.edges))
         contributions, applied = self.adoption.snapshot() if self.adoption else (None, {})
         return (
             self.dedupe.snapshot(),

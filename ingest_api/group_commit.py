@@ -57,8 +57,17 @@ _PAYLOAD = like_event_sql(
 BATCH_SQL = f"""
 WITH req AS (
     SELECT * FROM unnest(%(i)s::int[], %(post)s::bigint[], %(usr)s::bigint[],
-                         %(liked)s::boolean[], %(idem)s::text[], %(event)s::uuid[])
-        AS r(i, post_id, user_id, liked, idem, event_id)),
+                         %(liked)s::boolean[], %(idem)s::text[], %(event)s::uuid[],
+                         %(token)s::uuid[])
+        AS r(i, post_id, user_id, liked, idem, event_id, token)),
+own AS (
+    SELECT req.i FROM req JOIN idempotency_keys k
+        ON k.user_id = req.user_id AND k.idem_key = req.idem AND k.claim_token = req.token
+    WHERE k.status_code IS NULL
+    FOR UPDATE OF k),
+lost AS (
+    SELECT req.i FROM req
+    WHERE req.idem IS NOT NULL AND NOT EXISTS (SELECT 1 FROM own WHERE own.i = req.i)),
 p AS (
     SELECT req.i, posts.author_id, posts.deleted_at
     FROM req JOIN posts ON posts.post_id = req.post_id),
@@ -67,7 +76,8 @@ er AS (
     WHERE EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = req.user_id)),
 ok AS (
     SELECT req.*, p.author_id FROM req JOIN p ON p.i = req.i
-    WHERE p.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM er WHERE er.i = req.i)),
+    WHERE p.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM er WHERE er.i = req.i)
+      AND NOT EXISTS (SELECT 1 FROM lost WHERE lost.i = req.i)),
 ins AS (
     INSERT INTO post_likes AS e (post_id, user_id, state, created_at, updated_at, version)
     SELECT post_id, user_id, 'liked', now(), now(), 1 FROM ok WHERE liked
@@ -115,7 +125,8 @@ idem AS (
       AND res.consistent
     RETURNING 1)
 SELECT req.i, (SELECT p.deleted_at IS NOT NULL FROM p WHERE p.i = req.i), res.changed,
-       res.version, res.consistent, EXISTS (SELECT 1 FROM er WHERE er.i = req.i)
+       res.version, res.consistent, EXISTS (SELECT 1 FROM er WHERE er.i = req.i),
+       EXISTS (SELECT 1 FROM lost WHERE lost.i = req.i)
 FROM req JOIN res ON res.i = req.i
 ORDER BY req.i"""
 
@@ -134,6 +145,7 @@ class _Request:
     liked: bool
     idem_key: str | None
     future: asyncio.Future[LikeResult] = field(repr=False)
+    claim_token: uuid.UUID | None = None
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     @property
@@ -163,13 +175,20 @@ class GroupCommitter:
         return self._pool
 
     async def set_like(
-        self, *, post_id: int, user_id: int, liked: bool, idem_key: str | None = None
+        self,
+        *,
+        post_id: int,
+        user_id: int,
+        liked: bool,
+        idem_key: str | None = None,
+        claim_token: uuid.UUID | None = None,
     ) -> LikeResult:
-        """Queue the transition; its result once the statement carrying it committed."""
+        """Queue the transition; its result once the statement carrying it committed
+        (with ``idem_key``: applied only while ``claim_token`` owns its claim)."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="group-commit")
         future: asyncio.Future[LikeResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(post_id, user_id, liked, idem_key, future))
+        self._queue.append(_Request(post_id, user_id, liked, idem_key, future, claim_token))
         self._ready.set()
         return await future
 
@@ -253,6 +272,7 @@ class GroupCommitter:
                             user_id=req.user_id,
                             liked=req.liked,
                             idem_key=req.idem_key,
+                            claim_token=req.claim_token,
                         )
                     except Exception as e:
                         req.future.set_exception(e)
@@ -282,6 +302,7 @@ class GroupCommitter:
             "liked": [r.liked for r in batch],
             "idem": [r.idem_key for r in batch],
             "event": [r.event_id for r in batch],
+            "token": [r.claim_token for r in batch],
         }
         return await (await conn.execute(BATCH_SQL, params)).fetchall()
 
@@ -298,6 +319,7 @@ class GroupCommitter:
                     user_id=req.user_id,
                     liked=req.liked,
                     idem_key=req.idem_key,
+                    claim_token=req.claim_token,
                 )
             except psycopg.OperationalError:
                 raise

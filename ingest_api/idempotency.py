@@ -5,12 +5,19 @@ completes it with the response. A retry of a completed key replays that response
 a retry with another request is 422, a retry while the first is in flight is 409.
 A claim whose request died without completing (its database session is gone, or
 ``stale_s`` passed) is taken over by the next retry.
+
+Each claim carries the request's token. The transition statement applies the request
+only while that token still owns the uncompleted claim (it locks the record), so an
+attempt still queued or running when a retry took its claim over changes nothing and is
+answered 409: it cannot commit after the retry, nor after the client's next request.
+A failed request releases only its own claim.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +33,8 @@ KEY_PATTERN = rf"^[{_VISIBLE}](?:[ {_VISIBLE}]{{0,{MAX_KEY_LEN - 2}}}[{_VISIBLE}
 _KEY_RE = re.compile(KEY_PATTERN)
 
 _CLAIM = """INSERT INTO idempotency_keys
-    (user_id, idem_key, fingerprint, owner_pid, owner_epoch)
-VALUES (%s, %s, %s, pg_backend_pid(), pg_postmaster_start_time())
+    (user_id, idem_key, fingerprint, owner_pid, owner_epoch, claim_token)
+VALUES (%s, %s, %s, pg_backend_pid(), pg_postmaster_start_time(), %s)
 ON CONFLICT DO NOTHING RETURNING 1"""
 _ORPHANED = """(status_code IS NULL AND (
     created_at < now() - make_interval(secs => %s)
@@ -38,12 +45,12 @@ _LOOKUP = f"""SELECT fingerprint, status_code, response, {_ORPHANED} AS stale,
 FROM idempotency_keys WHERE user_id = %s AND idem_key = %s"""
 _TAKEOVER = f"""UPDATE idempotency_keys
 SET fingerprint = %s, status_code = NULL, response = NULL, created_at = now(), completed_at = NULL,
-    owner_pid = pg_backend_pid(), owner_epoch = pg_postmaster_start_time()
+    owner_pid = pg_backend_pid(), owner_epoch = pg_postmaster_start_time(), claim_token = %s
 WHERE user_id = %s AND idem_key = %s
   AND ({_ORPHANED} OR created_at < now() - make_interval(hours => %s))
 RETURNING 1"""
 _RELEASE = """DELETE FROM idempotency_keys
-WHERE user_id = %s AND idem_key = %s AND status_code IS NULL"""
+WHERE user_id = %s AND idem_key = %s AND status_code IS NULL AND claim_token = %s"""
 PURGE_SQL = "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => %s)"
 
 
@@ -68,17 +75,27 @@ def validate_key(key: str) -> str:
 
 
 async def claim(
-    conn: AsyncConnection, *, user_id: int, key: str, fp: str, stale_s: int, ttl_h: int
+    conn: AsyncConnection,
+    *,
+    user_id: int,
+    key: str,
+    fp: str,
+    stale_s: int,
+    ttl_h: int,
+    token: uuid.UUID,
 ) -> Replay | None:
-    """Claim ``key`` for this request (None), or the earlier response to replay."""
-    if await (await conn.execute(_CLAIM, (user_id, key, fp))).fetchone():
+    """Claim ``key`` for this request (None: ``token`` owns it now), or the earlier
+    response to replay."""
+    if await (await conn.execute(_CLAIM, (user_id, key, fp, token))).fetchone():
         return None
     row = await (await conn.execute(_LOOKUP, (stale_s, ttl_h, user_id, key))).fetchone()
     if row is None:  # deleted between our insert and lookup: claim again
-        return await claim(conn, user_id=user_id, key=key, fp=fp, stale_s=stale_s, ttl_h=ttl_h)
+        return await claim(
+            conn, user_id=user_id, key=key, fp=fp, stale_s=stale_s, ttl_h=ttl_h, token=token
+        )
     old_fp, status, response, stale, expired = row
     if expired or (status is None and stale):
-        taken = await conn.execute(_TAKEOVER, (fp, user_id, key, stale_s, ttl_h))
+        taken = await conn.execute(_TAKEOVER, (fp, token, user_id, key, stale_s, ttl_h))
         if await taken.fetchone():
             return None
     if old_fp != fp:
@@ -92,6 +109,7 @@ async def claim(
     return Replay(status_code=int(status), body=dict(response))
 
 
-async def release(conn: AsyncConnection, *, user_id: int, key: str) -> None:
-    """Drop an uncompleted claim so that a retry can run the request again."""
-    await conn.execute(_RELEASE, (user_id, key))
+async def release(conn: AsyncConnection, *, user_id: int, key: str, token: uuid.UUID) -> None:
+    """Drop this request's uncompleted claim so that a retry can run the request again
+    (a claim a retry took over is the retry's and stays)."""
+    await conn.execute(_RELEASE, (user_id, key, token))

@@ -2,9 +2,11 @@
 
 In that commit: the edge upsert (version + 1 only on a real change), the outbox row
 (only on a change) and the completion of the caller's idempotency record with the
-response. A repeated like, or an unlike of an edge not liked, changes nothing and
-writes nothing; a user in ``erased_users`` changes nothing (410). One statement is
-also one round trip: the hot path of the API.
+response, all only while the caller's claim token still owns that record (locked): a
+request whose claim a retry took over changes nothing (409). A repeated like, or an
+unlike of an edge not liked, changes nothing and writes nothing; a user in
+``erased_users`` changes nothing (410). One statement is also one round trip: the hot
+path of the API.
 """
 
 from __future__ import annotations
@@ -53,40 +55,52 @@ idem AS (
             'changed', res.changed, 'version', res.version)
     FROM res, p, er
     WHERE %(idem)s::text IS NOT NULL AND user_id = %(user_id)s AND idem_key = %(idem)s
-      AND p.deleted_at IS NULL AND NOT er.erased AND res.consistent
+      AND p.deleted_at IS NULL AND NOT er.erased AND NOT er.lost AND res.consistent
     RETURNING 1)
 SELECT (SELECT deleted_at IS NOT NULL FROM p), res.changed, res.version, res.consistent,
-       (SELECT erased FROM er)
+       (SELECT erased FROM er), (SELECT lost FROM er)
 FROM res"""
 
-LIKE_SQL = f"""
-WITH p AS (SELECT post_id, author_id, deleted_at FROM posts WHERE post_id = %(post_id)s),
-er AS (SELECT EXISTS (SELECT 1 FROM erased_users WHERE user_id = %(user_id)s) AS erased),
+# The caller's claim, locked: without it (taken over by a retry) nothing is written.
+_HEAD = """
+WITH own AS (
+    SELECT 1 FROM idempotency_keys
+    WHERE user_id = %(user_id)s AND idem_key = %(idem)s AND claim_token = %(token)s
+      AND status_code IS NULL
+    FOR UPDATE),
+er AS (
+    SELECT EXISTS (SELECT 1 FROM erased_users WHERE user_id = %(user_id)s) AS erased,
+           %(idem)s::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM own) AS lost),
+p AS (SELECT post_id, author_id, deleted_at FROM posts WHERE post_id = %(post_id)s),"""
+
+LIKE_SQL = f"""{_HEAD}
 up AS (
     INSERT INTO post_likes AS e (post_id, user_id, state, created_at, updated_at, version)
     SELECT p.post_id, %(user_id)s, 'liked', now(), now(), 1 FROM p, er
-    WHERE p.deleted_at IS NULL AND NOT er.erased
+    WHERE p.deleted_at IS NULL AND NOT er.erased AND NOT er.lost
     ON CONFLICT (post_id, user_id) DO UPDATE
         SET state = 'liked', updated_at = now(), version = e.version + 1
         WHERE e.state <> 'liked'
     RETURNING e.version, e.updated_at),
 {_TAIL}"""
 
-UNLIKE_SQL = f"""
-WITH p AS (SELECT post_id, author_id, deleted_at FROM posts WHERE post_id = %(post_id)s),
-er AS (SELECT EXISTS (SELECT 1 FROM erased_users WHERE user_id = %(user_id)s) AS erased),
+UNLIKE_SQL = f"""{_HEAD}
 up AS (
     UPDATE post_likes AS e SET state = 'unliked', updated_at = now(), version = e.version + 1
     FROM p, er
     WHERE e.post_id = p.post_id AND e.user_id = %(user_id)s AND e.state = 'liked'
-      AND p.deleted_at IS NULL AND NOT er.erased
+      AND p.deleted_at IS NULL AND NOT er.erased AND NOT er.lost
     RETURNING e.version, e.updated_at),
 {_TAIL}"""
 
 CURRENT_SQL = "SELECT version FROM post_likes WHERE post_id = %s AND user_id = %s"
 COMPLETE_IDEM_SQL = """
 UPDATE idempotency_keys SET status_code = %s, response = %s, completed_at = now()
-WHERE user_id = %s AND idem_key = %s"""
+WHERE user_id = %s AND idem_key = %s AND claim_token = %s AND status_code IS NULL"""
+LOST_CLAIM = (
+    "a retry with the same Idempotency-Key took this request's claim over; this attempt "
+    "changed nothing and the retry's answer stands"
+)
 
 
 @dataclass(frozen=True)
@@ -111,10 +125,17 @@ class LikeResult:
 
 
 async def set_like(
-    conn: AsyncConnection, *, post_id: int, user_id: int, liked: bool, idem_key: str | None = None
+    conn: AsyncConnection,
+    *,
+    post_id: int,
+    user_id: int,
+    liked: bool,
+    idem_key: str | None = None,
+    claim_token: uuid.UUID | None = None,
 ) -> LikeResult:
     """Move edge ``(post_id, user_id)`` to ``liked``; 404/410 for unknown/deleted posts,
-    410 for an erased user (checked in the same statement that would write the edge).
+    410 for an erased user (checked in the same statement that would write the edge);
+    with ``idem_key``, only while ``claim_token`` owns its claim (409 otherwise).
 
     ``conn`` must be in autocommit mode: the statement is its own transaction.
     """
@@ -124,13 +145,22 @@ async def set_like(
         "event_id": uuid.uuid4(),
         "edge_key": f"{post_id}:{user_id}",
         "idem": idem_key,
+        "token": claim_token,
         "action": "LikeCreated" if liked else "LikeRemoved",
         "liked": liked,
         "state": "liked" if liked else "unliked",
     }
     cur = await conn.execute(LIKE_SQL if liked else UNLIKE_SQL, params)
     row = await cur.fetchone()
-    return await finish(conn, row, post_id=post_id, user_id=user_id, liked=liked, idem_key=idem_key)
+    return await finish(
+        conn,
+        row,
+        post_id=post_id,
+        user_id=user_id,
+        liked=liked,
+        idem_key=idem_key,
+        claim_token=claim_token,
+    )
 
 
 async def finish(
@@ -141,11 +171,22 @@ async def finish(
     user_id: int,
     liked: bool,
     idem_key: str | None,
+    claim_token: uuid.UUID | None = None,
 ) -> LikeResult:
     """The request's result from its statement row ``(deleted, changed, version,
-    consistent, erased)``: 404/410 problems, or the edge as it is now (read again, and
-    the idempotency record completed, when a concurrent transaction moved it)."""
-    deleted, changed, version, consistent, erased = row or (None, False, 0, True, False)
+    consistent, erased, lost)``: 409 for a claim taken over, 404/410 problems, or the
+    edge as it is now (read again, and the idempotency record completed, when a
+    concurrent transaction moved it)."""
+    deleted, changed, version, consistent, erased, lost = row or (
+        None,
+        False,
+        0,
+        True,
+        False,
+        False,
+    )
+    if lost:
+        raise ProblemError(409, LOST_CLAIM)
     if erased:
         raise ProblemError(410, f"user {user_id} was erased: their likes cannot change")
     if deleted is None:
@@ -158,5 +199,7 @@ async def finish(
     edge = await (await conn.execute(CURRENT_SQL, (post_id, user_id))).fetchone()
     result = LikeResult(post_id, user_id, liked, False, int(edge[0]) if edge else 0)
     if idem_key is not None:
-        await conn.execute(COMPLETE_IDEM_SQL, (200, json.dumps(result.body()), user_id, idem_key))
+        await conn.execute(
+            COMPLETE_IDEM_SQL, (200, json.dumps(result.body()), user_id, idem_key, claim_token)
+        )
     return result

@@ -162,11 +162,12 @@ def run(
         progress.update(task, advance=post.edges, total=max(estimate, report.edges))
 
     t0 = time.monotonic()
-    run = backfill_runs.BackfillRun(datetime.now(UTC), since, tuple(chosen), "running")
+    started = datetime.now(UTC)
+    run = backfill_runs.BackfillRun(started, since, tuple(chosen), "running", heartbeat_at=started)
     backfill_runs.record(s, run)  # before anything is read: see ops.backfill_runs
     status = "failed"
     try:
-        with progress:
+        with progress, backfill_runs.heartbeats(s, run):
             rebuilds = _sinks(s, chosen)
             if p.last >= p.first:
                 flow = build_flow(s.postgres_url, p, rebuilds.sinks, seen, _recent_sinks(s, chosen))

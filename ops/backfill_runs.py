@@ -13,7 +13,12 @@ projection was written. A run that started after the transition was committed re
 one that was under way when it was committed may or may not have read it, and counts as
 uncertain, as does one that is still ``running`` or ended otherwise: never as covering.
 A run is forgotten only once no retained dead letter can need it (:func:`trim`, by
-``likes dlq replay``). Recording is best effort: when Redis is down the backfill still
+``likes dlq replay``). A running backfill refreshes its record every heartbeat
+(``LIKES_BACKFILL_HEARTBEAT_S``); one whose record went :data:`MISSED_HEARTBEATS`
+heartbeats without it (killed, its host lost) is read as ``died``, ended one heartbeat
+after its last: it never covers a letter, and letters committed after it ended are no
+longer held up by it (a killed run left "running" used to make every later letter
+uncertain for good). Recording is best effort: when Redis is down the backfill still
 runs (and logs that replays cannot see it). Times come from two clocks (the edge
 store's for a commit, the backfill host's for a run), so the order of a commit and a
 run that started within the clocks' difference of it is only as good as their sync.
@@ -23,8 +28,11 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -34,6 +42,7 @@ from core.settings import CommonSettings
 from schemas.redis_keys import BACKFILL_RUNS_KEY
 
 log = logging.getLogger(__name__)
+MISSED_HEARTBEATS = 6
 
 
 @dataclass(frozen=True)
@@ -43,8 +52,16 @@ class BackfillRun:
     started_at: datetime
     since: datetime | None
     projections: tuple[str, ...]
-    status: str  # running, done, unsettled (ClickHouse posts left unjudged), failed
+    status: str  # running, done, unsettled (ClickHouse posts left unjudged), failed, died
     ended_at: datetime | None = None  # None: running, or recorded before ends were
+    heartbeat_at: datetime | None = None  # None: recorded before heartbeats were
+
+    def judged(self, now: datetime, heartbeat: timedelta) -> BackfillRun:
+        """This run, or ``died`` if it is ``running`` but its heartbeats stopped."""
+        last = self.heartbeat_at
+        if self.status != "running" or last is None or now - last <= MISSED_HEARTBEATS * heartbeat:
+            return self
+        return replace(self, status="died", ended_at=last + heartbeat)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +70,7 @@ class BackfillRun:
             "projections": list(self.projections),
             "status": self.status,
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "heartbeat_at": self.heartbeat_at.isoformat() if self.heartbeat_at else None,
         }
 
 
@@ -78,15 +96,40 @@ def _parse(raw: str | bytes) -> BackfillRun | None:
             projections=tuple(d["projections"]),
             status=str(d["status"]),
             ended_at=datetime.fromisoformat(d["ended_at"]) if d.get("ended_at") else None,
+            heartbeat_at=(
+                datetime.fromisoformat(d["heartbeat_at"]) if d.get("heartbeat_at") else None
+            ),
         )
     except (ValueError, KeyError, TypeError):
         return None
 
 
-def runs(s: CommonSettings) -> list[BackfillRun]:
-    """Every recorded run, oldest first (unreadable entries skipped)."""
+@contextmanager
+def heartbeats(s: CommonSettings, run: BackfillRun) -> Iterator[None]:
+    """Refresh ``run``'s record every ``backfill_heartbeat_s`` while the block runs (a
+    thread; stopped, and its last write done, before the block's exit returns)."""
+    every = s.backfill_heartbeat_s
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            record(s, replace(run, heartbeat_at=datetime.now(UTC)))
+
+    thread = threading.Thread(target=beat, name="backfill-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def runs(s: CommonSettings, now: datetime | None = None) -> list[BackfillRun]:
+    """Every recorded run, oldest first (unreadable entries skipped; a running one whose
+    heartbeats stopped as ``died``)."""
     raw = client(s).hvals(BACKFILL_RUNS_KEY)
-    found = [r for r in (_parse(x) for x in raw) if r is not None]
+    at, every = now or datetime.now(UTC), timedelta(seconds=s.backfill_heartbeat_s)
+    found = [r.judged(at, every) for r in (_parse(x) for x in raw) if r is not None]
     return sorted(found, key=lambda r: r.started_at)
 
 
@@ -114,11 +157,14 @@ def trim_cutoff(committed: list[datetime | None], now: datetime) -> datetime | N
 
 def trim(s: CommonSettings, before: datetime) -> int:
     """Forget the runs that ended before ``before`` (a run recorded without its end, by
-    its start; one still ``running`` never) and unreadable entries; how many."""
+    its start; one still ``running`` never, one that died by its last heartbeat) and
+    unreadable entries; how many."""
     r = client(s)
     stale = []
+    now, every = datetime.now(UTC), timedelta(seconds=s.backfill_heartbeat_s)
     for field, raw in r.hgetall(BACKFILL_RUNS_KEY).items():
-        run = _parse(raw)
+        parsed = _parse(raw)
+        run = parsed.judged(now, every) if parsed is not None else None
         if run is None:
             stale.append(field)
         elif run.ended_at is None and run.status == "running":

@@ -47,6 +47,14 @@ def _dlq(s: CommonSettings) -> dict[str, Any]:
     return {"topic": s.dlq_topic, "messages": dlq_depth(s.kafka_bootstrap, s.dlq_topic)}
 
 
+def _backfill(s: CommonSettings) -> dict[str, Any]:
+    """The latest recorded backfill run (a running one whose heartbeats stopped: died)."""
+    from ops import backfill_runs
+
+    runs = backfill_runs.runs(s)
+    return {"last": runs[-1].to_json() if runs else None, "runs": len(runs)}
+
+
 def _slot(s: CommonSettings) -> dict[str, Any]:
     state = slot_state(s.postgres_url)
     return {"present": state is not None, **(state or {}), "alert_bytes": s.slot_wal_alert_bytes}
@@ -89,6 +97,13 @@ def warnings(report: dict[str, Any]) -> list[str]:
     ]
     slot_warnings = _slot_warnings(report.get("slot", {"error": "unknown"}))
     out.extend(text for name, text in slot_warnings.items() if name not in firing)
+    last = (report.get("backfill") or {}).get("last") or {}
+    if last.get("status") == "died":
+        out.append(
+            f"the backfill started {last['started_at']} died (no heartbeat since "
+            f"{last['heartbeat_at']}): its projections may be half rebuilt and dead letters "
+            "committed while it ran stay uncertain; run `likes backfill` again"
+        )
     kafka = report.get("kafka") or {}
     if kafka.get("under_replicated_partitions") or kafka.get("offline_partitions"):
         out.append(
@@ -121,6 +136,7 @@ def collect(s: CommonSettings) -> dict[str, Any]:
         "dlq": _guard(_dlq, s),
         "profile": s.profile,
         "kafka": _guard(kafka_report, s.kafka_bootstrap),
+        "backfill": _guard(_backfill, s),
     }
     from ops.flow_status import flow_report
 
@@ -195,6 +211,20 @@ def _kafka(kafka: dict[str, Any]) -> str:
     )
 
 
+def _last_backfill(backfill: dict[str, Any]) -> str:
+    if "error" in backfill:
+        return f"unavailable ({backfill['error']})"
+    last = backfill.get("last")
+    if not last:
+        return "none recorded"
+    what = ", ".join(last["projections"]) + (f", since {last['since']}" if last["since"] else "")
+    if last["status"] == "running":
+        return f"running since {last['started_at']} ({what}; heartbeat {last['heartbeat_at']})"
+    ended = f", ended {last['ended_at']}" if last["ended_at"] else ""
+    status = "DIED" if last["status"] == "died" else last["status"]
+    return f"{status}: started {last['started_at']}{ended} ({what})"
+
+
 def _figure_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     rows = _cdc_rows(report)
     flows = report.get("flows")
@@ -210,6 +240,7 @@ def _figure_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         )
     )
     rows.append(("kafka", _kafka(report.get("kafka") or {})))
+    rows.append(("last backfill", _last_backfill(report.get("backfill") or {})))
     rows.append(("drift", _drift(report.get("drift"))))
     hot = report["hot_posts"]
     rows.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 import psycopg
@@ -64,16 +65,23 @@ _POST_IDS = {
 
 
 async def _transition(
-    state: AppState, user_id: int, post_id: int, liked: bool, key: str | None
+    state: AppState,
+    user_id: int,
+    post_id: int,
+    liked: bool,
+    key: str | None,
+    token: uuid.UUID,
 ) -> LikeResult:
     """The like statement, through the group committer or alone on a connection; the
     result is in the viewer cache (or the user marked stale) when this returns."""
     if state.writer is not None:  # its batches go to the viewer cache (app.py)
         return await state.writer.set_like(
-            post_id=post_id, user_id=user_id, liked=liked, idem_key=key
+            post_id=post_id, user_id=user_id, liked=liked, idem_key=key, claim_token=token
         )
     async with connection(state.pool) as conn:
-        result = await set_like(conn, post_id=post_id, user_id=user_id, liked=liked, idem_key=key)
+        result = await set_like(
+            conn, post_id=post_id, user_id=user_id, liked=liked, idem_key=key, claim_token=token
+        )
     await state.viewer.put_many(user_id, {post_id: (result.version, result.liked)}, committed=True)
     return result
 
@@ -88,12 +96,12 @@ def _refused(error: BaseException) -> bool:
     return isinstance(error, psycopg.Error) and not isinstance(error, psycopg.OperationalError)
 
 
-async def _release(state: AppState, user_id: int, key: str) -> None:
-    """Free the idempotency key of a request that failed (best effort: a key left claimed
-    is released by its staleness rule)."""
+async def _release(state: AppState, user_id: int, key: str, token: uuid.UUID) -> None:
+    """Free the idempotency key of a request that failed, if its claim is still this
+    request's (best effort: a key left claimed is released by its staleness rule)."""
     try:
         async with connection(state.pool) as conn:
-            await idempotency.release(conn, user_id=user_id, key=key)
+            await idempotency.release(conn, user_id=user_id, key=key, token=token)
     except ProblemError:
         pass
 
@@ -109,6 +117,7 @@ async def _mutate(
 ) -> dict[str, Any]:
     await state.limiter.check(caller.user_id)
     s = state.settings
+    token = uuid.uuid4()
     if key is not None:
         idempotency.validate_key(key)
         fp = idempotency.fingerprint(request.method, request.url.path)
@@ -120,19 +129,20 @@ async def _mutate(
                 fp=fp,
                 stale_s=s.idempotency_stale_s,
                 ttl_h=s.idempotency_ttl_h,
+                token=token,
             )
         if replay is not None:
             response.status_code = replay.status_code
             response.headers[REPLAYED] = "true"
             return replay.body
     try:
-        result: LikeResult = await _transition(state, caller.user_id, post_id, liked, key)
+        result: LikeResult = await _transition(state, caller.user_id, post_id, liked, key, token)
     except BaseException as e:
         if not isinstance(e, ProblemError) or e.status >= 500:  # the store failed
             OUTBOX_WRITE_ERRORS.inc()
         if _refused(e):
             if key is not None:
-                await _release(state, caller.user_id, key)
+                await _release(state, caller.user_id, key, token)
         else:  # it may have committed: the cached state may be the old one
             await state.viewer.forget(caller.user_id, post_id)
         raise

@@ -134,3 +134,14 @@ def test_segments_stay_near_the_live_edges_and_every_resumable_generation_resume
     assert (
         stored(tmp_path / "live", final).edges == d.edges == {(9 << 64) | 9: d.edges[(9 << 64) | 9]}
     )
+
+
+def test_a_resumed_map_counts_as_loaded_only_once_attached(tmp_path: Path) -> None:
+    d = stored(tmp_path)
+    d.apply(ev(1, 1, 1, 1_000))
+    snap = d.snapshot()
+    resumed = EdgeDeduper(TTL, snap, tmp_path)
+    assert not resumed.loaded, "its edges are still in the store: the gauge must wait"
+    resumed.attach(PARTITION)
+    assert resumed.loaded and len(resumed.edges) == 1
+    assert EdgeDeduper(TTL).loaded and EdgeDeduper(TTL, None, tmp_path).loaded

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from ops.backfill import REBUILT
 from ops.backfill_runs import (
     EVENT_AGE_BOUND,
+    MISSED_HEARTBEATS,
     BackfillRun,
     Coverage,
     _parse,
@@ -111,3 +112,21 @@ def test_runs_round_trip_with_their_end() -> None:
     assert _parse(json.dumps(r.to_json())) == r
     old = {k: v for k, v in run(-5).to_json().items() if k != "ended_at"}
     assert _parse(json.dumps(old)) == run(-5)
+
+
+def test_a_running_run_whose_heartbeats_stopped_died_one_heartbeat_after_its_last() -> None:
+    beat = timedelta(seconds=10)
+    last = T - timedelta(minutes=20)
+    killed = BackfillRun(T - timedelta(minutes=30), None, REBUILT, "running", None, last)
+    assert killed.judged(last + MISSED_HEARTBEATS * beat, beat) == killed, "not yet missed"
+    died = killed.judged(T, beat)
+    assert (died.status, died.ended_at) == ("died", last + beat)
+    # a letter committed after it died is not held up by it; one before stays uncertain
+    assert verdict(died) is Coverage.NONE
+    assert verdict(killed) is Coverage.UNCERTAIN, "read as running, it held every letter"
+    assert verdict(died, occurred=last - timedelta(minutes=1)) is Coverage.UNCERTAIN
+    # only running runs die; one recorded before heartbeats stays running
+    assert run(-40, ended=-35).judged(T, beat) == run(-40, ended=-35)
+    legacy = run(-40, status="running")
+    assert legacy.judged(T, beat) == legacy
+    assert _parse(json.dumps(killed.to_json())) == killed
