@@ -35,7 +35,7 @@ def edge_key(post_id: int, user_id: int) -> int:
     return (post_id << 64) | user_id
 
 
-def _pack(version: int, liked: bool, seen_s: int) -> int:
+def _pack(version: int, liked: int, seen_s: int) -> int:
     return (seen_s << _SEEN_SHIFT) | ((version & _VERSION_MASK) << 1) | int(liked)
 
 
@@ -88,7 +88,7 @@ class EdgeDeduper:
         if self.gen:
             edges = self.edges
             for post, user, version, liked, seen_s in rows:
-                edges[(post << 64) | user] = (seen_s << _SEEN_SHIFT) | (version << 1) | liked
+                edges[edge_key(post, user)] = _pack(version, liked, seen_s)
             log.info(
                 "%s partition %d: %d edges of generation %d loaded in %.2f s",
                 self.store_dir,
@@ -126,8 +126,7 @@ class EdgeDeduper:
             return 0
         self._swept_ms = self.max_ms
         cutoff_s = (self.max_ms - self.ttl_ms) // 1000
-        shift = _VERSION_BITS + 1
-        stale = [k for k, v in self.edges.items() if (v >> shift) < cutoff_s]
+        stale = [k for k, v in self.edges.items() if (v >> _SEEN_SHIFT) < cutoff_s]
         for k in stale:
             del self.edges[k]
         if stale and self._store is not None:

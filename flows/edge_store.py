@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 
 KEEP_GENERATIONS = 8
@@ -58,8 +58,11 @@ class _Segment:
         self.db.execute("PRAGMA synchronous=FULL")
         for ddl in _SCHEMA:
             self.db.execute(ddl)
+        self.rows = self._rows_written()
+
+    def _rows_written(self) -> int:
         last = self.db.execute("SELECT row_count FROM generations ORDER BY gen DESC LIMIT 1")
-        self.rows = int((last.fetchone() or (0,))[0])
+        return int((last.fetchone() or (0,))[0])
 
     def has(self, gen: int) -> bool:
         return (
@@ -73,8 +76,7 @@ class _Segment:
         db.execute("DELETE FROM edges WHERE gen > ?", (gen,))
         db.execute("DELETE FROM generations WHERE gen > ?", (gen,))
         db.execute("COMMIT")
-        last = db.execute("SELECT row_count FROM generations ORDER BY gen DESC LIMIT 1")
-        self.rows = int((last.fetchone() or (0,))[0])
+        self.rows = self._rows_written()
 
     def append(self, gen: int, rows: Iterable[Row]) -> None:
         db = self.db
@@ -99,6 +101,7 @@ class EdgeStore:
         self.directory = directory
         self.prefix = f"partition-{partition}."
         self._current: _Segment | None = None
+        self._bases: list[int] = []  # the segments held, oldest first (listed at resume)
 
     def _segments(self) -> list[tuple[int, Path]]:
         found = []
@@ -125,6 +128,7 @@ class EdgeStore:
             if base > gen or gen == 0:
                 self._remove(path)
         if gen == 0:
+            self._bases = []
             return iter(())
         segment = _Segment(usable[-1][1], usable[-1][0]) if usable else None
         if segment is None or not segment.has(gen):
@@ -135,6 +139,7 @@ class EdgeStore:
             )
         segment.truncate_after(gen)
         self._current = segment
+        self._bases = [base for base, _ in usable]
         return segment.db.execute(
             "SELECT post, usr, version, liked, seen_s FROM edges ORDER BY gen, post, usr"
         )
@@ -163,23 +168,28 @@ class EdgeStore:
             if current is not None:
                 current.close()
             self._current = segment
+            self._bases.append(gen)
         else:
             current.append(gen, changed)
         self._prune(gen)
 
     def _prune(self, gen: int) -> None:
         """Delete the segments that no generation after ``gen - KEEP_GENERATIONS`` needs."""
-        segments = self._segments()
         oldest_resumable = gen - KEEP_GENERATIONS + 1
-        for (_, path), (next_base, _) in pairwise(segments):
-            if next_base <= oldest_resumable:
-                self._remove(path)
+        needed = [
+            base
+            for base, next_base in zip(self._bases, [*self._bases[1:], None], strict=True)
+            if next_base is None or next_base > oldest_resumable
+        ]
+        for base in set(self._bases) - set(needed):
+            self._remove(self._path(base))
+        self._bases = needed
 
     def rows(self) -> int:
         """Rows in all segments (for tests and diagnostics)."""
         total = 0
         for _, path in self._segments():
-            with sqlite3.connect(path) as db:
+            with closing(sqlite3.connect(path)) as db:
                 total += int(db.execute("SELECT count(*) FROM edges").fetchone()[0])
         return total
 
