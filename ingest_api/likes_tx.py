@@ -177,14 +177,7 @@ async def finish(
     consistent, erased, lost)``: 409 for a claim taken over, 404/410 problems, or the
     edge as it is now (read again, and the idempotency record completed, when a
     concurrent transaction moved it)."""
-    deleted, changed, version, consistent, erased, lost = row or (
-        None,
-        False,
-        0,
-        True,
-        False,
-        False,
-    )
+    deleted, changed, version, consistent, erased, lost = row
     if lost:
         raise ProblemError(409, LOST_CLAIM)
     if erased:

@@ -124,12 +124,20 @@ def heartbeats(s: CommonSettings, run: BackfillRun) -> Iterator[None]:
         thread.join()
 
 
-def runs(s: CommonSettings, now: datetime | None = None) -> list[BackfillRun]:
+def _recorded(s: CommonSettings, r: redis.Redis) -> dict[str | bytes, BackfillRun | None]:
+    """Field -> run (None: unreadable), a running one whose heartbeats stopped as died."""
+    now, every = datetime.now(UTC), timedelta(seconds=s.backfill_heartbeat_s)
+    out: dict[str | bytes, BackfillRun | None] = {}
+    for field, raw in r.hgetall(BACKFILL_RUNS_KEY).items():
+        run = _parse(raw)
+        out[field] = run.judged(now, every) if run is not None else None
+    return out
+
+
+def runs(s: CommonSettings) -> list[BackfillRun]:
     """Every recorded run, oldest first (unreadable entries skipped; a running one whose
     heartbeats stopped as ``died``)."""
-    raw = client(s).hvals(BACKFILL_RUNS_KEY)
-    at, every = now or datetime.now(UTC), timedelta(seconds=s.backfill_heartbeat_s)
-    found = [r.judged(at, every) for r in (_parse(x) for x in raw) if r is not None]
+    found = [r for r in _recorded(s, client(s)).values() if r is not None]
     return sorted(found, key=lambda r: r.started_at)
 
 
@@ -161,10 +169,7 @@ def trim(s: CommonSettings, before: datetime) -> int:
     unreadable entries; how many."""
     r = client(s)
     stale = []
-    now, every = datetime.now(UTC), timedelta(seconds=s.backfill_heartbeat_s)
-    for field, raw in r.hgetall(BACKFILL_RUNS_KEY).items():
-        parsed = _parse(raw)
-        run = parsed.judged(now, every) if parsed is not None else None
+    for field, run in _recorded(s, r).items():
         if run is None:
             stale.append(field)
         elif run.ended_at is None and run.status == "running":

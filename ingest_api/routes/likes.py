@@ -117,7 +117,7 @@ async def _mutate(
 ) -> dict[str, Any]:
     await state.limiter.check(caller.user_id)
     s = state.settings
-    token = uuid.uuid4()
+    token = uuid.uuid4()  # this request's claim of its Idempotency-Key, if it has one
     if key is not None:
         idempotency.validate_key(key)
         fp = idempotency.fingerprint(request.method, request.url.path)

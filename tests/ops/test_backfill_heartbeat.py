@@ -21,7 +21,7 @@ CHILD = """
 import time
 from datetime import UTC, datetime
 from core.settings import CommonSettings
-from ops import backfill_runs, status
+from ops import backfill_runs
 from ops.backfill import REBUILT
 
 s = CommonSettings()
