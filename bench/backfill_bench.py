@@ -390,14 +390,17 @@ def time_backfill(proj: Projections, rnd: int, seed: Seed) -> Phase:
 
 
 def profile_backfill(proj: Projections, seed: Seed, quick: bool) -> dict[str, object]:
-    """One more backfill under cProfile; top 15 by cumulative time to
-    ``backfill.profile.txt``; the self time per module, and the wall time under profiling."""
+    """One more backfill under cProfile, with one Bytewax worker (cProfile sees only the
+    thread that runs it; each of the timed rounds' workers runs the same code); top 15
+    by cumulative time to ``backfill.profile.txt``; the self time per module, and the
+    wall time under profiling."""
     proj.reset()
+    one_worker = proj.settings.model_copy(update={"backfill_workers": 1})
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
     try:
-        report = run_backfill(proj.settings, PROJECTIONS, None, show_progress=False)
+        report = run_backfill(one_worker, PROJECTIONS, None, show_progress=False)
     finally:
         prof.disable()
     secs = time.perf_counter() - t0
@@ -409,8 +412,9 @@ def profile_backfill(proj: Projections, seed: Seed, quick: bool) -> dict[str, ob
     head = (
         f"likes backfill ({', '.join(PROJECTIONS)}) of {seed.edges:,} edges / {seed.posts:,} "
         f"posts under cProfile: {secs:.1f} s wall ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC).\n"
-        "cProfile sees the Python side of the single Bytewax worker (run_main, calling "
-        "thread); waits on Postgres and Redis show as the psycopg/redis calls. cProfile "
+        "Run with one Bytewax worker (the timed rounds use "
+        f"{proj.settings.backfill_workers}), on the calling thread, which cProfile sees; "
+        "waits on Postgres and Redis show as the psycopg/redis calls. cProfile "
         "inflates Python call overhead: read the shares, not the absolute times.\n"
     )
     text = out.getvalue().replace(f"{REPO_ROOT}/", "").replace(_SITE, "")
@@ -490,6 +494,7 @@ def bench_backfill(ctx: Ctx) -> Result:
             "seed": asdict(seed),
         }
         proj = Projections(url, redis_url)
+        res.config["workers"] = proj.settings.backfill_workers
         copy_out(url)  # warm-up: the table in the caches for both
         phases: list[Phase] = []
         for rnd in range(1, ROUNDS + 1):
@@ -555,12 +560,16 @@ def _load_notes(res: Result, copies: list[Phase], fills: list[Phase]) -> None:
     posts = int(seed["posts"]) if isinstance(seed, dict) else 0
     per_post = f" ({mid.rows / posts:.1f} edges per post)" if posts else ""
     busy = f"The median backfill{per_post} kept {used:.2f} of the 2 cores busy"
+    workers = res.config.get("workers")
     res.notes.append(
-        f"{busy} (bench + Postgres + Redis CPU over its wall time): one Bytewax worker "
-        "(run_main) reads a chunk, then writes it to Redis, to Postgres and the flow-state "
-        "records (which read the chunk's edges again under a SHARE lock), so they take turns."
-        if used < 1.2
-        else f"{busy}."
+        f"{busy} (bench + Postgres + Redis CPU over its wall time) with {workers} Bytewax "
+        "workers (threads; each reads a chunk, then writes it to Redis, to Postgres and the "
+        "flow-state records, so the machine is "
+        + (
+            "not saturated: the workers' turns do not overlap enough)."
+            if used < 1.6
+            else "close to saturated)."
+        )
     )
     other = {f"{p.kind} {p.round}": round(_cores(p, "other_cpu_s"), 2) for p in copies + fills}
     disturbed = {k: v for k, v in other.items() if v > 0.25}

@@ -3,9 +3,11 @@
 Kafka Connect (so Debezium) sends each ``likes.events`` record with the edge key
 (``"post_id:user_id"``, UTF-8 by the String converter) and no explicit partition, so the
 producer places it at ``toPositive(murmur2(key)) % partitions``. :func:`partition_for`
-computes the same (MurmurHash2 from the ``murmurhash2`` package, compiled: the backfill
-hashes every edge), so the backfill can say which of a post's edges share a partition
-with which records (``sinks.outbox_flow_state``). Matches Kafka's own test vectors
+computes the same (MurmurHash2 from the ``murmurhash2`` package, compiled), and
+:func:`key_hash` the part that does not depend on the partition count: the API stores it
+with each new edge (``post_likes.key_hash``, migration 009, which computes the same in
+Postgres for edges written without it), so the backfill can group a post's edges by
+partition inside Postgres (``sinks.outbox_flow_state``). Matches Kafka's own test vectors
 (``UtilsTest.testMurmur2``) and, in the integration tests, Connect's real placement.
 """
 
@@ -31,3 +33,9 @@ def partition_for(key: bytes, partitions: int) -> int:
 def edge_key(post_id: int, user_id: int) -> bytes:
     """The Kafka key of an edge's events (``like_outbox.edge_key``)."""
     return f"{post_id}:{user_id}".encode()
+
+
+def key_hash(post_id: int, user_id: int) -> int:
+    """``post_likes.key_hash`` of an edge: the non-negative hash the partitioner takes
+    modulo the partition count (migration 009 computes the same in Postgres)."""
+    return murmur2(edge_key(post_id, user_id)) & 0x7FFFFFFF

@@ -30,6 +30,13 @@ class CommonSettings(BaseSettings):
         description="a running backfill refreshes its record this often; one silent for "
         "6 heartbeats is read as died (ops.backfill_runs)",
     )
+    backfill_workers: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Bytewax worker threads of a backfill, one post_id range each: their "
+        "waits on Postgres and Redis overlap (ops.backfill)",
+    )
     profile: Literal["single", "cluster"] = Field(
         default="single",
         description="single: one process per component; cluster: the scale-out topology "

@@ -36,6 +36,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from core.kafka_partition import key_hash
 from ingest_api.db import connection
 from ingest_api.likes_tx import LikeResult, finish, set_like
 from ingest_api.metrics import GROUP_COMMIT_BATCH
@@ -58,8 +59,8 @@ BATCH_SQL = f"""
 WITH req AS (
     SELECT * FROM unnest(%(i)s::int[], %(post)s::bigint[], %(usr)s::bigint[],
                          %(liked)s::boolean[], %(idem)s::text[], %(event)s::uuid[],
-                         %(token)s::uuid[])
-        AS r(i, post_id, user_id, liked, idem, event_id, token)),
+                         %(token)s::uuid[], %(hash)s::int[])
+        AS r(i, post_id, user_id, liked, idem, event_id, token, key_hash)),
 own AS (
     SELECT req.i FROM req JOIN idempotency_keys k
         ON k.user_id = req.user_id AND k.idem_key = req.idem AND k.claim_token = req.token
@@ -79,8 +80,9 @@ ok AS (
     WHERE p.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM er WHERE er.i = req.i)
       AND NOT EXISTS (SELECT 1 FROM lost WHERE lost.i = req.i)),
 ins AS (
-    INSERT INTO post_likes AS e (post_id, user_id, state, created_at, updated_at, version)
-    SELECT post_id, user_id, 'liked', now(), now(), 1 FROM ok WHERE liked
+    INSERT INTO post_likes AS e (post_id, user_id, state, created_at, updated_at, version,
+                                 key_hash)
+    SELECT post_id, user_id, 'liked', now(), now(), 1, key_hash FROM ok WHERE liked
     ORDER BY post_id, user_id
     ON CONFLICT (post_id, user_id) DO UPDATE
         SET state = 'liked', updated_at = now(), version = e.version + 1
@@ -303,6 +305,7 @@ class GroupCommitter:
             "idem": [r.idem_key for r in batch],
             "event": [r.event_id for r in batch],
             "token": [r.claim_token for r in batch],
+            "hash": [key_hash(r.post_id, r.user_id) for r in batch],
         }
         return await (await conn.execute(BATCH_SQL, params)).fetchall()
 

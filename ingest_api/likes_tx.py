@@ -18,6 +18,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from core.kafka_partition import key_hash
 from ingest_api.problems import ProblemError
 from schemas.events import like_event_sql
 
@@ -75,8 +76,9 @@ p AS (SELECT post_id, author_id, deleted_at FROM posts WHERE post_id = %(post_id
 
 LIKE_SQL = f"""{_HEAD}
 up AS (
-    INSERT INTO post_likes AS e (post_id, user_id, state, created_at, updated_at, version)
-    SELECT p.post_id, %(user_id)s, 'liked', now(), now(), 1 FROM p, er
+    INSERT INTO post_likes AS e (post_id, user_id, state, created_at, updated_at, version,
+                                 key_hash)
+    SELECT p.post_id, %(user_id)s, 'liked', now(), now(), 1, %(key_hash)s FROM p, er
     WHERE p.deleted_at IS NULL AND NOT er.erased AND NOT er.lost
     ON CONFLICT (post_id, user_id) DO UPDATE
         SET state = 'liked', updated_at = now(), version = e.version + 1
@@ -144,6 +146,7 @@ async def set_like(
         "user_id": user_id,
         "event_id": uuid.uuid4(),
         "edge_key": f"{post_id}:{user_id}",
+        "key_hash": key_hash(post_id, user_id),
         "idem": idem_key,
         "token": claim_token,
         "action": "LikeCreated" if liked else "LikeRemoved",

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
@@ -41,20 +41,13 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from core.records import CountUpdate
 from core.settings import CommonSettings
+from core.tally import Tally
 from flows.trending import FORGET_BELOW, T0_MS, TrendingScores
 from ops.reconcile import Finding, correct_clickhouse, judge_now, settle
 from schemas.redis_keys import TRENDING_KEY
 
 _READ_MAX = 500  # posts per ClickHouse read (``ops.projections`` reads longer lists whole)
 _EPS = 1e-9  # scores are logs: rounding of the same sum in another order stays far below
-
-
-@dataclass
-class Tally:
-    """What a rebuild wrote, and what it could not judge."""
-
-    written: int = 0
-    unsettled: list[int] = field(default_factory=list)
 
 
 def _chunks(posts: list[int], n: int = _READ_MAX) -> Iterable[list[int]]:
@@ -76,7 +69,7 @@ class _ClickHousePartition(StatelessSinkPartition[CountUpdate]):
 
     def _correct(self, findings: Iterable[Finding]) -> None:
         found = list(findings)
-        self._sink.tally.written += correct_clickhouse(self._sink.settings, found)
+        self._sink.tally.add(correct_clickhouse(self._sink.settings, found))
         self._pending.update(f.post for f in found if not f.settled)
 
     def close(self) -> None:
@@ -88,7 +81,7 @@ class _ClickHousePartition(StatelessSinkPartition[CountUpdate]):
                 drift, moving = settle(sink.settings, "clickhouse", chunk, sink.grace_s)
                 self._correct(drift.values())
                 self._pending.update(moving)
-        sink.tally.unsettled = sorted(self._pending)
+        sink.tally.unsettle(self._pending)
 
 
 class ClickHouseCorrectionSink(DynamicSink[CountUpdate]):
@@ -211,7 +204,7 @@ class _TrendingPartition(StatelessSinkPartition[CountUpdate]):
             args: list[str | int] = [post, repr(lower), repr(upper)]
             args += ["" if before is None else repr(before), repr(_EPS)]
             args.append("1" if lower >= cold else "0")
-            self._sink.tally.written += int(self._script(keys=[TRENDING_KEY], args=args))
+            self._sink.tally.add(int(self._script(keys=[TRENDING_KEY], args=args)))
 
     def close(self) -> None:
         self._pg.close()

@@ -3,8 +3,10 @@ truth to the live counts flow, in the flow's own order.
 
 Guarantee: for each batch of posts, one transaction that holds off every edge write
 (``LOCK TABLE post_likes IN SHARE MODE``: in-flight writers finish first, new ones wait
-until it commits, milliseconds) reads the posts' edges and inserts, per Kafka partition
-of ``likes.events`` that holds some of their edges' events, one outbox row: a
+until it commits, milliseconds) groups the posts' edges by the Kafka partition of their
+events (``post_likes.key_hash``, the partitioner's hash of the edge key) inside Postgres,
+one statement, and inserts, per partition of ``likes.events`` that holds some of their
+edges' events, one outbox row: a
 :class:`~schemas.events.FlowStateRecord` with each post's liked edges and sum of
 versions over its edges in that partition, keyed by one of those edges, so Connect
 places it in that partition (:func:`core.kafka_partition.partition_for`). Debezium
@@ -18,69 +20,36 @@ edge store delays the backfill, never the API beyond one batch's read.
 
 from __future__ import annotations
 
-import json
-import uuid
-from dataclasses import dataclass, field
-from typing import cast
-
 import psycopg
 
-from core.kafka_partition import partition_for
 from core.records import CountUpdate
+from core.tally import Tally
 from schemas.events import FLOW_STATE_ACTION
 from sinks.base import DEFAULT_RETRY, RetryPolicy
 from sinks.postgres_store import Connection, PostgresSink
 
-Edges = list[tuple[int, int, bool, int]]  # (post, user, liked, version)
 _LOCK = "LOCK TABLE post_likes IN SHARE MODE"
-_EDGES = """SELECT post_id, user_id, state = 'liked', version FROM post_likes
-WHERE post_id = ANY(%s)"""
-_INSERT = """INSERT INTO like_outbox (event_id, edge_key, post_id, user_id, action,
-    edge_version, occurred_at, payload)
-VALUES (%s, %s, %s, %s, %s, 0, now(), %s::jsonb)"""
-
-
-@dataclass
-class _PartitionTruth:
-    """The posts' truth over their edges in one partition, and a key that lands there."""
-
-    key: str
-    posts: dict[int, list[int]] = field(default_factory=dict)  # post -> [liked, versions]
-
-
-def truth_per_partition(edges: Edges, partitions: int) -> dict[int, _PartitionTruth]:
-    """Group ``(post, user, liked, version)`` edges by the partition of their events; each
-    group is keyed by one of its edges (so its record lands in the same partition). A
-    post is listed only where it has edges: the flow's contributions come from events of
-    edges, and the edge store never deletes an edge (erasure unlikes them)."""
-    out: dict[int, _PartitionTruth] = {}
-    for post, user, liked, version in edges:
-        key = f"{post}:{user}"
-        k = partition_for(key.encode(), partitions)
-        part = out.get(k)
-        if part is None:
-            part = out[k] = _PartitionTruth(key)
-        cell = part.posts.get(post)
-        if cell is None:
-            part.posts[post] = [int(liked), version]
-        else:
-            cell[0] += liked
-            cell[1] += version
-    return out
-
-
-def record_payload(partition: int, partitions: int, truth: _PartitionTruth) -> tuple[str, str]:
-    """``(event_id, payload JSON)`` of one flow-state record."""
-    event_id = str(uuid.uuid4())
-    posts = [[p, n, v] for p, (n, v) in sorted(truth.posts.items())]
-    payload = {
-        "event_id": event_id,
-        "action": FLOW_STATE_ACTION,
-        "partition": partition,
-        "partitions": partitions,
-        "posts": posts,
-    }
-    return event_id, json.dumps(payload, separators=(",", ":"))
+# Per post and partition of its edges' events (``key_hash`` % partitions, migration 009):
+# liked edges, sum of versions, and the smallest user (so the record's key, that edge's,
+# lands in the same partition); one record per partition, its posts in post order.
+_RECORDS_SQL = """
+INSERT INTO like_outbox (event_id, edge_key, post_id, user_id, action, edge_version,
+                         occurred_at, payload)
+SELECT g.event_id, g.first[1] || ':' || g.first[2], g.first[1], g.first[2], %(action)s::text, 0,
+       now(),
+       jsonb_build_object('event_id', g.event_id, 'action', %(action)s::text,
+                          'partition', g.part, 'partitions', %(partitions)s::int,
+                          'posts', g.posts)
+FROM (
+    SELECT part, gen_random_uuid() AS event_id, min(ARRAY[post_id, first_user]) AS first,
+           jsonb_agg(jsonb_build_array(post_id, liked, versions) ORDER BY post_id) AS posts
+    FROM (
+        SELECT key_hash %% %(partitions)s AS part, post_id,
+               count(*) FILTER (WHERE state = 'liked') AS liked, sum(version) AS versions,
+               min(user_id) AS first_user
+        FROM post_likes WHERE post_id = ANY(%(posts)s::bigint[])
+        GROUP BY 1, 2) AS cells
+    GROUP BY part) AS g"""
 
 
 class FlowStateSink(PostgresSink[CountUpdate]):
@@ -98,23 +67,18 @@ class FlowStateSink(PostgresSink[CountUpdate]):
         super().__init__("outbox_flow_state", url, retry)
         self.partitions = partitions
         self.lock_timeout_ms = lock_timeout_ms
-        self.records = 0
+        self.tally = Tally()  # records written
 
     def write(self, client: Connection, items: list[CountUpdate]) -> None:
         posts = sorted({u.post_id for u in items})
         if not posts:
             return
+        params = {"action": FLOW_STATE_ACTION, "partitions": self.partitions, "posts": posts}
         with client.transaction():
             client.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}")
             client.execute(_LOCK)
-            edges = cast(Edges, client.execute(_EDGES, (posts,)).fetchall())
-            rows = []
-            for k, truth in sorted(truth_per_partition(edges, self.partitions).items()):
-                event_id, payload = record_payload(k, self.partitions, truth)
-                post, user = truth.key.split(":")
-                rows.append((event_id, truth.key, post, user, FLOW_STATE_ACTION, payload))
-            client.cursor().executemany(_INSERT, rows)
-        self.records += len(rows)
+            written = client.execute(_RECORDS_SQL, params).rowcount
+        self.tally.add(written)
 
     def is_transient(self, error: Exception) -> bool:
         # a lock timeout (busy edge store) is worth another try, like a lost connection

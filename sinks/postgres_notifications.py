@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from core.records import CountUpdate, NotificationUpdate
+from core.tally import Tally
 from sinks.base import DEFAULT_RETRY, RetryPolicy
 from sinks.postgres_store import PostgresSink
 
@@ -194,14 +195,14 @@ class PostgresNotificationRebuildSink(PostgresSink[CountUpdate]):
     sink: each batch is one repeatable-read transaction, so a live write it overlaps is
     a serialization failure, retried (by the base) on a fresh snapshot, never a lost or
     doubled actor. Muted posts get their ledger only, as from the live sink. ``written``
-    counts the aggregate rows it changed."""
+    counts the aggregate rows it changed (``tally``)."""
 
     def __init__(self, url: str, retry: RetryPolicy = DEFAULT_RETRY) -> None:
         super().__init__("postgres_notifications_rebuild", url, retry)
-        self.written = 0
-        self.ledger_changed = 0
+        self.tally = Tally()  # aggregate rows changed
+        self.ledger = Tally()  # ledger rows changed
 
     def write(self, client: psycopg.Connection, items: list[CountUpdate]) -> None:
         ledger, rows = rebuild_notifications(client, sorted({u.post_id for u in items}))
-        self.ledger_changed += ledger
-        self.written += rows
+        self.ledger.add(ledger)
+        self.tally.add(rows)

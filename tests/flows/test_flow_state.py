@@ -20,7 +20,6 @@ from flows.counts import CountsSinks, build_flow
 from flows.decode import FlowState, PartitionEvents, decode_message
 from flows.partition_stage import PartitionStage
 from schemas.events import LikeEvent
-from sinks.outbox_flow_state import record_payload, truth_per_partition
 from tests.flows.conftest import Runner
 from tests.flows.helpers import PARTITIONS, T0_MS, event, partition_of, to_messages
 
@@ -95,10 +94,14 @@ def _message(value: dict[str, Any] | bytes, partition: int, offset: int) -> Any:
 
 
 def test_decode_checks_the_records_partition() -> None:
-    truth = truth_per_partition([(5, 1, True, 1)], 6)
     k = partition_for(edge_key(5, 1), 6)
-    _, payload = record_payload(k, 6, truth[k])
-    rec = json.loads(payload)
+    rec = {
+        "event_id": str(uuid.uuid4()),
+        "action": "FlowState",
+        "partition": k,
+        "partitions": 6,
+        "posts": [[5, 1, 1]],
+    }
     ok = decode_message(_message(rec, k, 0))
     assert isinstance(ok, tuple) and isinstance(ok[1], FlowState)
     assert ok[1].posts == ((5, 1, 1),)
@@ -106,21 +109,6 @@ def test_decode_checks_the_records_partition() -> None:
     assert isinstance(wrong, DeadLetter) and f"partition {k} on {k + 1}" in wrong.reason
     bad = decode_message(_message({**rec, "posts": [[5, -1, 1]]}, k, 0))
     assert isinstance(bad, DeadLetter) and bad.reason.startswith("invalid event: posts")
-
-
-def test_truth_per_partition_groups_edges_by_their_events_partition() -> None:
-    edges = [(5, u, u % 3 != 0, 1 + u % 2) for u in range(1, 40)] + [(6, 1, True, 3)]
-    parts = truth_per_partition(edges, 4)
-    for k, truth in parts.items():
-        assert partition_for(truth.key.encode(), 4) == k
-        for post, user, _, _ in edges:
-            in_k = partition_for(edge_key(post, user), 4) == k
-            assert in_k <= (post in truth.posts)
-    assert sum(t.posts[5][0] for t in parts.values() if 5 in t.posts) == 26
-    assert sum(t.posts[5][1] for t in parts.values() if 5 in t.posts) == sum(
-        v for p, _, _, v in edges if p == 5
-    )
-    assert [t.posts[6] for t in parts.values() if 6 in t.posts] == [[1, 3]]
 
 
 def test_latest_per_post_keeps_a_forced_value_and_what_follows_it() -> None:
