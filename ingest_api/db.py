@@ -6,6 +6,8 @@ every statement of one request runs in one transaction, so nothing is half-writt
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -17,6 +19,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ingest_api.problems import ProblemError
 
+log = logging.getLogger(__name__)
+
 
 class EdgeStoreUnavailable(ProblemError):
     """The edge store cannot be reached or failed transiently."""
@@ -24,6 +28,13 @@ class EdgeStoreUnavailable(ProblemError):
     def __init__(self, detail: str = "the edge store is unavailable") -> None:
         super().__init__(503, detail, headers={"Retry-After": "1"})
 
+
+RECONNECT_TIMEOUT_S = 5.0
+"""How long the pool retries one lost connection (backoff 1, 2, 4 s, capped) before it
+gives up on it; a request then waiting grows the pool again with an immediate attempt.
+psycopg_pool's default (5 minutes of doubling delays) left the API answering 503 for
+about half as long as Postgres had been down, after it was back; with this, at most
+about 5 s (``tests/faults/test_store_outages.py``)."""
 
 _last_used: weakref.WeakKeyDictionary[AsyncConnection, float] = weakref.WeakKeyDictionary()
 IDLE_CHECK_S = 2.0
@@ -36,6 +47,32 @@ async def _check_if_idle(conn: AsyncConnection) -> None:
     """Probe a connection only if it sat idle: busy ones just proved themselves."""
     if time.monotonic() - _last_used.get(conn, 0.0) > IDLE_CHECK_S:
         await AsyncConnectionPool.check_connection(conn)
+
+
+_flushing: weakref.WeakSet[AsyncConnectionPool] = weakref.WeakSet()
+_flushes: set[asyncio.Task[None]] = set()
+
+
+def flush_lost(pool: AsyncConnectionPool) -> None:
+    """One of ``pool``'s connections was found lost (a restarted server loses them all):
+    probe every idle one now, replacing the broken, in the background. Otherwise
+    psycopg_pool finds them one per checkout, waiting 1 s, then 2 s, before the next, so
+    a request could time out on a pool of dead connections with the server back."""
+    if pool in _flushing:
+        return
+    _flushing.add(pool)
+
+    async def flush() -> None:
+        try:
+            await pool.check()
+        except Exception as e:  # the server may be down again: later checkouts retry
+            log.warning("checking the pool's connections failed: %s", e)
+        finally:
+            _flushing.discard(pool)
+
+    task = asyncio.get_running_loop().create_task(flush())
+    _flushes.add(task)
+    task.add_done_callback(_flushes.discard)
 
 
 async def _mark_used(conn: AsyncConnection) -> None:
@@ -71,7 +108,16 @@ def make_pool(
     url: str, *, min_size: int, max_size: int, timeout: float, writer: bool = False
 ) -> AsyncConnectionPool:
     """A pool that does no I/O until opened (``writer``: sessions for group commit)."""
-    return AsyncConnectionPool(
+    made: list[AsyncConnectionPool] = []
+
+    async def check(conn: AsyncConnection) -> None:
+        try:
+            await _check_if_idle(conn)
+        except psycopg.Error:
+            flush_lost(made[0])
+            raise
+
+    pool = AsyncConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
@@ -83,9 +129,12 @@ def make_pool(
             "application_name": APPLICATION_NAME,
         },
         configure=configure_writer_session if writer else configure_session,
-        check=_check_if_idle,
+        check=check,
         reset=_mark_used,
+        reconnect_timeout=RECONNECT_TIMEOUT_S,
     )
+    made.append(pool)
+    return pool
 
 
 @asynccontextmanager
@@ -97,6 +146,7 @@ async def connection(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection
     except PoolTimeout as e:
         raise EdgeStoreUnavailable("no edge store connection available") from e
     except psycopg.OperationalError as e:
+        flush_lost(pool)
         raise EdgeStoreUnavailable() from e
     except psycopg.errors.SerializationFailure as e:
         raise EdgeStoreUnavailable("edge store conflict, retry") from e

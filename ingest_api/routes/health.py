@@ -27,14 +27,16 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    response_description="Ready: the edge store answers.",
+    response_description="Ready: the edge store answers (reads and writes).",
     responses={503: {"model": Readiness, "description": "The edge store does not answer."}},
 )
 async def readyz(state: State, response: Response) -> Readiness:
-    """Ready when the edge store answers."""
+    """Ready when the edge store answers on the sessions of reads and of writes."""
+    pools = [state.pool] + ([state.writer.pool] if state.writer is not None else [])
     try:
-        async with connection(state.pool) as conn:
-            await conn.execute("SELECT 1")
+        for pool in pools:
+            async with connection(pool) as conn:
+                await conn.execute("SELECT 1")
     except EdgeStoreUnavailable:
         response.status_code = 503
         return Readiness(status="unavailable", postgres=False)
