@@ -563,8 +563,8 @@ def _load_notes(res: Result, copies: list[Phase], fills: list[Phase]) -> None:
     workers = res.config.get("workers")
     res.notes.append(
         f"{busy} (bench + Postgres + Redis CPU over its wall time) with {workers} Bytewax "
-        "workers (threads; each reads a chunk, then writes it to Redis, to Postgres and the "
-        "flow-state records, so the machine is "
+        "workers (threads; each reads a chunk, publishing its flow-state records, then "
+        "writes it to Redis and to Postgres, so the machine is "
         + (
             "not saturated: the workers' turns do not overlap enough)."
             if used < 1.6

@@ -7,7 +7,7 @@ computes the same (MurmurHash2 from the ``murmurhash2`` package, compiled), and
 :func:`key_hash` the part that does not depend on the partition count: the API stores it
 with each new edge (``post_likes.key_hash``, migration 009, which computes the same in
 Postgres for edges written without it), so the backfill can group a post's edges by
-partition inside Postgres (``sinks.outbox_flow_state``). Matches Kafka's own test vectors
+partition inside Postgres (``flows.backfill_chunks``). Matches Kafka's own test vectors
 (``UtilsTest.testMurmur2``) and, in the integration tests, Connect's real placement.
 """
 

@@ -19,8 +19,10 @@ Guarantees, while live traffic continues:
 It also rebuilds ``likes:recent:{post}`` (the newest current likers from the edge store,
 written only over a list at a lower ``seq``), and hands each post to any other per-post
 sink it is given (``ops.backfill``: ClickHouse corrections, notifications, trending),
-which states its own guarantee. What it does not rebuild: the flows' own state (it
-assumes that state is right, as after a loss of Redis data or a wiped table).
+which states its own guarantee. Given ``records``, each chunk is read by the statement
+that also publishes its flow-state records (``flows.backfill_chunks``), so the live flows
+adopt the edge store's truth at their own position; without, it leaves the flows' own
+state alone (right after a loss of Redis data or a wiped table).
 """
 
 from __future__ import annotations
@@ -30,31 +32,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import bytewax.operators as op
-import psycopg
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import Sink
 
 from core.records import CountUpdate, RecentLikers
+from flows.backfill_chunks import ChunkQuery, ChunkReader, FlowStateRecords, PostSnapshot
 
-_CHUNK_SQL = """
-SELECT post_id, count(*) FILTER (WHERE state = 'liked'), sum(version), count(*)
-FROM post_likes
-WHERE post_id > %(after)s AND post_id <= %(last)s
-  AND (%(since)s::timestamptz IS NULL OR post_id IN (
-        SELECT post_id FROM post_likes
-        WHERE updated_at >= %(since)s AND post_id > %(after)s AND post_id <= %(last)s))
-GROUP BY post_id ORDER BY post_id LIMIT %(chunk)s"""
-
-
-@dataclass(frozen=True)
-class PostSnapshot:
-    """One post as the edge store has it: liked edges, ``sum(version)``, all edges."""
-
-    post_id: int
-    count: int
-    seq: int
-    edges: int
+__all__ = ["BackfillPlan", "EdgeStoreSource", "FlowStateRecords", "PostSnapshot", "build_flow"]
 
 
 @dataclass(frozen=True)
@@ -81,48 +66,43 @@ class BackfillPlan:
 
 
 class _RangePartition(StatefulSourcePartition[PostSnapshot, int]):
-    def __init__(self, url: str, plan: BackfillPlan, after: int, last: int) -> None:
-        self._url, self._plan, self._after, self._last = url, plan, after, last
-        self._conn: psycopg.Connection | None = None
+    def __init__(self, reader: ChunkReader, plan: BackfillPlan, after: int, last: int) -> None:
+        self._reader, self._plan, self._after, self._last = reader, plan, after, last
 
     def next_batch(self) -> Iterable[PostSnapshot]:
         if self._after >= self._last:
             raise StopIteration
-        if self._conn is None:
-            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
-        params = {
-            "after": self._after,
-            "last": self._last,
-            "since": self._plan.since,
-            "chunk": self._plan.chunk,
-        }
-        rows = self._conn.execute(_CHUNK_SQL, params).fetchall()
-        if len(rows) < self._plan.chunk:
+        q = ChunkQuery(self._after, self._last, self._plan.chunk, self._plan.since)
+        posts = self._reader.read(q)
+        if len(posts) < self._plan.chunk:
             self._after = self._last  # this range is done once the rows are written
         else:
-            self._after = int(rows[-1][0])
-        return [PostSnapshot(int(p), int(n), int(v), int(e)) for p, n, v, e in rows]
+            self._after = posts[-1].post_id
+        return posts
 
     def snapshot(self) -> int:
         return self._after
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        self._reader.close()
 
 
 class EdgeStoreSource(FixedPartitionedSource[PostSnapshot, int]):
-    """Per-post snapshots of the edge store, one partition per ``post_id`` range."""
+    """Per-post snapshots of the edge store, one partition per ``post_id`` range (with
+    ``records``: each chunk's flow-state records published as it is read)."""
 
-    def __init__(self, url: str, plan: BackfillPlan) -> None:
-        self._url, self._plan = url, plan
+    def __init__(
+        self, url: str, plan: BackfillPlan, records: FlowStateRecords | None = None
+    ) -> None:
+        self._url, self._plan, self._records = url, plan, records
 
     def list_parts(self) -> list[str]:
         return list(self._plan.ranges())
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _RangePartition:
         after, last = self._plan.ranges()[for_part]
-        return _RangePartition(self._url, self._plan, max(after, resume_state or after), last)
+        reader = ChunkReader(self._url, self._records)
+        return _RangePartition(reader, self._plan, max(after, resume_state or after), last)
 
 
 def build_flow(
@@ -131,13 +111,14 @@ def build_flow(
     sinks: list[Sink[CountUpdate]],
     on_posts: Callable[[PostSnapshot], None] | None = None,
     recent: Sequence[Sink[RecentLikers]] = (),
+    records: FlowStateRecords | None = None,
 ) -> Dataflow:
     """The backfill dataflow; ``on_posts`` sees every post read (progress). ``recent``
     sinks get each post's recent likers as an inexact list at the post's ``seq``: the
     sink reads the list itself from the edge store (``sinks.redis_recent``), fenced by
     that ``seq`` like the counts."""
     flow = Dataflow("likes_backfill")
-    posts = op.input("read_edge_store", flow, EdgeStoreSource(url, plan))
+    posts = op.input("read_edge_store", flow, EdgeStoreSource(url, plan, records))
     if on_posts is not None:
         watched = on_posts
         posts = op.inspect("progress", posts, lambda _step, p: watched(p))

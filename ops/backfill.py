@@ -14,11 +14,11 @@ asked for (all by default):
 * ``trending``: scores within the bounds the edge store proves (``ops.backfill_sinks``).
 
 With ``redis`` or ``postgres`` it also hands the live counts flow the edge store's
-truth for every post it reads, as flow-state records through the outbox
-(``sinks.outbox_flow_state``): when the flow reaches them (seconds later), its own
-per-post count and ``seq`` are exact and the counts it writes next are exact too, so
-drift in the flow's state (a duplicate after the dedupe TTL, a lost recovery store)
-does not come back with the post's next like.
+truth for every post it reads, as flow-state records through the outbox, published by
+the statement that reads each chunk (``flows.backfill_chunks``): when the flow reaches
+them (seconds later), its own per-post count and ``seq`` are exact and the counts it
+writes next are exact too, so drift in the flow's state (a duplicate after the dedupe
+TTL, a lost recovery store) does not come back with the post's next like.
 
 The report says how many values the last three changed and how many flow-state records
 were written (``written``), and which posts ClickHouse could not judge before the
@@ -41,11 +41,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from core.records import CountUpdate, RecentLikers
 from core.settings import CommonSettings, FlowSettings
-from flows.backfill import BackfillPlan, PostSnapshot, build_flow
+from flows.backfill import BackfillPlan, FlowStateRecords, PostSnapshot, build_flow
 from ops import backfill_runs
 from ops.backfill_sinks import ClickHouseCorrectionSink, TrendingRebuildSink
 from ops.flow_status import end_offsets
-from sinks.outbox_flow_state import FlowStateSink
 from sinks.postgres_counts import PostgresCountSink
 from sinks.postgres_notifications import PostgresNotificationRebuildSink
 from sinks.redis_counts import RedisCountSink
@@ -88,6 +87,7 @@ class _Rebuilds:
     """The per-post sinks of the projections asked for, and how to read what each wrote."""
 
     sinks: list[Sink[CountUpdate]] = field(default_factory=list)
+    records: FlowStateRecords | None = None
     tallies: dict[str, Callable[[], tuple[int, list[int]]]] = field(default_factory=dict)
 
 
@@ -110,8 +110,8 @@ def _sinks(s: CommonSettings, projections: list[str]) -> _Rebuilds:
         out.sinks.append(tr)
         out.tallies["trending"] = lambda: (tr.tally.written, [])
     if "redis" in projections or "postgres" in projections:
-        fs = FlowStateSink(s.postgres_url, len(end_offsets(s.kafka_bootstrap, s.events_topic)))
-        out.sinks.append(fs)
+        fs = FlowStateRecords(len(end_offsets(s.kafka_bootstrap, s.events_topic)))
+        out.records = fs
         out.tallies["flow_state"] = lambda: (fs.tally.written, [])
     return out
 
@@ -182,7 +182,14 @@ def run(
         with progress, backfill_runs.heartbeats(s, run):
             rebuilds = _sinks(s, chosen)
             if p.last >= p.first:
-                flow = build_flow(s.postgres_url, p, rebuilds.sinks, seen, _recent_sinks(s, chosen))
+                flow = build_flow(
+                    s.postgres_url,
+                    p,
+                    rebuilds.sinks,
+                    seen,
+                    _recent_sinks(s, chosen),
+                    records=rebuilds.records,
+                )
                 cli_main(flow, workers_per_process=s.backfill_workers)  # type: ignore[no-untyped-call]
             progress.update(task, total=max(report.edges, 1), completed=report.edges)
         report.seconds = round(time.monotonic() - t0, 3)
