@@ -178,6 +178,10 @@ def bench_quix_comparison(ctx: Ctx) -> Result:
     return res
 
 
+SCALING_GOAL = 0.9  # issue 8: of the speed-up two raw consumers get over one, same run
+RAW_SCALES = 1.2  # below this raw speed-up the run cannot show whether the flow scales
+
+
 def _scaling_metric(one: FlowRun, two: FlowRun, raw1: RawRun, raw2: RawRun) -> Metric:
     sp, raw_sp = ratio(two.rate, one.rate), ratio(raw2.rate, raw1.rate)
     return Metric(
@@ -186,8 +190,12 @@ def _scaling_metric(one: FlowRun, two: FlowRun, raw1: RawRun, raw2: RawRun) -> M
         limit=raw_sp,
         unit="speed-up",
         ratio=ratio(sp, raw_sp),
-        goal="2 processes ≥ 1.6x 1 process",
-        met=sp is not None and sp >= 1.6 and one.correct and two.correct,
+        goal=f"≥ {SCALING_GOAL}x of the raw 2p/1p speed-up",
+        met=sp is not None
+        and raw_sp is not None
+        and sp / raw_sp >= SCALING_GOAL
+        and one.correct
+        and two.correct,
         ours_text=f"{sp or 0:.2f}x ({two.rate:,.0f} vs {one.rate:,.0f} ev/s)",
         limit_text=f"raw consume+validate 2p/1p: {raw_sp or 0:.2f}x ({raw2.rate:,.0f} vs "
         f"{raw1.rate:,.0f} ev/s)",
@@ -220,6 +228,13 @@ def bench_two_processes(ctx: Ctx) -> Result:
         }
         res.metrics.append(_scaling_metric(one, two, raw1, raw2))
         res.notes.append(f"1p: {cpu_note(one)}; 2p: {cpu_note(two)}")
+        raw_sp = ratio(raw2.rate, raw1.rate)
+        if raw_sp is not None and raw_sp < RAW_SCALES:
+            res.notes.append(
+                f"The raw consumers scaled {raw_sp:.2f}x from 1 to 2 processes: on these "
+                "shared cores this run cannot show whether the flow scales, only what a "
+                "second process costs or gains next to a raw consumer's."
+            )
         if not (one.correct and two.correct):
             res.notes.append(
                 f"count mismatch: 1p {one.redis_counts_correct}, 2p {two.redis_counts_correct}"

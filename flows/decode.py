@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from confluent_kafka import KafkaError as ConfluentError
@@ -47,7 +48,22 @@ class FatalConsumerError(RuntimeError):
     """The consumer cannot go on without losing data (e.g. its offset left retention)."""
 
 
-def _dead(msg: Message, reason: str) -> DeadLetter:
+class _Coordinates(Protocol):
+    """What a dead letter keeps of a message: a Kafka message, or one of a raw group's."""
+
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def topic(self) -> str | None: ...
+    @property
+    def partition(self) -> int | None: ...
+    @property
+    def offset(self) -> int | None: ...
+
+
+def _dead(msg: _Coordinates, reason: str) -> DeadLetter:
     return DeadLetter(
         msg.key,
         msg.value,
@@ -72,13 +88,13 @@ Decoded = tuple[int, LikeEvent | FlowState] | DeadLetter
 _FLOW_STATE_MARK = f'"{FLOW_STATE_ACTION}"'.encode()
 
 
-def _invalid(msg: Message, e: ValidationError) -> DeadLetter:
+def _invalid(msg: _Coordinates, e: ValidationError) -> DeadLetter:
     first = e.errors()[0]
     where = ".".join(str(x) for x in first.get("loc", ())) or "value"
     return _dead(msg, f"invalid event: {where}: {first.get('msg', '')}"[:500])
 
 
-def _flow_state(msg: Message, value: bytes, partition: int) -> Decoded:
+def _flow_state(msg: _Coordinates, value: bytes, partition: int) -> Decoded:
     try:
         rec = FlowStateRecord.model_validate_json(value)
     except ValidationError as e:
@@ -89,7 +105,7 @@ def _flow_state(msg: Message, value: bytes, partition: int) -> Decoded:
     return (partition, FlowState(rec.event_id.int, posts))
 
 
-def decode_message(msg: Message) -> Decoded:
+def decode_message(msg: _Coordinates) -> Decoded:
     """``(partition, event)`` (an edge event or a backfill's flow-state record), or a dead
     letter saying why not."""
     if msg.value is None:
@@ -114,16 +130,63 @@ class PartitionEvents:
 
 def decode_batch(batch: list[Message]) -> list[DeadLetter | PartitionEvents]:
     """Decode a batch: dead letters one by one, then valid events grouped per Kafka
-    partition (one item each, so the exchange to the partition's stage moves a list)."""
-    groups: dict[int, list[LikeEvent | FlowState]] = {}
+    partition (one item each)."""
     out: list[DeadLetter | PartitionEvents] = []
+    for raw in group_raw(batch):
+        out.extend(decode_raw(raw))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RawPartition:
+    """One batch's messages from one Kafka partition, undecoded, in offset order: what
+    crosses between Bytewax processes to the partition's owner (bytes pickle cheaply;
+    decoded events, pydantic models, do not)."""
+
+    partition: int
+    topic: str
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    offsets: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class _RawMessage:
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+def group_raw(batch: list[Message]) -> list[RawPartition]:
+    """Group a batch per Kafka partition without decoding, in offset order."""
+    groups: dict[int, RawPartition] = {}
     for msg in batch:
-        decoded = decode_message(msg)
+        p = msg.partition or 0
+        g = groups.get(p)
+        if g is None:
+            g = groups[p] = RawPartition(p, msg.topic or "", [], [], [])
+        g.keys.append(msg.key)
+        g.values.append(msg.value)
+        g.offsets.append(msg.offset if msg.offset is not None else -1)
+    return list(groups.values())
+
+
+def decode_raw(raw: RawPartition) -> list[DeadLetter | PartitionEvents]:
+    """Decode one partition's group: its dead letters, then its valid events as one
+    :class:`PartitionEvents` (none if it has no valid event)."""
+    out: list[DeadLetter | PartitionEvents] = []
+    events: list[LikeEvent | FlowState] = []
+    p, topic = raw.partition, raw.topic
+    for key, value, offset in zip(raw.keys, raw.values, raw.offsets, strict=True):
+        decoded = decode_message(_RawMessage(key, value, topic, p, offset))
         if isinstance(decoded, DeadLetter):
             out.append(decoded)
         else:
-            groups.setdefault(decoded[0], []).append(decoded[1])
-    out.extend(PartitionEvents(p, evs) for p, evs in groups.items())
+            events.append(decoded[1])
+    if events:
+        out.append(PartitionEvents(p, events))
     return out
 
 

@@ -12,7 +12,10 @@ Guarantees:
   (:func:`flows.decode.triage_error`).
 - Events come out grouped per Kafka partition and keyed by it (one item per partition
   per batch), so a partition's events reach one stateful owner, in offset order.
-- Decoding writes no state; offsets for ``likes status`` are recorded by a separate
+- Messages cross to the partition's owner undecoded (:class:`~flows.decode.RawPartition`,
+  lists of bytes) and are decoded there, in a ``decode`` step keyed like the stages
+  after it (so no decoded event is pickled between processes); that step keeps no state
+  (nothing in its snapshots), and offsets for ``likes status`` are recorded by a separate
   ``track_offsets`` step into the :class:`~flows.progress.OffsetProgress` passed in.
 """
 
@@ -25,12 +28,20 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import Source
-from bytewax.operators import KeyedStream
+from bytewax.operators import KeyedStream, StatefulBatchLogic
 from confluent_kafka import OFFSET_BEGINNING
 
 from core.records import DeadLetter
 from core.settings import FlowSettings
-from flows.decode import ConsumerError, Message, PartitionEvents, decode_batch, triage_error
+from flows.decode import (
+    ConsumerError,
+    Message,
+    PartitionEvents,
+    RawPartition,
+    decode_raw,
+    group_raw,
+    triage_error,
+)
 from flows.progress import OffsetProgress
 from flows.streams import split_by_type
 
@@ -122,9 +133,32 @@ def kafka_events(
     errors: Stream[ConsumerError]
     messages, errors = split_by_type("split_errors", raw, KafkaSourceMessage, KafkaError)
     consumer_dead = op.flat_map("triage_errors", errors, triage_error)
-    decoded = op.flat_map_batch("decode", messages, decode_batch)
-    decode_dead, events = split_by_type("split_dead", decoded, DeadLetter, PartitionEvents)
+    grouped = op.flat_map_batch("group", messages, group_raw)
+    keyed = op.key_on("key_partition", grouped, lambda g: str(g.partition))
+    decoded = op.stateful_batch("decode", keyed, lambda _resume: _Decode())
+    split = op.branch("split_dead", decoded, lambda kv: isinstance(kv[1], PartitionEvents))
+    events, decode_dead = split.trues, split.falses
     return KafkaEvents(
-        events=op.key_on("key_partition", events, lambda e: str(e.partition)),
-        dead=op.merge("all_dead", decode_dead, consumer_dead),
+        events=cast(KeyedStream[PartitionEvents], events),
+        dead=op.merge(
+            "all_dead",
+            op.map("unkey_dead", decode_dead, lambda kv: cast(DeadLetter, kv[1])),
+            consumer_dead,
+        ),
     )
+
+
+Decoded = DeadLetter | PartitionEvents
+
+
+class _Decode(StatefulBatchLogic[RawPartition, Decoded, None]):
+    """Decodes a partition's raw groups where its stages run; keeps nothing."""
+
+    def on_batch(self, values: list[RawPartition]) -> tuple[list[Decoded], bool]:
+        out: list[Decoded] = []
+        for raw in values:
+            out.extend(decode_raw(raw))
+        return out, StatefulBatchLogic.DISCARD
+
+    def snapshot(self) -> None:
+        return None

@@ -28,6 +28,7 @@ from tests.flows.helpers import to_messages, workload
 
 COUNTS_STATEFUL = [
     "likes_counts.read_events.kafka_input",
+    "likes_counts.read_events.decode",  # decodes where the stages run; keeps no state (None)
     "likes_counts.dedupe_window",
     "likes_counts.count_posts",
     # post_like_counts is written in transactions gathered per process (sinks.owner);
@@ -36,6 +37,7 @@ COUNTS_STATEFUL = [
 ]
 ANALYTICS_STATEFUL = [
     "likes_analytics.read_events.kafka_input",
+    "likes_analytics.read_events.decode",
     "likes_analytics.dedupe_window",
     # ClickHouse sinks gather rows until an interval or the epoch ends (sinks.owner);
     # they snapshot no state (None), so adding them left older stores resumable
@@ -46,6 +48,7 @@ ANALYTICS_STATEFUL = [
 ]
 FANOUT_STATEFUL = [
     "likes_fanout.read_events.kafka_input",
+    "likes_fanout.read_events.decode",
     "likes_fanout.dedupe",
     "likes_fanout.trend_posts",
     "likes_fanout.throttle_notifications",
