@@ -34,7 +34,7 @@ class CommonSettings(BaseSettings):
         default=4,
         ge=1,
         le=64,
-        description="Bytewax worker threads of a backfill, one post_id range each: their "
+        description="Bytewax worker threads of a backfill, two post_id ranges each: their "
         "waits on Postgres and Redis overlap (ops.backfill)",
     )
     profile: Literal["single", "cluster"] = Field(

@@ -22,8 +22,8 @@ Guarantees:
   dedupe stage) can adopt it exactly (:mod:`flows.adoption`). The counts returned are
   the same snapshot as the records. Reading a chunk twice (a retry, a rerun) publishes
   records the flows apply again at their own, later, positions, still exact there.
-* A lost connection or a lock timeout is retried on a new connection for up to a minute
-  before the backfill fails.
+* A lost connection or a lock timeout is retried on a new connection as the sinks retry
+  (``sinks.base.DEFAULT_RETRY``: up to a minute) before the backfill fails.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from core.tally import Tally
 from schemas.events import FLOW_STATE_ACTION
+from sinks.base import DEFAULT_RETRY, RetryPolicy
 
 # The posts of the chunk: those with an edge in (after, last], changed since ``since``.
 _POSTS = """
@@ -130,20 +130,15 @@ class ChunkReader:
     """Reads chunks over one connection of its own, reconnecting after a loss."""
 
     def __init__(
-        self, url: str, records: FlowStateRecords | None = None, *, retry_s: float = 60.0
+        self, url: str, records: FlowStateRecords | None = None, retry: RetryPolicy = DEFAULT_RETRY
     ) -> None:
-        self._url, self._records, self._retry_s = url, records, retry_s
+        self._url, self._records = url, records
+        self._retrying = retry.retrying(lambda e: isinstance(e, psycopg.OperationalError))
         self._conn: psycopg.Connection | None = None
 
     def read(self, q: ChunkQuery) -> list[PostSnapshot]:
         """The posts of the chunk ``q`` names, in ``post_id`` order."""
-        retrying = Retrying(
-            retry=retry_if_exception_type(psycopg.OperationalError),
-            stop=stop_after_delay(self._retry_s),
-            wait=wait_exponential_jitter(initial=0.1, max=5.0),
-            reraise=True,
-        )
-        rows = retrying(self._attempt, q)
+        rows = self._retrying(self._attempt, q)
         return [PostSnapshot(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     def _attempt(self, q: ChunkQuery) -> list[Any]:
@@ -158,6 +153,10 @@ class ChunkReader:
             if self._conn.broken:
                 self.close()
             raise
+
+    def backend_pid(self) -> int | None:
+        """The Postgres backend serving this reader now (for diagnostics and tests)."""
+        return self._conn.info.backend_pid if self._conn is not None else None
 
     def close(self) -> None:
         """Close the connection (a later read opens another)."""

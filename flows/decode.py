@@ -16,7 +16,6 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from confluent_kafka import KafkaError as ConfluentError
@@ -48,22 +47,7 @@ class FatalConsumerError(RuntimeError):
     """The consumer cannot go on without losing data (e.g. its offset left retention)."""
 
 
-class _Coordinates(Protocol):
-    """What a dead letter keeps of a message: a Kafka message, or one of a raw group's."""
-
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def topic(self) -> str | None: ...
-    @property
-    def partition(self) -> int | None: ...
-    @property
-    def offset(self) -> int | None: ...
-
-
-def _dead(msg: _Coordinates, reason: str) -> DeadLetter:
+def _dead(msg: Message, reason: str) -> DeadLetter:
     return DeadLetter(
         msg.key,
         msg.value,
@@ -88,35 +72,41 @@ Decoded = tuple[int, LikeEvent | FlowState] | DeadLetter
 _FLOW_STATE_MARK = f'"{FLOW_STATE_ACTION}"'.encode()
 
 
-def _invalid(msg: _Coordinates, e: ValidationError) -> DeadLetter:
+def _invalid(e: ValidationError) -> str:
     first = e.errors()[0]
     where = ".".join(str(x) for x in first.get("loc", ())) or "value"
-    return _dead(msg, f"invalid event: {where}: {first.get('msg', '')}"[:500])
+    return f"invalid event: {where}: {first.get('msg', '')}"[:500]
 
 
-def _flow_state(msg: _Coordinates, value: bytes, partition: int) -> Decoded:
+def _flow_state(value: bytes, partition: int) -> FlowState | str:
     try:
         rec = FlowStateRecord.model_validate_json(value)
     except ValidationError as e:
-        return _invalid(msg, e)
+        return _invalid(e)
     if rec.partition != partition:  # the writer's partitioner disagrees with Connect's
-        return _dead(msg, f"flow-state record for partition {rec.partition} on {partition}")
+        return f"flow-state record for partition {rec.partition} on {partition}"
     posts = tuple((int(p), int(n), int(s)) for p, n, s in rec.posts)
-    return (partition, FlowState(rec.event_id.int, posts))
+    return FlowState(rec.event_id.int, posts)
 
 
-def decode_message(msg: _Coordinates) -> Decoded:
-    """``(partition, event)`` (an edge event or a backfill's flow-state record), or a dead
-    letter saying why not."""
-    if msg.value is None:
-        return _dead(msg, "empty message value")
-    partition = msg.partition or 0
+def _decode_value(value: bytes | None, partition: int) -> LikeEvent | FlowState | str:
+    """The event (an edge event or a backfill's flow-state record) in a message of
+    ``partition``, or why it is not one."""
+    if value is None:
+        return "empty message value"
     try:
-        return (partition, LikeEvent.model_validate_json(msg.value))
+        return LikeEvent.model_validate_json(value)
     except ValidationError as e:
-        if _FLOW_STATE_MARK in msg.value:
-            return _flow_state(msg, msg.value, partition)
-        return _invalid(msg, e)
+        if _FLOW_STATE_MARK in value:
+            return _flow_state(value, partition)
+        return _invalid(e)
+
+
+def decode_message(msg: Message) -> Decoded:
+    """``(partition, event)``, or a dead letter saying why not."""
+    partition = msg.partition or 0
+    decoded = _decode_value(msg.value, partition)
+    return _dead(msg, decoded) if isinstance(decoded, str) else (partition, decoded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,15 +140,6 @@ class RawPartition:
     offsets: list[int]
 
 
-@dataclass(frozen=True, slots=True)
-class _RawMessage:
-    key: bytes | None
-    value: bytes | None
-    topic: str
-    partition: int
-    offset: int
-
-
 def group_raw(batch: list[Message]) -> list[RawPartition]:
     """Group a batch per Kafka partition without decoding, in offset order."""
     groups: dict[int, RawPartition] = {}
@@ -180,11 +161,11 @@ def decode_raw(raw: RawPartition) -> list[DeadLetter | PartitionEvents]:
     events: list[LikeEvent | FlowState] = []
     p, topic = raw.partition, raw.topic
     for key, value, offset in zip(raw.keys, raw.values, raw.offsets, strict=True):
-        decoded = decode_message(_RawMessage(key, value, topic, p, offset))
-        if isinstance(decoded, DeadLetter):
-            out.append(decoded)
+        decoded = _decode_value(value, p)
+        if isinstance(decoded, str):
+            out.append(DeadLetter(key, value, topic, p, offset, decoded))
         else:
-            events.append(decoded[1])
+            events.append(decoded)
     if events:
         out.append(PartitionEvents(p, events))
     return out

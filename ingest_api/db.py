@@ -49,8 +49,9 @@ async def _check_if_idle(conn: AsyncConnection) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
-_flushing: weakref.WeakSet[AsyncConnectionPool] = weakref.WeakSet()
-_flushes: set[asyncio.Task[None]] = set()
+_flushes: weakref.WeakKeyDictionary[AsyncConnectionPool, asyncio.Task[None]] = (
+    weakref.WeakKeyDictionary()
+)  # the running check of each pool (holds the task until the next one)
 
 
 def flush_lost(pool: AsyncConnectionPool) -> None:
@@ -58,21 +59,16 @@ def flush_lost(pool: AsyncConnectionPool) -> None:
     probe every idle one now, replacing the broken, in the background. Otherwise
     psycopg_pool finds them one per checkout, waiting 1 s, then 2 s, before the next, so
     a request could time out on a pool of dead connections with the server back."""
-    if pool in _flushing:
-        return
-    _flushing.add(pool)
+    running = _flushes.get(pool)
+    if running is None or running.done():
+        _flushes[pool] = asyncio.get_running_loop().create_task(_flush(pool))
 
-    async def flush() -> None:
-        try:
-            await pool.check()
-        except Exception as e:  # the server may be down again: later checkouts retry
-            log.warning("checking the pool's connections failed: %s", e)
-        finally:
-            _flushing.discard(pool)
 
-    task = asyncio.get_running_loop().create_task(flush())
-    _flushes.add(task)
-    task.add_done_callback(_flushes.discard)
+async def _flush(pool: AsyncConnectionPool) -> None:
+    try:
+        await pool.check()
+    except Exception as e:  # the server may be down again: later checkouts retry
+        log.warning("checking the pool's connections failed: %s", e)
 
 
 async def _mark_used(conn: AsyncConnection) -> None:

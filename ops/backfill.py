@@ -162,15 +162,16 @@ def run(
     task = progress.add_task("edges", total=max(estimate, 1), what=", ".join(chosen))
 
     counted = threading.Lock()  # the workers' threads all report here
-    shown = [0.0]
+    shown = 0.0  # when the bar was last updated
 
     def seen(post: PostSnapshot) -> None:
+        nonlocal shown
         with counted:
             report.posts += 1
             report.edges += post.edges
             now = time.monotonic()
-            if now - shown[0] >= 0.1:  # rich redraws at 10 Hz anyway
-                shown[0] = now
+            if now - shown >= 0.1:  # rich redraws at 10 Hz anyway
+                shown = now
                 progress.update(task, completed=report.edges, total=max(estimate, report.edges))
 
     t0 = time.monotonic()

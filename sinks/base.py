@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -50,6 +51,25 @@ class RetryPolicy:
     budget_s: float = 60.0
     first_backoff_s: float = 0.1
     max_backoff_s: float = 5.0
+
+    def retrying(
+        self,
+        retryable: Callable[[BaseException], bool],
+        before_sleep: Callable[[RetryCallState], None] | None = None,
+    ) -> Retrying:
+        """A tenacity ``Retrying`` that applies this policy to errors ``retryable``
+        accepts (the last error re-raised once the budget is spent)."""
+        return Retrying(
+            retry=retry_if_exception(retryable),
+            stop=stop_before_delay(self.budget_s),
+            wait=wait_exponential_jitter(
+                multiplier=self.first_backoff_s,
+                max=self.max_backoff_s,
+                jitter=self.first_backoff_s,
+            ),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
 
 
 DEFAULT_RETRY = RetryPolicy()
@@ -88,18 +108,7 @@ class _StorePartition(StatelessSinkPartition[T], Generic[T, C]):
     def __init__(self, sink: StoreSink[T, C]) -> None:
         self._sink = sink
         self._client: C | None = None
-        policy = sink.retry
-        self._retrying = Retrying(
-            retry=retry_if_exception(self._retryable),
-            stop=stop_before_delay(policy.budget_s),
-            wait=wait_exponential_jitter(
-                multiplier=policy.first_backoff_s,
-                max=policy.max_backoff_s,
-                jitter=policy.first_backoff_s,
-            ),
-            before_sleep=self._before_retry,
-            reraise=True,
-        )
+        self._retrying = sink.retry.retrying(self._retryable, self._before_retry)
 
     def write_batch(self, items: list[T]) -> None:
         if not items:

@@ -17,7 +17,7 @@ import psycopg
 
 from core.kafka_partition import edge_key, key_hash, partition_for
 from core.settings import CommonSettings
-from flows.backfill_chunks import FlowStateRecords
+from flows.backfill_chunks import ChunkQuery, ChunkReader, FlowStateRecords
 from schemas.events import FlowStateRecord
 from tests.conftest import auth, fresh_id, register_post
 
@@ -155,3 +155,20 @@ def test_a_chunk_publishes_each_partitions_truth_keyed_into_that_partition(
     assert records.tally.written == len(_model(every)) + len(_model(ten)) + len(
         _model(recent_model)
     )
+
+
+def test_a_chunk_read_survives_its_connection_being_killed(stack: CommonSettings) -> None:
+    """A lost connection is retried on a new one (the sinks' retry policy), not fatal."""
+    reader = ChunkReader(stack.postgres_url)
+    try:
+        q = ChunkQuery(after=0, last=2**63 - 1, chunk=5)
+        first = reader.read(q)
+        pid = reader.backend_pid()
+        with psycopg.connect(stack.postgres_url, autocommit=True) as admin:
+            killed = admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()
+        assert killed == (True,)
+        again = reader.read(q)  # raises without the retry: the connection is gone
+        assert len(again) == len(first) == 5
+        assert reader.backend_pid() not in (None, pid)
+    finally:
+        reader.close()
