@@ -10,7 +10,10 @@ Guarantees:
 * With :class:`FlowStateRecords`, that statement runs in a transaction that first takes
   ``LOCK TABLE post_likes IN SHARE MODE`` (in-flight edge writes finish first, new ones
   wait until it commits: one statement, milliseconds; taken with a timeout and retried,
-  so a busy edge store delays the backfill, never the API beyond one statement). It
+  so a busy edge store delays the backfill, never the API beyond one statement; a
+  backfill that stalls inside that transaction, its process stopped or its host gone
+  quiet, has its session ended by Postgres after ``idle_timeout_ms``, so live writes
+  wait at most that long, and the chunk is read again when it wakes). It
   groups the chunk's edges by the Kafka partition of their events
   (``post_likes.key_hash`` % partitions, the partitioner's hash of the edge key,
   migration 009) and inserts, per partition of ``likes.events`` that holds some of their
@@ -22,8 +25,9 @@ Guarantees:
   dedupe stage) can adopt it exactly (:mod:`flows.adoption`). The counts returned are
   the same snapshot as the records. Reading a chunk twice (a retry, a rerun) publishes
   records the flows apply again at their own, later, positions, still exact there.
-* A lost connection or a lock timeout is retried on a new connection as the sinks retry
-  (``sinks.base.DEFAULT_RETRY``: up to a minute) before the backfill fails.
+* A lost connection, a lock timeout or a session ended for idling is retried on a new
+  connection as the sinks retry (``sinks.base.DEFAULT_RETRY``: up to a minute) before
+  the backfill fails.
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ SELECT post_id, sum(liked), sum(versions), sum(edges), (SELECT count(*) FROM rec
 FROM cells GROUP BY post_id ORDER BY post_id"""
 
 _LOCK = "LOCK TABLE post_likes IN SHARE MODE"
+_LOST = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+"""A chunk read that failed this way is retried on a new connection."""
 
 
 @dataclass(frozen=True)
@@ -107,18 +113,24 @@ class FlowStateRecords:
     """Publish flow-state records for every chunk read (module docstring); ``tally``
     counts the records written."""
 
-    def __init__(self, partitions: int, *, lock_timeout_ms: int = 2000) -> None:
+    def __init__(
+        self, partitions: int, *, lock_timeout_ms: int = 2000, idle_timeout_ms: int = 2000
+    ) -> None:
         if partitions <= 0:
             raise ValueError("partitions must be positive")
         self.partitions = partitions
         self.lock_timeout_ms = lock_timeout_ms
+        self.idle_timeout_ms = idle_timeout_ms
         self.tally = Tally()
 
     def read(self, conn: psycopg.Connection, params: dict[str, Any]) -> list[Any]:
         """The chunk's rows, its records inserted in the same transaction."""
         params = {**params, "partitions": self.partitions, "action": FLOW_STATE_ACTION}
         with conn.transaction():
-            conn.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)}")
+            conn.execute(
+                f"SET LOCAL lock_timeout = {int(self.lock_timeout_ms)};"
+                f" SET LOCAL idle_in_transaction_session_timeout = {int(self.idle_timeout_ms)}"
+            )
             conn.execute(_LOCK)
             rows = conn.execute(_RECORDS_CHUNK_SQL, params).fetchall()
         if rows:
@@ -133,7 +145,7 @@ class ChunkReader:
         self, url: str, records: FlowStateRecords | None = None, retry: RetryPolicy = DEFAULT_RETRY
     ) -> None:
         self._url, self._records = url, records
-        self._retrying = retry.retrying(lambda e: isinstance(e, psycopg.OperationalError))
+        self._retrying = retry.retrying(lambda e: isinstance(e, _LOST))
         self._conn: psycopg.Connection | None = None
 
     def read(self, q: ChunkQuery) -> list[PostSnapshot]:
@@ -149,7 +161,7 @@ class ChunkReader:
             if self._records is not None:
                 return self._records.read(self._conn, params)
             return self._conn.execute(_CHUNK_SQL, params).fetchall()
-        except psycopg.OperationalError:
+        except _LOST:
             if self._conn.broken:
                 self.close()
             raise

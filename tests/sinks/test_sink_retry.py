@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 from prometheus_client import REGISTRY
@@ -28,6 +29,7 @@ from schemas.redis_keys import count_key, count_seq_key
 from sinks.base import RetryPolicy
 from sinks.errors import SinkError
 from sinks.postgres_counts import PostgresCountSink
+from sinks.postgres_store import IDLE_IN_TRANSACTION_S
 from sinks.redis_counts import RedisCountSink
 from tests.conftest import free_port, fresh_id
 
@@ -172,3 +174,25 @@ def test_permanent_error_is_not_retried(stack: CommonSettings) -> None:
     assert _moved(before, "postgres_counts") == (0, 1, 1)
     part.close()
     part.close()
+
+
+def test_a_session_idle_inside_a_transaction_is_ended_and_retried(stack: CommonSettings) -> None:
+    """A Postgres sink's session left idle inside a transaction (its process stopped)
+    is ended by the server, so its row locks cannot hold up other writers; the error is
+    transient (the batch is retried on a new connection). Options in the URL stay."""
+    url = make_conninfo(stack.postgres_url, options="-capplication_name=idle_probe")
+    sink = PostgresCountSink(url)
+    conn = sink.connect()
+    try:
+        row = conn.execute(
+            "SELECT current_setting('idle_in_transaction_session_timeout'),"
+            " current_setting('application_name')"
+        ).fetchone()
+        assert row == (f"{IDLE_IN_TRANSACTION_S}s", "idle_probe")
+        with pytest.raises(psycopg.Error) as raised, conn.transaction():
+            conn.execute("SET LOCAL idle_in_transaction_session_timeout = 100")
+            time.sleep(0.5)
+            conn.execute("SELECT 1")
+        assert sink.is_transient(raised.value) and conn.broken
+    finally:
+        conn.close()
