@@ -78,7 +78,7 @@ records AS (
                               'posts', g.posts)
     FROM (
         SELECT part, gen_random_uuid() AS event_id, min(ARRAY[post_id, first_user]) AS first,
-               jsonb_agg(jsonb_build_array(post_id, liked, versions) ORDER BY post_id) AS posts
+               to_jsonb(array_agg(ARRAY[post_id, liked, versions] ORDER BY post_id)) AS posts
         FROM cells GROUP BY part) AS g
     RETURNING 1)
 SELECT post_id, sum(liked), sum(versions), sum(edges), (SELECT count(*) FROM records)
