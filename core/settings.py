@@ -146,6 +146,13 @@ class ApiSettings(CommonSettings):
     group_commit_max_batch: int = Field(
         default=256, ge=1, le=10_000, description="requests per shared statement at most"
     )
+    group_commit_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=50,
+        description="how long a batch waits for more requests after its first (0: none); "
+        "a lone like waits this long, a busy API writes fewer, larger statements",
+    )
 
 
 class FlowSettings(CommonSettings):

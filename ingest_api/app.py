@@ -75,6 +75,7 @@ def _build_state(s: ApiSettings) -> AppState:
         state.writer = GroupCommitter(
             writer_pool,
             s.group_commit_max_batch,
+            wait_s=s.group_commit_wait_ms / 1000,
             on_commit=lambda done: viewer.put_committed(
                 (r.user_id, r.post_id, r.version, r.liked) for r in done
             ),

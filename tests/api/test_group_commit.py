@@ -154,3 +154,49 @@ def test_committed_results_are_handed_on_before_any_request_is_answered(
             (post, other),
         ).fetchone()
     assert liked == (5,), "committed all the same (the outcome reported as unknown)"
+
+
+async def _spaced(
+    s: CommonSettings, post: int, users: list[int], *, wait_s: float, max_batch: int
+) -> tuple[list[list[int]], float]:
+    """Requests sent 10 ms apart through a committer that waits ``wait_s``: the users of
+    each committed batch, and how long the first request took."""
+    pool = make_pool(s.postgres_url, min_size=1, max_size=4, timeout=5)
+    await pool.open()
+    batches: list[list[int]] = []
+
+    async def hook(results: list[LikeResult]) -> None:
+        batches.append([r.user_id for r in results])
+
+    writer = GroupCommitter(pool, max_batch=max_batch, on_commit=hook, wait_s=wait_s)
+    loop = asyncio.get_running_loop()
+    try:
+        tasks = []
+        t0 = loop.time()
+        for u in users:
+            tasks.append(asyncio.create_task(writer.set_like(post_id=post, user_id=u, liked=True)))
+            await asyncio.sleep(0.01)
+        await tasks[0]
+        first = loop.time() - t0
+        await asyncio.gather(*tasks)
+        return batches, first
+    finally:
+        await writer.close()
+        await pool.close()
+
+
+def test_a_batch_waits_for_the_requests_that_follow_its_first(
+    api: httpx.Client, stack: CommonSettings
+) -> None:
+    post = register_post(api, stack)
+    users = [fresh_id() for _ in range(4)]
+    batches, first = asyncio.run(_spaced(stack, post, users, wait_s=0.2, max_batch=64))
+    assert batches == [users], "requests 10 ms apart share a batch that waits 200 ms"
+    assert first >= 0.2
+    # without a wait each goes alone; with max_batch already queued there is no wait
+    alone = [fresh_id() for _ in range(3)]
+    batches, _ = asyncio.run(_spaced(stack, post, alone, wait_s=0, max_batch=64))
+    assert batches == [[u] for u in alone]
+    full = [fresh_id()]
+    batches, first = asyncio.run(_spaced(stack, post, full, wait_s=5.0, max_batch=1))
+    assert batches == [full] and first < 2.0
