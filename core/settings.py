@@ -147,11 +147,12 @@ class ApiSettings(CommonSettings):
         default=256, ge=1, le=10_000, description="requests per shared statement at most"
     )
     group_commit_wait_ms: float = Field(
-        default=2.0,
+        default=0.0,
         ge=0,
         le=50,
-        description="how long a batch waits for more requests after its first (0: none); "
-        "a lone like waits this long, a busy API writes fewer, larger statements",
+        description="how long a batch that is not full waits for more requests (0: none); "
+        "fewer, larger statements for independent clients, but a lone like waits this "
+        "long and clients that wait for each answer get fewer likes through",
     )
 
 
