@@ -34,23 +34,28 @@ class ErasedUsers:
         self.url, self.ttl_s = url, ttl_s
         self._ids: frozenset[int] = frozenset()
         self._read_at = -float("inf")
-        self._lock = threading.Lock()
+        self._invalidations = 0
+        self._lock = threading.Lock()  # one reader at a time; taken before the store's
 
     def ids(self) -> frozenset[int]:
         """The current set (read from the store when older than ``ttl_s``)."""
         with self._lock:
             if time.monotonic() - self._read_at >= self.ttl_s:
+                seen = self._invalidations
                 client = clickhouse_store.get_client(self.url)
                 with clickhouse_store.LOCK:
                     rows = client.query("SELECT user_id FROM likes.erased_users").result_rows
                 self._ids = frozenset(int(r[0]) for r in rows)
-                self._read_at = time.monotonic()
+                if self._invalidations == seen:  # else read again next time
+                    self._read_at = time.monotonic()
             return self._ids
 
     def invalidate(self) -> None:
-        """Re-read on the next call."""
-        with self._lock:
-            self._read_at = -float("inf")
+        """Re-read on the next call. Takes no lock: ``erase_user`` calls it holding the
+        store's lock, which a reading :meth:`ids` waits for while holding its own (the
+        two once deadlocked the analytics flow's writers)."""
+        self._invalidations += 1
+        self._read_at = -float("inf")
 
 
 _registry: dict[str, ErasedUsers] = {}
