@@ -41,6 +41,7 @@ import psycopg
 from core.tally import Tally
 from schemas.events import FLOW_STATE_ACTION
 from sinks.base import DEFAULT_RETRY, RetryPolicy
+from sinks.postgres_store import TRANSIENT
 
 # The posts of the chunk: those with an edge in (after, last], changed since ``since``.
 _POSTS = """
@@ -85,8 +86,6 @@ SELECT post_id, sum(liked), sum(versions), sum(edges), (SELECT count(*) FROM rec
 FROM cells GROUP BY post_id ORDER BY post_id"""
 
 _LOCK = "LOCK TABLE post_likes IN SHARE MODE"
-_LOST = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
-"""A chunk read that failed this way is retried on a new connection."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +144,7 @@ class ChunkReader:
         self, url: str, records: FlowStateRecords | None = None, retry: RetryPolicy = DEFAULT_RETRY
     ) -> None:
         self._url, self._records = url, records
-        self._retrying = retry.retrying(lambda e: isinstance(e, _LOST))
+        self._retrying = retry.retrying(lambda e: isinstance(e, TRANSIENT))
         self._conn: psycopg.Connection | None = None
 
     def read(self, q: ChunkQuery) -> list[PostSnapshot]:
@@ -161,7 +160,7 @@ class ChunkReader:
             if self._records is not None:
                 return self._records.read(self._conn, params)
             return self._conn.execute(_CHUNK_SQL, params).fetchall()
-        except _LOST:
+        except TRANSIENT:
             if self._conn.broken:
                 self.close()
             raise

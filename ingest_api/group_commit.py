@@ -231,7 +231,8 @@ class GroupCommitter:
     async def _run(self) -> None:
         while True:
             await self._ready.wait()
-            await self._gather()
+            if self._wait_s and len(self._queue) < self._max_batch:
+                await asyncio.sleep(self._wait_s)  # let more join a batch not yet full
             batch = self._take()
             if not self._queue:
                 self._ready.clear()
@@ -244,11 +245,6 @@ class GroupCommitter:
                 for req in batch:
                     if not req.future.done():
                         req.future.set_exception(_own_copy(e))
-
-    async def _gather(self) -> None:
-        """With ``wait_s``, let more requests join a batch that is not full yet."""
-        if self._wait_s and len(self._queue) < self._max_batch:
-            await asyncio.sleep(self._wait_s)
 
     async def _commit(self, batch: list[_Request]) -> None:
         done: list[tuple[_Request, LikeResult]] = []

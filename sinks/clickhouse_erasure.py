@@ -35,19 +35,20 @@ class ErasedUsers:
         self._ids: frozenset[int] = frozenset()
         self._read_at = -float("inf")
         self._invalidations = 0
+        self._read_after = -1  # the invalidations the set held had seen
         self._lock = threading.Lock()  # one reader at a time; taken before the store's
 
     def ids(self) -> frozenset[int]:
-        """The current set (read from the store when older than ``ttl_s``)."""
+        """The current set (read from the store when older than ``ttl_s`` or invalidated
+        since, also while it was being read)."""
         with self._lock:
-            if time.monotonic() - self._read_at >= self.ttl_s:
-                seen = self._invalidations
+            seen = self._invalidations
+            if seen != self._read_after or time.monotonic() - self._read_at >= self.ttl_s:
                 client = clickhouse_store.get_client(self.url)
                 with clickhouse_store.LOCK:
                     rows = client.query("SELECT user_id FROM likes.erased_users").result_rows
                 self._ids = frozenset(int(r[0]) for r in rows)
-                if self._invalidations == seen:  # else read again next time
-                    self._read_at = time.monotonic()
+                self._read_at, self._read_after = time.monotonic(), seen
             return self._ids
 
     def invalidate(self) -> None:
@@ -55,7 +56,6 @@ class ErasedUsers:
         store's lock, which a reading :meth:`ids` waits for while holding its own (the
         two once deadlocked the analytics flow's writers)."""
         self._invalidations += 1
-        self._read_at = -float("inf")
 
 
 _registry: dict[str, ErasedUsers] = {}

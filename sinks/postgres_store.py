@@ -24,6 +24,8 @@ T = TypeVar("T")
 Connection = psycopg.Connection[Any]
 IDLE_IN_TRANSACTION_S = 10
 TRANSIENT = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+"""Errors after which a statement is retried on a new connection (the sinks here, and
+the backfill's chunk reads)."""
 
 
 class PostgresSink(StoreSink[T, Connection]):

@@ -5,8 +5,10 @@ under concurrency requests really share statements (the batch-size histogram).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -32,18 +34,25 @@ def _outbox(s: CommonSettings, post: int) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-async def _run(s: CommonSettings, calls: list[tuple[int, int, bool]]) -> list[Any]:
+@contextlib.asynccontextmanager
+async def _committer(s: CommonSettings, **kw: Any) -> AsyncIterator[GroupCommitter]:
+    """A group committer (``kw``: its options) on a pool of its own, closed afterwards."""
     pool = make_pool(s.postgres_url, min_size=1, max_size=4, timeout=5)
     await pool.open()
-    writer = GroupCommitter(pool, max_batch=64)
+    writer = GroupCommitter(pool, **kw)
     try:
+        yield writer
+    finally:
+        await writer.close()
+        await pool.close()
+
+
+async def _run(s: CommonSettings, calls: list[tuple[int, int, bool]]) -> list[Any]:
+    async with _committer(s, max_batch=64) as writer:
         return await asyncio.gather(
             *[writer.set_like(post_id=p, user_id=u, liked=liked) for p, u, liked in calls],
             return_exceptions=True,
         )
-    finally:
-        await writer.close()
-        await pool.close()
 
 
 def test_shared_statements_give_each_request_its_own_transition(
@@ -109,8 +118,6 @@ async def _with_hook(
 ) -> tuple[list[Any], list[list[LikeResult]], list[bool]]:
     """Run ``calls`` with an ``on_commit`` hook that records each batch and whether any
     request had been answered a result before the hook ran (then fails, if ``fail``)."""
-    pool = make_pool(s.postgres_url, min_size=1, max_size=4, timeout=5)
-    await pool.open()
     handed: list[list[LikeResult]] = []
     answered_early: list[bool] = []
     tasks: list[asyncio.Task[LikeResult]] = []
@@ -121,14 +128,10 @@ async def _with_hook(
         if fail:
             raise RuntimeError("the viewer cache is broken")
 
-    writer = GroupCommitter(pool, max_batch=64, on_commit=hook)
-    try:
+    async with _committer(s, max_batch=64, on_commit=hook) as writer:
         for p, u, liked in calls:
             tasks.append(asyncio.create_task(writer.set_like(post_id=p, user_id=u, liked=liked)))
         return list(await asyncio.gather(*tasks, return_exceptions=True)), handed, answered_early
-    finally:
-        await writer.close()
-        await pool.close()
 
 
 def test_committed_results_are_handed_on_before_any_request_is_answered(
@@ -162,16 +165,13 @@ async def _spaced(
 ) -> tuple[list[list[int]], float]:
     """Requests sent 10 ms apart through a committer that waits ``wait_s``: the users of
     each committed batch, and how long the first request took."""
-    pool = make_pool(s.postgres_url, min_size=1, max_size=4, timeout=5)
-    await pool.open()
     batches: list[list[int]] = []
 
     async def hook(results: list[LikeResult]) -> None:
         batches.append([r.user_id for r in results])
 
-    writer = GroupCommitter(pool, max_batch=max_batch, on_commit=hook, wait_s=wait_s)
     loop = asyncio.get_running_loop()
-    try:
+    async with _committer(s, max_batch=max_batch, on_commit=hook, wait_s=wait_s) as writer:
         tasks = []
         t0 = loop.time()
         for u in users:
@@ -181,9 +181,6 @@ async def _spaced(
         first = loop.time() - t0
         await asyncio.gather(*tasks)
         return batches, first
-    finally:
-        await writer.close()
-        await pool.close()
 
 
 def test_a_batch_waits_for_the_requests_that_follow_its_first(

@@ -4,7 +4,6 @@ reads work but whose like/unlike statements cannot get a session is not ready.""
 from __future__ import annotations
 
 import asyncio
-import gc
 
 import httpx
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from core.settings import ApiSettings, CommonSettings
 from ingest_api.app import create_app
 from ingest_api.deps import AppState
+from tests.api.test_serving_gc import collector_restored
 
 pytestmark = pytest.mark.integration
 
@@ -41,10 +41,6 @@ def test_readyz_fails_when_only_the_writer_sessions_are_unavailable(
     stack: CommonSettings,
 ) -> None:
     settings = ApiSettings(pg_timeout_s=0.5, group_commit=True)
-    before = gc.get_threshold()
-    try:
+    with collector_restored():
         statuses = asyncio.run(_readiness_with_the_writers_held(settings))
-    finally:  # the app's start-up tunes this process's collector (test_serving_gc)
-        gc.unfreeze()
-        gc.set_threshold(*before)
     assert statuses == [200, 503, 200]

@@ -5,7 +5,9 @@ is collected far less often than CPython's default (the cause of its p99 under l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,20 +17,28 @@ from ingest_api.app import GC_THRESHOLDS, create_app
 pytestmark = pytest.mark.integration
 
 
+@contextlib.contextmanager
+def collector_restored() -> Iterator[tuple[int, int, int]]:
+    """Undo what an app's start-up does to this process's collector (it freezes objects
+    and sets thresholds) when a test runs the app in-process; the thresholds before."""
+    before = gc.get_threshold()
+    try:
+        yield before
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
 def test_start_up_freezes_its_objects_and_sets_the_serving_thresholds(
     stack: CommonSettings,
 ) -> None:
-    before = gc.get_threshold()
     app = create_app()
 
     async def serve() -> tuple[tuple[int, int, int], int]:
         async with app.router.lifespan_context(app):
             return gc.get_threshold(), gc.get_freeze_count()
 
-    try:
+    with collector_restored() as before:
         thresholds, frozen = asyncio.run(serve())
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
     assert thresholds == GC_THRESHOLDS != before
     assert frozen > 10_000, "the app's start-up objects are frozen"

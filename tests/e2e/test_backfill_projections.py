@@ -5,8 +5,6 @@ second backfill writes nothing."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -25,21 +23,14 @@ from schemas.redis_keys import TRENDING_KEY
 from sinks.postgres_notifications import RECENT_ACTORS
 from tests.e2e.pipeline import converge, drive, new_posts
 from tests.e2e.test_read_models import fanout_caught_up, wait_for
-from tests.ops.test_backfill import LIKES
+from tests.ops.test_backfill import backfill_report, run_backfill
 
 pytestmark = pytest.mark.e2e
 
 
 def backfill(projection: str, since: datetime) -> dict[str, Any]:
     """Run ``likes backfill --projection X --json``; its report (it must succeed)."""
-    done = subprocess.run(
-        [LIKES, "backfill", "--projection", projection, "--since", since.isoformat(), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
-    report: dict[str, Any] = json.loads(done.stdout)
+    report = backfill_report(run_backfill(since, projection))
     assert report["projections"] == [projection]
     return report
 

@@ -15,6 +15,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -37,7 +38,26 @@ pytestmark = pytest.mark.e2e
 LIKES = str(Path(sys.executable).with_name("likes"))
 
 
-def _wipe(s: CommonSettings, posts: list[int]) -> None:
+def run_backfill(since: datetime, *projections: str) -> subprocess.CompletedProcess[str]:
+    """``likes backfill --since SINCE [--projection X ...] --json``, as an operator runs it."""
+    only = [a for p in projections for a in ("--projection", p)]
+    return subprocess.run(
+        [LIKES, "backfill", *only, "--since", since.isoformat(), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def backfill_report(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The report of a backfill that must have succeeded."""
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def wipe_projections(s: CommonSettings, posts: list[int]) -> None:
+    """Delete the posts' Redis counts and recent likers and their ``post_like_counts``."""
     r = redis.Redis.from_url(s.redis_url)
     keys = (count_key, count_seq_key, recent_key, recent_seq_key)
     r.delete(*[k(p) for p in posts for k in keys])
@@ -52,24 +72,15 @@ def test_backfill_rebuilds_wiped_projections_under_live_traffic(stack: CommonSet
 
     def operator() -> None:
         time.sleep(8)
-        _wipe(stack, posts)
-        runs.append(
-            subprocess.run(
-                [LIKES, "backfill", "--since", since.isoformat(), "--json"],
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-        )
+        wipe_projections(stack, posts)
+        runs.append(run_backfill(since))
 
     t = threading.Thread(target=operator)
     t.start()
     result = drive(stack, posts, 8_000, processes=2, viral_share=0.3, concurrency=24)
     t.join()
     assert result.acked > 4_000
-    done = runs[0]
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout)
+    report = backfill_report(runs[0])
     assert report["projections"] == list(REBUILT) and report["posts"] >= 100
     quiet = posts[60:]  # posts the workload may not touch after the wipe still came back
     assert converge(stack, posts, timeout=180).clean
@@ -144,14 +155,7 @@ def test_the_counts_flow_adopts_the_backfill_so_drift_does_not_come_back(
         lambda d: all(rows == [(victim, truth - 1, truth)] for rows in d.values()),
         60,
     )
-    done = subprocess.run(
-        [LIKES, "backfill", "--since", since.isoformat(), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout)["written"]["flow_state"] >= 1
+    assert backfill_report(run_backfill(since))["written"]["flow_state"] >= 1
     # the counts flow reaches its records and writes the truth over its own inflated seq;
     # ClickHouse got correction rows, the recent likers list was rebuilt
     report = converge(stack, posts, timeout=120)

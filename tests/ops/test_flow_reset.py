@@ -26,7 +26,7 @@ from core.settings import CommonSettings, FlowSettings
 from flows.runner import FLOWS
 from tests.e2e.pipeline import acknowledged_mismatches, converge, drive, new_posts
 from tests.e2e.test_read_models import edge_store_recent, redis_recent, wait_for
-from tests.ops.test_backfill import LIKES, _wipe
+from tests.ops.test_backfill import LIKES, wipe_projections
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +43,7 @@ def test_flows_reset_restores_every_count_after_the_recovery_store_is_lost(
         time.sleep(5)
         for flow in FLOWS:
             shutil.rmtree(FlowSettings().recovery_path(flow), ignore_errors=True)
-        _wipe(stack, posts[:40])
+        wipe_projections(stack, posts[:40])
         done = subprocess.run(
             [LIKES, "flows-reset", "--yes", "--json"], capture_output=True, text=True, timeout=600
         )
