@@ -196,6 +196,14 @@ class FlowSettings(CommonSettings):
     )
     snapshot_interval_s: int = 60
     backup_interval_s: int = 60
+    flow_stall_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="a flow process whose main loop neither polls its input nor retries a "
+        "sink write for this long dumps its threads' stacks to its log and exits, so its "
+        "supervisor restarts it (core.watchdog); start-up may take five times as long; "
+        "0: never",
+    )
     batch_size: int = 1000
     clickhouse_flush_s: float = Field(
         default=1.0,

@@ -21,16 +21,19 @@ Guarantees:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
-from bytewax.inputs import Source
+from bytewax.inputs import Source, StatefulSourcePartition
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 from confluent_kafka import OFFSET_BEGINNING
 
+from core import watchdog
 from core.records import DeadLetter
 from core.settings import FlowSettings
 from flows.decode import (
@@ -67,18 +70,40 @@ def consumer_config(settings: FlowSettings) -> dict[str, str]:
     return {"auto.offset.reset": "error", "fetch.wait.max.ms": "500"}
 
 
-class _StartingKafkaSource(KafkaSource):
+class _FlowKafkaSource(KafkaSource):
     """A :class:`KafkaSource` whose partitions without recovery state start at given
-    offsets (``FlowSettings.start_offsets``) instead of the beginning."""
+    offsets (``FlowSettings.start_offsets``) instead of the beginning, and whose every
+    poll is a beat of the process's watchdog (:mod:`core.watchdog`): the main loop polls
+    its input between batches, also when there is nothing to read."""
 
     def __init__(self, starts: dict[int, int], *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self._starts = starts
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> Any:
+    def build_part(  # type: ignore[override]  # Bytewax declares its private partition class
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _BeatingPartition:
         if resume_state is None:
             resume_state = self._starts.get(int(for_part.split("-", 1)[0]))
-        return super().build_part(step_id, for_part, resume_state)
+        return _BeatingPartition(super().build_part(step_id, for_part, resume_state))
+
+
+class _BeatingPartition(StatefulSourcePartition[RawItem, int | None]):
+    def __init__(self, inner: StatefulSourcePartition[RawItem, int | None]) -> None:
+        self._inner = inner
+
+    def next_batch(self) -> Iterable[RawItem]:
+        watchdog.beat()
+        return self._inner.next_batch()
+
+    def next_awake(self) -> datetime | None:
+        return self._inner.next_awake()
+
+    def snapshot(self) -> int | None:
+        return self._inner.snapshot()
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def kafka_source(
@@ -86,8 +111,8 @@ def kafka_source(
 ) -> KafkaSource:
     """The events topic (or ``topic``) from its beginning, or from the offsets in
     ``settings.start_offsets`` (recovery overrides either), with :func:`consumer_config`;
-    errors are emitted as items for triage, not raised. ``tail=False`` stops at the end
-    of every partition (benchmarks)."""
+    errors are emitted as items for triage, not raised; every poll beats the watchdog.
+    ``tail=False`` stops at the end of every partition (benchmarks)."""
     name = topic or settings.events_topic
     kw: dict[str, Any] = {
         "tail": tail,
@@ -96,10 +121,8 @@ def kafka_source(
         "batch_size": settings.batch_size,
         "raise_on_errors": False,
     }
-    starts = settings.start_offsets.get(name)
-    if starts:
-        return _StartingKafkaSource(starts, [settings.kafka_bootstrap], [name], **kw)
-    return KafkaSource([settings.kafka_bootstrap], [name], **kw)
+    starts = settings.start_offsets.get(name, {})
+    return _FlowKafkaSource(starts, [settings.kafka_bootstrap], [name], **kw)
 
 
 @dataclass(frozen=True)

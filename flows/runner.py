@@ -14,6 +14,12 @@ and so also serves analysts' read-only SQL and reconcile's repair rows
 Each flow process serves Prometheus metrics (:mod:`flows.metrics`) on its own port,
 :func:`flows.metrics.metrics_port` of ``flow_metrics_port_base``; its dead-letter sink
 is wrapped to count what it writes, and every sink's series exist from the start.
+
+A flow process that stops making progress (its main loop has not polled its input, and
+no sink has retried a write, for ``flow_stall_s``) dumps its threads' stacks to its log
+and exits, so its supervisor restarts it (:mod:`core.watchdog`): a deadlock or a write
+that never returns costs a restart and a replay from the last snapshot, not a silent
+outage of its projections while the process looks alive.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from bytewax.outputs import DynamicSink
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
+from core import watchdog
 from core.settings import FlowSettings
 from flows import metrics, start_offsets
 from flows.progress import OffsetProgress, start_publisher
@@ -37,6 +44,7 @@ from sinks.owner import RoutedSink
 
 log = logging.getLogger(__name__)
 FLOWS = ("counts", "fanout", "analytics")
+STARTUP_STALLS = 5  # the first poll may take this many stall limits (resume, connect)
 
 
 def build_production_flow(
@@ -143,6 +151,8 @@ def run(name: str, *, process_id: int | None = None, addresses: list[str] | None
     member = f"flow-{name}" if process_id is None else f"flow-{name}-{process_id}"
     start_publisher(s.redis_url, name, progress, member=member)
     serve_metrics(s, name, process_id)
+    if s.flow_stall_s > 0:
+        watchdog.arm(s.flow_stall_s, first_s=STARTUP_STALLS * s.flow_stall_s)
     log.info("flow %s starting (recovery %s)", name, recovery.db_dir)
     cli_main(
         flow,

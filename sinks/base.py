@@ -31,6 +31,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from core import watchdog
 from sinks.errors import SinkError
 from sinks.metrics import SINK_ERRORS, SINK_RETRIES, SINK_WRITE_SECONDS
 
@@ -133,6 +134,7 @@ class _StorePartition(StatelessSinkPartition[T], Generic[T, C]):
         return isinstance(error, Exception) and self._sink.is_transient(error)
 
     def _before_retry(self, state: RetryCallState) -> None:
+        watchdog.beat()  # retrying within the budget is progress, not a stall
         SINK_RETRIES.labels(self._sink.name).inc()
         error = state.outcome.exception() if state.outcome is not None else None
         log.warning(

@@ -8,7 +8,11 @@ before every batch; with no file it writes normally. The file holds a JSON objec
 - ``{"delay_ms": 200}``: plus a fixed delay per batch (combinable with ``slowdown``);
 - ``{"fail": true}``: every write raises :class:`InjectedFault` before touching the
   store. Sinks treat it as transient, so it is retried within their retry budget, and
-  past the budget the flow stops and resumes from its last snapshot, as a real outage.
+  past the budget the flow stops and resumes from its last snapshot, as a real outage;
+- ``{"hang": true}``: a write blocks, without raising and without retrying, for as long
+  as the file says so (it is re-read every ``HANG_POLL_S``), then writes: a write that
+  never returns, as in a deadlock, which the flow's watchdog (``core.watchdog``) is
+  there to end.
 
 Removing the file ends the fault at the next batch (or retry). A file that is not such
 an object is ignored with a warning. Meant for end-to-end tests (``tests/e2e``); nothing
@@ -27,6 +31,7 @@ from typing import TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+HANG_POLL_S = 0.2
 
 
 class InjectedFault(RuntimeError):
@@ -40,6 +45,7 @@ class WriteFault:
     slowdown: float = 1.0
     delay_ms: float = 0.0
     fail: bool = False
+    hang: bool = False
 
 
 def fault_file(home: Path, sink: str) -> Path:
@@ -57,6 +63,7 @@ def read_fault(path: Path | None) -> WriteFault | None:
             slowdown=max(1.0, float(raw.get("slowdown", 1.0))),
             delay_ms=max(0.0, float(raw.get("delay_ms", 0.0))),
             fail=bool(raw.get("fail", False)),
+            hang=bool(raw.get("hang", False)),
         )
     except FileNotFoundError:
         return None
@@ -66,8 +73,11 @@ def read_fault(path: Path | None) -> WriteFault | None:
 
 
 def with_fault(path: Path | None, write: Callable[[], T]) -> T:
-    """Run ``write`` as the fault file at ``path`` says: fail, or slow it down."""
+    """Run ``write`` as the fault file at ``path`` says: hang first, fail, or slow it down."""
     fault = read_fault(path)
+    while fault is not None and fault.hang:
+        time.sleep(HANG_POLL_S)
+        fault = read_fault(path)
     if fault is None:
         return write()
     if fault.fail:

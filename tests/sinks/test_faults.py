@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -59,3 +60,16 @@ def test_fail_raises_before_writing_and_sinks_retry_it(tmp_path: Path) -> None:
     assert is_transient("http://127.0.0.1:8123", InjectedFault("x"))
     path.unlink()
     assert read_fault(path) is None
+
+
+def test_hang_blocks_the_write_until_the_file_says_otherwise(tmp_path: Path) -> None:
+    path = _write(fault_file(tmp_path, "clickhouse"), {"hang": True})
+    assert read_fault(path) == WriteFault(hang=True)
+    wrote: list[float] = []
+    writer = threading.Thread(target=with_fault, args=(path, lambda: wrote.append(1.0)))
+    writer.start()
+    time.sleep(1.0)
+    assert writer.is_alive() and not wrote, "the write went through while the file said hang"
+    path.unlink()
+    writer.join(timeout=2.0)
+    assert not writer.is_alive() and wrote == [1.0]

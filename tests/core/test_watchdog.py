@@ -1,0 +1,155 @@
+"""The watchdog (``core.watchdog``) in real processes: a process whose threads deadlock,
+or whose one thread holds the GIL, exits by itself with every stack in its log; one that
+keeps beating (from any thread) lives on; and a real Bytewax flow on a real Kafka topic
+beats on every poll while idle, and exits once one of its steps never returns."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from confluent_kafka import Producer
+
+from core.settings import CommonSettings
+from tests.sinks.kafka_topics import create_topic, delete_topic
+
+STALL_S = 1.0
+
+
+def _spawn(body: str, *args: str) -> subprocess.Popen[str]:
+    script = "from core import watchdog\n" + textwrap.dedent(body)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str, float]:
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err, time.monotonic() - t0
+
+
+def test_a_deadlock_ends_the_process_with_every_stack_in_its_log() -> None:
+    proc = _spawn(
+        f"""
+        import threading, time
+        a, b = threading.Lock(), threading.Lock()
+        def one():
+            with a:
+                time.sleep(0.2)
+                with b: pass
+        def other():
+            with b:
+                time.sleep(0.2)
+                with a: pass
+        watchdog.arm({STALL_S})
+        threads = [threading.Thread(target=one), threading.Thread(target=other)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        """
+    )
+    code, err, took = _finish(proc, timeout=30)
+    assert code == 1, err
+    assert "Timeout" in err and "most recent call first" in err
+    assert "in one" in err and "in other" in err, err
+    assert took < STALL_S + 5
+
+
+def test_a_thread_that_never_releases_the_gil_is_caught_too() -> None:
+    # catastrophic backtracking: one C call that holds the GIL for hours
+    proc = _spawn(
+        f"""
+        import re
+        watchdog.arm({STALL_S})
+        re.match(r"(a+)+$", "a" * 64 + "b")
+        """
+    )
+    code, err, _ = _finish(proc, timeout=30)
+    assert code == 1 and "Timeout" in err, err
+
+
+def test_beats_from_any_thread_keep_the_process_alive() -> None:
+    proc = _spawn(
+        f"""
+        import threading, time
+        watchdog.arm({STALL_S})
+        def beating():
+            for _ in range(25):
+                watchdog.beat()
+                time.sleep(0.2)
+        t = threading.Thread(target=beating)
+        t.start()
+        t.join()
+        watchdog.disarm()
+        time.sleep(2 * {STALL_S})
+        print("lived")
+        """
+    )
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "lived" in out, err
+
+
+def test_unarmed_beats_do_nothing() -> None:
+    proc = _spawn(
+        f"""
+        import time
+        watchdog.beat()
+        time.sleep(2 * {STALL_S})
+        """
+    )
+    code, err, _ = _finish(proc, timeout=30)
+    assert code == 0, err
+
+
+_FLOW = """
+import sys, time
+from datetime import timedelta
+import bytewax.operators as op
+from bytewax.connectors.stdio import StdOutSink
+from bytewax.dataflow import Dataflow
+from bytewax.run import cli_main
+from core.settings import FlowSettings
+from flows.kafka_input import kafka_source
+
+bootstrap, topic = sys.argv[1], sys.argv[2]
+flow = Dataflow("watchdog_probe")
+items = op.input("in", flow, kafka_source(FlowSettings(kafka_bootstrap=bootstrap), topic=topic))
+
+def handle(item):
+    while getattr(item, "value", None) == b"hang":
+        time.sleep(1)  # a step that never returns
+    return repr(getattr(item, "value", item))
+
+op.output("out", op.map("handle", items, handle), StdOutSink())
+watchdog.arm(2.0, first_s=6.0)
+cli_main(flow, epoch_interval=timedelta(seconds=1))
+"""
+
+
+@pytest.mark.integration
+def test_a_flow_beats_while_idle_and_exits_when_a_step_never_returns(
+    stack: CommonSettings,
+) -> None:
+    topic = create_topic(stack.kafka_bootstrap)
+    proc = _spawn(_FLOW, stack.kafka_bootstrap, topic)
+    try:
+        time.sleep(14.0)  # past the start-up allowance, polling an idle topic
+        assert proc.poll() is None, proc.communicate()[1]
+        producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})
+        producer.produce(topic, value=b"hang")
+        assert producer.flush(10) == 0
+        code, err, took = _finish(proc, timeout=30)
+        assert code == 1, err
+        assert "Timeout" in err and "in handle" in err, err
+        assert took < 2.0 + 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        delete_topic(stack.kafka_bootstrap, topic)
