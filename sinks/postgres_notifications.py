@@ -121,13 +121,18 @@ class PostgresNotificationSink(PostgresSink[NotificationUpdate]):
 # by a like, and its ``created_at`` is that first like's event time), which is exactly
 # who the live sink records in the ledger.
 _MUTED = "EXISTS (SELECT 1 FROM post_mutes m WHERE m.post_id = {t}.post_id)"
+# an edge ``e`` of post ``p`` that notifies: not a self-like, neither user erased
+_NOTIFIES = """e.user_id <> p.author_id
+      AND NOT EXISTS (SELECT 1 FROM erased_users x WHERE x.user_id IN (e.user_id, p.author_id))"""
+# The ledger rows to drop are found by their edge (primary key lookups), not against the
+# wanted rows: an anti-join against a CTE was planned as a nested loop over both (the CTE
+# is estimated at one row), 153 s for 50 posts of 43,000 edges.
 _REBUILD_LEDGER_SQL = f"""
 WITH want AS (
     SELECT p.author_id AS recipient_id, e.post_id, e.user_id AS actor_id,
            date_trunc('milliseconds', e.created_at) AS liked_at
     FROM post_likes e JOIN posts p ON p.post_id = e.post_id
-    WHERE e.post_id = ANY(%(posts)s) AND e.user_id <> p.author_id
-      AND NOT EXISTS (SELECT 1 FROM erased_users x WHERE x.user_id IN (e.user_id, p.author_id))),
+    WHERE e.post_id = ANY(%(posts)s) AND {_NOTIFIES}),
 added AS (
     INSERT INTO notification_actors AS l (recipient_id, post_id, actor_id, liked_at, folded)
     SELECT w.recipient_id, w.post_id, w.actor_id, w.liked_at, NOT {_MUTED.format(t="w")}
@@ -138,8 +143,9 @@ added AS (
 dropped AS (
     DELETE FROM notification_actors l
     WHERE l.post_id = ANY(%(posts)s) AND NOT EXISTS (
-        SELECT 1 FROM want w
-        WHERE (w.recipient_id, w.post_id, w.actor_id) = (l.recipient_id, l.post_id, l.actor_id))
+        SELECT 1 FROM post_likes e JOIN posts p ON p.post_id = e.post_id
+        WHERE e.post_id = l.post_id AND e.user_id = l.actor_id AND p.author_id = l.recipient_id
+          AND {_NOTIFIES})
     RETURNING 1),
 folded AS (
     UPDATE notification_actors l SET folded = true
