@@ -8,7 +8,8 @@ it: the shape of the writers' deadlock of 2026-12-05, which the supervisor alone
 not see. Likes keep flowing through the API meanwhile. The process must end itself after
 ``flow_stall_s`` with every thread's stack in its log, be restarted by the supervisor,
 and once the fault is gone ClickHouse must equal the edge store, like every other
-projection; the other flows are not restarted.
+projection; the other flows are not restarted; and the restart is an alert
+(``ComponentRestarted``) that ``likes status`` shows.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from core import watchdog
 from core.settings import CommonSettings, FlowSettings
 from devstack import process
 from devstack import stack as stack_ops
+from ops.prometheus_api import firing_alerts
+from ops.status import collect
 from sinks.faults import fault_file
 from tests.e2e.pipeline import acknowledged_mismatches, converge, drive, new_posts
 
@@ -30,6 +33,7 @@ pytestmark = pytest.mark.e2e
 FLOW = "flow-analytics"
 OTHERS = ("flow-counts", "flow-fanout")
 SLACK_S = 45.0  # until the main loop blocks behind the hung write, and the restart
+ALERT_WITHIN_S = 90.0  # scrapes of the new process, then the rule's evaluation
 
 
 def _pid(s: CommonSettings) -> int:
@@ -76,3 +80,13 @@ def test_a_stuck_flow_ends_itself_and_its_projections_converge(stack: CommonSett
     assert not acknowledged_mismatches(stack, posts, result)
     report = converge(stack, posts, timeout=240)
     assert report.clean, report.summary()
+    # operators are told: the restart is an alert, and `likes status` shows it
+    deadline = time.monotonic() + ALERT_WITHIN_S
+    while not any(
+        a["name"] == "ComponentRestarted" and a["labels"].get("component") == FLOW
+        for a in firing_alerts(stack.prometheus_url)
+    ):
+        assert time.monotonic() < deadline, "ComponentRestarted did not fire"
+        time.sleep(2)
+    shown = collect(stack)["warnings"]
+    assert any(w.startswith(f"ALERT ComponentRestarted ({FLOW})") for w in shown), shown
