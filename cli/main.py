@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from core import watchdog
 from core.settings import CommonSettings
 
 
@@ -55,6 +56,8 @@ def cmd_api(a: argparse.Namespace) -> int:
     from core.settings import ApiSettings
 
     s = ApiSettings()
+    if s.api_stall_s > 0:  # the app's lifespan beats it while the event loop turns
+        watchdog.arm(s.api_stall_s, first_s=4 * s.api_stall_s)
     options: dict[str, Any] = {
         "factory": True,
         "log_level": "warning",

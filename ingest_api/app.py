@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core import watchdog
 from core.settings import ApiSettings
 from ingest_api.counts import CountCache
 from ingest_api.db import make_pool
@@ -50,6 +51,14 @@ async def _retention_loop(state: AppState, every_s: float = 60.0) -> None:
                 await conn.execute(PURGE_SQL, (s.idempotency_ttl_h,))
         except (psycopg.Error, OSError, TimeoutError) as e:
             log.warning("retention pass failed: %s", e)
+        await asyncio.sleep(every_s)
+
+
+async def _heartbeat(every_s: float = 1.0) -> None:
+    """Beat the process's watchdog for as long as the event loop turns (it is armed by
+    `likes api` only, so an app started in a test process beats nothing)."""
+    while True:
+        watchdog.beat()
         await asyncio.sleep(every_s)
 
 
@@ -136,12 +145,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         await state.pool.open(wait=False)
         if state.writer is not None:
             await state.writer.pool.open(wait=False)
-        task = asyncio.create_task(_retention_loop(state))
+        tasks = [asyncio.create_task(_retention_loop(state)), asyncio.create_task(_heartbeat())]
         _tune_gc()
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
             if state.writer is not None:
                 await state.writer.close()
                 await state.writer.pool.close()

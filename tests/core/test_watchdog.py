@@ -1,19 +1,23 @@
 """The watchdog (``core.watchdog``) in real processes: a process whose threads deadlock,
 or whose one thread holds the GIL, exits by itself with every stack in its log; one that
 keeps beating (from any thread) lives on; and a real Bytewax flow on a real Kafka topic
-beats on every poll while idle, and exits once one of its steps never returns."""
+beats on every poll while idle, and exits once one of its steps never returns; so does
+an API process (``likes api``) whose event loop is blocked."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import time
 
+import httpx
 import pytest
 from confluent_kafka import Producer
 
 from core.settings import CommonSettings
+from tests.conftest import free_port
 from tests.sinks.kafka_topics import create_topic, delete_topic
 
 STALL_S = 1.0
@@ -153,3 +157,68 @@ def test_a_flow_beats_while_idle_and_exits_when_a_step_never_returns(
             proc.kill()
             proc.wait()
         delete_topic(stack.kafka_bootstrap, topic)
+
+
+_API = """
+import argparse, sys, time
+import ingest_api.app as app_module
+
+real_create_app = app_module.create_app
+
+def create_app():
+    app = real_create_app()
+
+    @app.get("/test/block")
+    async def block_the_loop() -> None:
+        time.sleep(3600)  # sync work on the event loop: nothing else runs
+
+    return app
+
+app_module.create_app = create_app  # `likes api` serves ingest_api.app:create_app by name
+from cli.main import cmd_api
+cmd_api(argparse.Namespace(member=None, host="127.0.0.1", port=int(sys.argv[1])))
+"""
+
+
+def test_an_api_process_whose_event_loop_blocks_ends_itself() -> None:
+    """``likes api``'s own entry point (arming) and the app's lifespan (beating), with a
+    route added that blocks the event loop; no store is reachable, and none is needed."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIKES_API_STALL_S": "2",
+        "LIKES_POSTGRES_URL": "postgresql://likes:likes@127.0.0.1:9/likes",
+        "LIKES_REDIS_URL": "redis://127.0.0.1:9/0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _API, str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.2)
+        time.sleep(10.0)  # past the start-up allowance (4 x 2 s), the loop idle but turning
+        assert proc.poll() is None, proc.communicate()[1]
+        assert httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/test/block", timeout=1)
+        code, err, took = _finish(proc, timeout=30)
+        assert code == 1, err
+        assert "Timeout" in err and "in block_the_loop" in err, err[-3000:]
+        assert took < 2.0 + 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
