@@ -42,6 +42,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core import watchdog
 from core.settings import CommonSettings
 from core.topology import connect_workers
 from devstack.components import FLOW_NAMES
@@ -71,6 +72,8 @@ SERIES: dict[str, tuple[str, tuple[str, ...]]] = {
 POLL_ERRORS = Counter(
     "likes_exporter_poll_errors_total", "Polls of a source that failed", ["source"]
 )
+STALL_MIN_S = 120.0  # a poll's sources time out within seconds each
+STALL_POLLS = 10
 POLL_SECONDS = Gauge("likes_exporter_poll_seconds", "Duration of the last poll")
 LAST_POLL = Gauge("likes_exporter_last_poll_timestamp_seconds", "When the last poll ended")
 
@@ -262,9 +265,20 @@ def _slot_samples(slot: dict[str, Any] | None) -> list[Sample]:
     return out
 
 
-def serve(s: CommonSettings) -> None:
-    """Serve /metrics and poll forever (``likes exporter``)."""
+def stall_limit(s: CommonSettings) -> float:
+    """How long one poll may take before the exporter's watchdog ends the process."""
+    return max(STALL_MIN_S, STALL_POLLS * s.exporter_interval_s)
+
+
+def serve(s: CommonSettings, stall_s: float | None = None) -> None:
+    """Serve /metrics and poll forever (``likes exporter``).
+
+    A poll that never returns (a source without a timeout of its own) would leave the
+    last poll's samples served for good, so no alert on them could fire: the watchdog
+    (:mod:`core.watchdog`) ends the process when no poll has finished for ``stall_s``
+    (default :func:`stall_limit`), and its supervisor restarts it."""
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
+    watchdog.arm(stall_s or stall_limit(s))
     exporter = Exporter(s)
     REGISTRY.register(exporter)
     start_http_server(s.exporter_port, addr=s.metrics_host)
@@ -277,4 +291,5 @@ def serve(s: CommonSettings) -> None:
     while True:
         started = time.monotonic()
         exporter.poll()
+        watchdog.beat()
         time.sleep(max(0.5, s.exporter_interval_s - (time.monotonic() - started)))

@@ -2,7 +2,8 @@
 or whose one thread holds the GIL, exits by itself with every stack in its log; one that
 keeps beating (from any thread) lives on; and a real Bytewax flow on a real Kafka topic
 beats on every poll while idle, and exits once one of its steps never returns; so does
-an API process (``likes api``) whose event loop is blocked."""
+an API process (``likes api``) whose event loop is blocked, and an exporter whose poll
+never returns."""
 
 from __future__ import annotations
 
@@ -222,3 +223,48 @@ def test_an_api_process_whose_event_loop_blocks_ends_itself() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+_EXPORTER = """
+import sys, time
+import ops.exporter as exporter
+from core.settings import CommonSettings
+
+polls = 0
+real_slot_state = exporter.slot_state
+
+def slot_state(url):
+    global polls
+    polls += 1
+    if polls == 4:
+        time.sleep(3600)  # a source that never answers
+    return None
+
+def kafka_down(*_args, **_kw):
+    raise ConnectionError("no broker here")
+
+exporter.slot_state = slot_state
+exporter.end_offsets = kafka_down  # the other sources answer at once, or fail fast
+exporter._ping = lambda _url: True
+exporter._connector_state = lambda _s: "RUNNING"
+exporter.last_drift = lambda _url: None
+exporter.serve(CommonSettings(exporter_port=int(sys.argv[1])), stall_s=float(sys.argv[2]))
+"""
+
+
+def test_an_exporter_whose_poll_never_returns_ends_itself() -> None:
+    """``ops.exporter.serve`` polling every 0.5 s with a 2 s limit, its sources replaced
+    by ones that answer at once: three polls pass (2 s of them, so the polls beat), the
+    fourth hangs in a source; the process ends itself (its last samples would otherwise
+    be served for good)."""
+    env = {**os.environ, "LIKES_EXPORTER_INTERVAL_S": "0.5"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _EXPORTER, str(free_port()), "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    code, err, _ = _finish(proc, timeout=120)
+    assert code == 1, err[-3000:]
+    assert "Timeout" in err and "in slot_state" in err, err[-3000:]
