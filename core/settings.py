@@ -68,6 +68,14 @@ class CommonSettings(BaseSettings):
         default=19105, description="where likes jobs-worker (erasure jobs) serves /metrics"
     )
     exporter_interval_s: float = 5.0
+    background_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="the nice value of the components off the request path (flows, Connect, "
+        "exporter, jobs worker, Prometheus), so that under contention the API and the "
+        "stores it waits on are scheduled first; 0: all alike",
+    )
     flow_metrics_port_base: int = Field(
         default=19110, description="flow i of FLOWS, process p serves on base + i + p * #flows"
     )

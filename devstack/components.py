@@ -52,6 +52,7 @@ class Component:
     stop_signal: str = "TERM"
     stop_as_group: bool = False
     group: str | None = None  # members started together (a quorum, a Bytewax cluster)
+    background: bool = False  # off the request path: runs at ``background_nice``
 
 
 def _port(url: str) -> int:
@@ -216,6 +217,7 @@ def build_components(s: CommonSettings) -> list[Component]:
             lambda: [_likes_bin(), "jobs-worker"],
             lambda: _http_ok(f"http://{prometheus.jobs_target(s)}/metrics"),
             start_timeout=30,
+            background=True,
         )
     )
     comps.extend(_metrics_components(s))
@@ -304,6 +306,7 @@ def _connect_components(
             prepare=prepare,
             env=env,
             after_healthy=register if distributed and w == workers[-1] else (lambda: None),
+            background=True,
         )
 
     return [one(w) for w in workers]
@@ -349,6 +352,7 @@ def _metrics_components(s: CommonSettings) -> list[Component]:
             lambda: [_likes_bin(), "exporter"],
             lambda: _http_ok(f"http://{prometheus.exporter_target(s)}/metrics"),
             start_timeout=30,
+            background=True,
         ),
         Component(
             "prometheus",
@@ -356,6 +360,7 @@ def _metrics_components(s: CommonSettings) -> list[Component]:
             lambda: _http_ok(f"{s.prometheus_url.rstrip('/')}/-/ready"),
             prepare=lambda: prometheus.prepare(s, FLOW_NAMES),
             start_timeout=60,
+            background=True,
         ),
     ]
 
@@ -373,6 +378,7 @@ def _flow_components(s: CommonSettings, name: str) -> list[Component]:
             lambda: _flow_ok(s, p.name),
             start_timeout=60,
             group=f"flow-{name}",
+            background=True,
         )
 
     return [one(p) for p in topology.flow_processes(s, FLOW_NAMES, name)]

@@ -4,7 +4,10 @@ Guarantee: before the real program starts, its PID file holds the PID it will ha
 (the launcher writes its own PID, then ``exec``s the program in the same process), so
 ``.local/run/<name>.pid`` names the live process from its first instant and after every
 restart; the component's ``prepare`` step (clear a killed server's leftovers, render its
-config) runs before every start, the supervisor's restarts included.
+config) runs before every start, the supervisor's restarts included. A component off
+the request path (flows, Connect, the exporter, the jobs worker, Prometheus) runs at
+``background_nice``, so under contention the scheduler serves the API and the stores it
+waits on first.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def exec_component(s: CommonSettings, name: str) -> None:
     starts = paths.starts_file(s, name)
     starts.write_text(f"{paths.read_count(starts) + 1}\n")
     env = {**os.environ, **comp.env()}
+    if comp.background and s.background_nice:
+        os.nice(s.background_nice)  # inherited by the program and every thread it starts
     if comp.user is not None and os.geteuid() == 0:
         env.update(_become(comp.user))
     argv = comp.argv()

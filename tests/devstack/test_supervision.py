@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -93,3 +94,40 @@ def test_a_benchmark_with_other_settings_than_the_stack_refuses_to_measure(
     monkeypatch.setenv("LIKES_API_PROCESSES", "2")
     why = topology_mismatch()
     assert why is not None and "['api']" in why and "['api-0', 'api-1']" in why, why
+
+
+# threads that set their own priority: embedded ClickHouse's (chDB) memory tracker
+SETS_OWN_PRIORITY = frozenset({"MemoryWorker"})
+
+
+def _nice(tid_stat: str) -> int:
+    # /proc/<pid>/task/<tid>/stat: field 19 is nice; the command (field 2) may hold spaces
+    return int(tid_stat.rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.integration
+def test_components_off_the_request_path_run_at_the_background_nice(
+    stack: CommonSettings,
+) -> None:
+    """Every thread of a background component (a flow, Connect, the exporter, the jobs
+    worker, Prometheus) runs ``background_nice`` above supervisord's nice value; the API
+    and the stores at supervisord's."""
+    assert stack.background_nice > 0
+    supervisord = Supervisor(stack).pid()
+    assert supervisord is not None
+    base = _nice(Path(f"/proc/{supervisord}/stat").read_text())
+    seen: dict[str, set[int]] = {}
+    for comp in build_components(stack):
+        pid = process.live_pid(stack_ops.pid_file(stack, comp.name))
+        assert pid is not None, f"{comp.name} is not running"
+        tasks = [
+            t
+            for t in Path(f"/proc/{pid}/task").iterdir()
+            if (t / "comm").read_text().strip() not in SETS_OWN_PRIORITY
+        ]
+        seen[comp.name] = {_nice((t / "stat").read_text()) for t in tasks}
+        want = min(19, base + stack.background_nice) if comp.background else base
+        assert seen[comp.name] == {want}, (comp.name, seen[comp.name])
+    off_path = ("flow-", "connect", "exporter", "jobs", "prometheus")
+    for comp in build_components(stack):
+        assert comp.background == comp.name.startswith(off_path), comp.name
