@@ -56,8 +56,7 @@ def cmd_api(a: argparse.Namespace) -> int:
     from core.settings import ApiSettings
 
     s = ApiSettings()
-    if s.api_stall_s > 0:  # the app's lifespan beats it while the event loop turns
-        watchdog.arm(s.api_stall_s, first_s=4 * s.api_stall_s)
+    watchdog.arm(s.api_stall_s)  # the app's lifespan beats it while the event loop turns
     options: dict[str, Any] = {
         "factory": True,
         "log_level": "warning",

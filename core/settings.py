@@ -154,13 +154,6 @@ class ApiSettings(CommonSettings):
     group_commit_max_batch: int = Field(
         default=256, ge=1, le=10_000, description="requests per shared statement at most"
     )
-    api_stall_s: float = Field(
-        default=30.0,
-        ge=0,
-        description="an API process whose event loop does not turn for this long dumps its "
-        "threads' stacks to its log and exits, so its supervisor restarts it "
-        "(core.watchdog; armed by `likes api`, four times as long at start-up); 0: never",
-    )
     group_commit_wait_ms: float = Field(
         default=0.0,
         ge=0,
@@ -168,6 +161,13 @@ class ApiSettings(CommonSettings):
         description="how long a batch that is not full waits for more requests (0: none); "
         "fewer, larger statements for independent clients, but a lone like waits this "
         "long and clients that wait for each answer get fewer likes through",
+    )
+    api_stall_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="an API process whose event loop does not turn for this long dumps its "
+        "threads' stacks to its log and exits, so its supervisor restarts it "
+        "(core.watchdog; armed by `likes api`, five times as long at start-up); 0: never",
     )
 
 

@@ -8,8 +8,9 @@ the compose profiles) starts it again and it
 resumes from its last snapshot, so what the stuck process held is delivered again: at
 least once, as after any crash, and the sinks' writes are idempotent under replay.
 
-What counts as progress is the caller's choice; a flow beats when its input is polled
-and when a sink retries a write (:mod:`flows.runner` arms it). A deadlock between
+What counts as progress is the caller's choice: a flow beats when its input is polled
+and when a sink retries a write (:mod:`flows.runner` arms it), the API while its event
+loop turns (``likes api``), the exporter after every poll. A deadlock between
 threads, a write that never returns and a thread that never releases the GIL are all
 caught: the timer is :mod:`faulthandler`'s, a C thread that needs neither the GIL nor
 any Python lock, and it dumps the stacks without them.
@@ -26,6 +27,7 @@ import sys
 import time
 
 REARM_EVERY_S = 1.0
+STARTUP_STALLS = 5  # the first beat may take this many stall limits (resume, connect)
 
 
 class _Timer:
@@ -39,13 +41,15 @@ _timer = _Timer()
 
 def arm(stall_s: float, *, first_s: float | None = None) -> None:
     """Exit the process unless :func:`beat` is called within ``stall_s`` seconds of the
-    last beat; the first beat may take ``first_s`` (start-up: recovery, connections)."""
+    last beat; the first beat may take ``first_s`` (default ``STARTUP_STALLS`` limits:
+    recovery, connections). ``stall_s`` 0 (a setting's "never") arms nothing."""
     if stall_s <= 0:
-        raise ValueError(f"stall_s must be positive, got {stall_s}")
+        return
     _timer.stall_s = stall_s
     _timer.rearm_s = min(REARM_EVERY_S, stall_s / 4)
     _timer.armed_at = time.monotonic()
-    faulthandler.dump_traceback_later(first_s or stall_s, exit=True, file=sys.stderr)
+    first_s = STARTUP_STALLS * stall_s if first_s is None else first_s
+    faulthandler.dump_traceback_later(first_s, exit=True, file=sys.stderr)
 
 
 def beat() -> None:
@@ -58,9 +62,3 @@ def beat() -> None:
         return
     _timer.armed_at = now
     faulthandler.dump_traceback_later(stall_s, exit=True, file=sys.stderr)
-
-
-def disarm() -> None:
-    """Stop watching (a process about to exit normally)."""
-    _timer.stall_s = None
-    faulthandler.cancel_dump_traceback_later()

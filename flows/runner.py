@@ -44,7 +44,6 @@ from sinks.owner import RoutedSink
 
 log = logging.getLogger(__name__)
 FLOWS = ("counts", "fanout", "analytics")
-STARTUP_STALLS = 5  # the first poll may take this many stall limits (resume, connect)
 
 
 def build_production_flow(
@@ -151,8 +150,7 @@ def run(name: str, *, process_id: int | None = None, addresses: list[str] | None
     member = f"flow-{name}" if process_id is None else f"flow-{name}-{process_id}"
     start_publisher(s.redis_url, name, progress, member=member)
     serve_metrics(s, name, process_id)
-    if s.flow_stall_s > 0:
-        watchdog.arm(s.flow_stall_s, first_s=STARTUP_STALLS * s.flow_stall_s)
+    watchdog.arm(s.flow_stall_s)
     log.info("flow %s starting (recovery %s)", name, recovery.db_dir)
     cli_main(
         flow,
