@@ -78,7 +78,7 @@ def _value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def _wait(what: str, fn: Callable[[], T | None], timeout: float, every: float = 1.0) -> T:
+def wait_until(what: str, fn: Callable[[], T | None], timeout: float, every: float = 1.0) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = fn()
@@ -216,7 +216,7 @@ def _drive_likes(api: httpx.Client, s: CommonSettings, likes: int = 3) -> int:
         r = api.post(f"/v1/posts/{post}/like", headers=auth(s, fresh_id()))
         assert r.status_code == 200, r.text
     client = redis.Redis.from_url(s.redis_url, decode_responses=True)
-    _wait("the count in Redis", lambda: client.get(f"likes:count:{post}") == str(likes), 90)
+    wait_until("the count in Redis", lambda: client.get(f"likes:count:{post}") == str(likes), 90)
     return post
 
 
@@ -237,7 +237,7 @@ def test_every_process_serves_its_series(api: httpx.Client, stack: CommonSetting
         served = _scrape(exporter)
         return served if served >= EXPORTER_SERIES else None
 
-    _wait("every exporter series", exporter_series, 30)
+    wait_until("every exporter series", exporter_series, 30)
     text = httpx.get(exporter, timeout=10).text
     assert "likes_cdc_connector_up 1.0" in text
     assert all(f'likes_flow_lag_messages{{flow="{f}"}}' in text for f in FLOWS)
@@ -256,7 +256,7 @@ def test_prometheus_scrapes_every_target(stack: CommonSettings) -> None:
         health = _health(stack)
         return health if all(health.get(c) == "up" for c in TARGETS) else None
 
-    health = _wait("every target up", all_up, 60)
+    health = wait_until("every target up", all_up, 60)
     assert set(health) == TARGETS
 
 
@@ -275,7 +275,7 @@ def test_wal_alert_uses_the_configured_threshold(stack: CommonSettings) -> None:
     assert "likes_cdc_slot_retained_wal_bytes > 2048\n" in other
 
 
-def _fires(s: CommonSettings, name: str, component: str) -> dict[str, Any] | None:
+def alert_firing(s: CommonSettings, name: str, component: str) -> dict[str, Any] | None:
     return next(
         (
             a
@@ -292,18 +292,20 @@ def test_component_down_fires_while_a_flow_is_stopped(stack: CommonSettings) -> 
     flow = by_name(stack, "flow-fanout")
     try:
         assert sup.stop(flow.name), "flow-fanout was not running"
-        alert = _wait(
-            "ComponentDown firing", lambda: _fires(stack, "ComponentDown", flow.name), 120
+        alert = wait_until(
+            "ComponentDown firing", lambda: alert_firing(stack, "ComponentDown", flow.name), 120
         )
         assert alert["severity"] == "critical"
         shown = collect(stack)["warnings"]
         assert any(w.startswith("ALERT ComponentDown (flow-fanout)") for w in shown), shown
     finally:
         sup.start(flow.name)
-        _wait("flow-fanout healthy", flow.healthy, 120)
+        wait_until("flow-fanout healthy", flow.healthy, 120)
         subprocess.run([LIKES, "stack", "up"], check=True, timeout=900, capture_output=True)
-    _wait("its target up", lambda: _health(stack).get(flow.name) == "up", 60)
-    _wait("the alert resolved", lambda: _fires(stack, "ComponentDown", flow.name) is None, 60)
+    wait_until("its target up", lambda: _health(stack).get(flow.name) == "up", 60)
+    wait_until(
+        "the alert resolved", lambda: alert_firing(stack, "ComponentDown", flow.name) is None, 60
+    )
 
 
 @pytest.mark.integration
