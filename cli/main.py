@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -146,7 +147,8 @@ def cmd_backfill(a: argparse.Namespace) -> int:
 
 
 def cmd_flows_reset(a: argparse.Namespace) -> int:
-    from ops.flow_reset import reset
+    from devstack.stack import StackError
+    from ops.flow_reset import ResetError, reset
 
     if not a.yes:
         print(
@@ -157,7 +159,9 @@ def cmd_flows_reset(a: argparse.Namespace) -> int:
         return 2
     try:
         report = reset(CommonSettings(), show_progress=not a.json)
-    except RuntimeError as e:
+    except (ResetError, StackError) as e:
+        if e.__cause__ is not None:  # the failure itself, then what it leaves to do
+            traceback.print_exception(e.__cause__, file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)
         return 1
     _print(report.as_dict(), a.json)

@@ -12,6 +12,7 @@ when the stack does not run it at all, the store is opened here.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ from analytics.sql_guard import QueryRefused
 from core.settings import CommonSettings
 from sinks import clickhouse_erasure, clickhouse_store
 
+log = logging.getLogger(__name__)
 OWNER_WAIT_S = 90.0  # how long to wait for a restarting owner before giving up
 
 
@@ -46,22 +48,31 @@ def _owner(s: CommonSettings, path: str, body: Any, timeout: float) -> httpx.Res
     """POST to the process that owns the embedded store; None when no owner runs (then
     the caller may open the store itself). While the supervisor runs the owner, wait for
     it (up to ``OWNER_WAIT_S``) instead: opening the store here would lock the owner out
-    of it (chDB admits one process) for as long as this process lives."""
+    of it (chDB admits one process) for as long as this process lives.
+
+    A request the owner took but never answered (it was restarted or ended meanwhile:
+    the watchdog, ``likes flows-reset``, a crash) is sent again, the same request, once
+    the owner is back: every route is safe to repeat (a query reads; correction rows
+    carry their own ``part``, which the table's key collapses under ``FINAL``; an
+    erasure of an erased user finds nothing left)."""
     deadline = time.monotonic() + OWNER_WAIT_S
+    url = f"http://127.0.0.1:{s.analytics_port}{path}"
     while True:
         try:
-            url = f"http://127.0.0.1:{s.analytics_port}{path}"
             return httpx.post(url, json=body, timeout=timeout)
         except httpx.ConnectError:
             if not _owner_expected(s):
                 return None
-            if time.monotonic() > deadline:
-                raise ValueError(
-                    "the analytics flow owns the embedded ClickHouse store but has not "
-                    f"answered on port {s.analytics_port} for {OWNER_WAIT_S:.0f} s "
-                    "(see .local/log/flow-analytics.log)"
-                ) from None
-            time.sleep(0.5)
+            lost = "has not answered"
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
+            log.warning("the analytics flow dropped %s (%s); sending it again", path, e)
+            lost = f"dropped the request ({type(e).__name__}) and has not answered since"
+        if time.monotonic() > deadline:
+            raise ValueError(
+                f"the analytics flow owns the embedded ClickHouse store but {lost} on port "
+                f"{s.analytics_port} for {OWNER_WAIT_S:.0f} s (see .local/log/flow-analytics.log)"
+            ) from None
+        time.sleep(0.5)
 
 
 def query(s: CommonSettings, sql: str) -> tuple[list[str], list[Any]]:

@@ -10,7 +10,9 @@ flight) is never corrected; it is re-judged until it is exact, or is proven wron
 own position (same ``seq``, ahead of the truth, or stuck: nothing moved for the grace),
 and only then gets one correction row of exactly the difference. A post that keeps
 moving until ``settle_s`` has passed is left alone and reported as unsettled. A second
-run finds nothing to correct.
+run finds nothing to correct. Readings lost to a dropped connection are read again (a
+store restarting, the analytics flow restarted by ``likes flows-reset`` or its
+watchdog); a correction is sent again only as the same rows (``ops.analytics``).
 
 Trending. The live definition (``flows.trending``) scores a post by every like it ever
 received, at the like's time, including likes later withdrawn. The edge store knows each
@@ -34,10 +36,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from redis.commands.core import Script
 
 from core.records import CountUpdate
 from core.settings import CommonSettings
@@ -45,6 +49,9 @@ from core.tally import Tally
 from flows.trending import FORGET_BELOW, T0_MS, TrendingScores
 from ops.reconcile import Finding, correct_clickhouse, judge_now, settle
 from schemas.redis_keys import TRENDING_KEY
+from sinks import redis_store
+from sinks.base import DEFAULT_RETRY, StoreSink
+from sinks.postgres_store import TRANSIENT
 
 _READ_MAX = 500  # posts per ClickHouse read (``ops.projections`` reads longer lists whole)
 _EPS = 1e-9  # scores are logs: rounding of the same sum in another order stays far below
@@ -59,11 +66,13 @@ class _ClickHousePartition(StatelessSinkPartition[CountUpdate]):
     def __init__(self, sink: ClickHouseCorrectionSink) -> None:
         self._sink = sink
         self._pending: set[int] = set()
+        # readings only: a correction is written once per judgement, never re-judged
+        self._reading = DEFAULT_RETRY.retrying(lambda e: isinstance(e, TRANSIENT))
 
     def write_batch(self, items: list[CountUpdate]) -> None:
         s = self._sink.settings
         for chunk in _chunks(sorted({u.post_id for u in items})):
-            _, drift, behind = judge_now(s, "clickhouse", chunk)
+            _, drift, behind = self._reading(judge_now, s, "clickhouse", chunk)
             self._correct(drift.values())
             self._pending.update(behind)
 
@@ -78,7 +87,9 @@ class _ClickHousePartition(StatelessSinkPartition[CountUpdate]):
         while self._pending and time.monotonic() < deadline:
             todo, self._pending = sorted(self._pending), set()
             for chunk in _chunks(todo):
-                drift, moving = settle(sink.settings, "clickhouse", chunk, sink.grace_s)
+                drift, moving = self._reading(
+                    settle, sink.settings, "clickhouse", chunk, sink.grace_s
+                )
                 self._correct(drift.values())
                 self._pending.update(moving)
         sink.tally.unsettle(self._pending)
@@ -159,37 +170,43 @@ def _score(half_life_s: float, times: list[int]) -> float:
     return scores.scores[0]
 
 
-class _TrendingPartition(StatelessSinkPartition[CountUpdate]):
-    def __init__(self, sink: TrendingRebuildSink) -> None:
-        self._sink = sink
-        self._redis = redis.Redis.from_url(sink.settings.redis_url, socket_timeout=10)
-        self._script = self._redis.register_script(TRENDING_SCRIPT)
-        self._pg = psycopg.connect(sink.settings.postgres_url, autocommit=True)
+@dataclass
+class _TrendingClient:
+    redis: redis.Redis
+    script: Script
+    pg: psycopg.Connection[Any]
 
-    def _edges(self, posts: list[int]) -> tuple[dict[int, dict[int, _Edge]], int]:
-        rows = self._pg.execute(_EDGES_SQL, (posts,)).fetchall()
-        edges: dict[int, dict[int, _Edge]] = {}
-        for p, u, v, liked, first, last, _ in rows:
-            edges.setdefault(p, {})[u] = _Edge(v, liked, _ms(first), _ms(last))
-        now_ms = _ms(rows[0][6]) if rows else int(time.time() * 1000)
-        return edges, now_ms
 
-    def _known(self, edges: dict[int, dict[int, _Edge]]) -> dict[str, dict[int, int]]:
-        unsure = [f"{p}:{u}" for p, es in edges.items() for u, e in es.items() if e.version >= 4]
-        known: dict[str, dict[int, int]] = {}
-        if unsure:
-            for key, v, at in self._pg.execute(_OUTBOX_LIKES_SQL, (unsure,)).fetchall():
-                known.setdefault(key, {})[int(v)] = _ms(at)
-        return known
+class TrendingRebuildSink(StoreSink[CountUpdate, _TrendingClient]):
+    """``likes:trending`` scores of each post, rebuilt within the edge store's bounds
+    (module docstring); a lost connection is retried like every store sink's (the
+    script only moves a score toward the bounds, so a repeated batch writes nothing)."""
 
-    def write_batch(self, items: list[CountUpdate]) -> None:
+    def __init__(self, s: CommonSettings, half_life_s: float) -> None:
+        super().__init__("trending_rebuild")
+        self.settings, self.half_life_s = s, half_life_s
+        self.tally = Tally()
+
+    def connect(self) -> _TrendingClient:
+        r = redis.Redis.from_url(self.settings.redis_url, socket_timeout=10)
+        pg = psycopg.connect(self.settings.postgres_url, autocommit=True, connect_timeout=5)
+        return _TrendingClient(r, r.register_script(TRENDING_SCRIPT), pg)
+
+    def disconnect(self, client: _TrendingClient) -> None:
+        client.pg.close()
+        client.redis.close()
+
+    def is_transient(self, error: Exception) -> bool:
+        return redis_store.is_transient(error) or isinstance(error, TRANSIENT)
+
+    def write(self, client: _TrendingClient, items: list[CountUpdate]) -> None:
         posts = sorted({u.post_id for u in items})
-        seen = self._redis.zmscore(TRENDING_KEY, [str(p) for p in posts])
-        with self._pg.transaction():
-            self._pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            edges, now_ms = self._edges(posts)
-            known = self._known(edges)
-        half_life = self._sink.half_life_s
+        seen = client.redis.zmscore(TRENDING_KEY, [str(p) for p in posts])
+        with client.pg.transaction():
+            client.pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            edges, now_ms = _edges(client.pg, posts)
+            known = _known(client.pg, edges)
+        half_life = self.half_life_s
         cold = (now_ms - T0_MS) / (half_life * 1000 / math.log(2)) - FORGET_BELOW
         for post, before in zip(posts, seen, strict=True):
             if post not in edges:
@@ -204,20 +221,26 @@ class _TrendingPartition(StatelessSinkPartition[CountUpdate]):
             args: list[str | int] = [post, repr(lower), repr(upper)]
             args += ["" if before is None else repr(before), repr(_EPS)]
             args.append("1" if lower >= cold else "0")
-            self._sink.tally.add(int(self._script(keys=[TRENDING_KEY], args=args)))
-
-    def close(self) -> None:
-        self._pg.close()
-        self._redis.close()
+            self.tally.add(int(client.script(keys=[TRENDING_KEY], args=args)))
 
 
-class TrendingRebuildSink(DynamicSink[CountUpdate]):
-    """``likes:trending`` scores of each post, rebuilt within the edge store's bounds
-    (module docstring)."""
+def _edges(
+    pg: psycopg.Connection[Any], posts: list[int]
+) -> tuple[dict[int, dict[int, _Edge]], int]:
+    rows = pg.execute(_EDGES_SQL, (posts,)).fetchall()
+    edges: dict[int, dict[int, _Edge]] = {}
+    for p, u, v, liked, first, last, _ in rows:
+        edges.setdefault(p, {})[u] = _Edge(v, liked, _ms(first), _ms(last))
+    now_ms = _ms(rows[0][6]) if rows else int(time.time() * 1000)
+    return edges, now_ms
 
-    def __init__(self, s: CommonSettings, half_life_s: float) -> None:
-        self.settings, self.half_life_s = s, half_life_s
-        self.tally = Tally()
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _TrendingPartition:
-        return _TrendingPartition(self)
+def _known(
+    pg: psycopg.Connection[Any], edges: dict[int, dict[int, _Edge]]
+) -> dict[str, dict[int, int]]:
+    unsure = [f"{p}:{u}" for p, es in edges.items() for u, e in es.items() if e.version >= 4]
+    known: dict[str, dict[int, int]] = {}
+    if unsure:
+        for key, v, at in pg.execute(_OUTBOX_LIKES_SQL, (unsure,)).fetchall():
+            known.setdefault(key, {})[int(v)] = _ms(at)
+    return known

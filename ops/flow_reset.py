@@ -34,6 +34,10 @@ from ops import backfill
 from ops.flow_status import end_offsets
 
 
+class ResetError(RuntimeError):
+    """The reset could not start, or could not finish (its cause says why)."""
+
+
 @dataclass
 class ResetReport:
     """What the reset did, and the backfill's report."""
@@ -66,7 +70,7 @@ def reset(s: CommonSettings, *, show_progress: bool = True) -> ResetReport:
     members = _flow_members(s)
     sup = Supervisor(s)
     if not sup.reachable():
-        raise RuntimeError("the stack is not running (`make up` first)")
+        raise ResetError("the stack is not running (`make up` first)")
     for name in members:
         if sup.stop(name):
             report.stopped.append(name)
@@ -79,6 +83,13 @@ def reset(s: CommonSettings, *, show_progress: bool = True) -> ResetReport:
         start_offsets.write(store, report.start_offsets)
     stack.up(s, only=members)
     report.started = members
-    report.backfill = backfill.run(s, None, None, show_progress=show_progress).as_dict()
+    try:
+        report.backfill = backfill.run(s, None, None, show_progress=show_progress).as_dict()
+    except Exception as e:
+        raise ResetError(
+            f"the flows were reset and run from the end of their topics ({', '.join(members)}),"
+            " but the backfill failed, so projections may still miss what the flows lost;"
+            " finish the runbook with `likes backfill` once the cause above is fixed"
+        ) from e
     report.seconds = round(time.monotonic() - t0, 3)
     return report

@@ -1,0 +1,93 @@
+"""Calls to the embedded store's owner survive the owner dropping a request.
+
+The owner (the analytics flow) can be restarted while an operator's command waits for an
+answer (the watchdog, ``likes flows-reset``, a crash). A real socket server stands in
+for it here: it takes the first request and closes the connection without answering,
+as a process that died mid-request does, then answers the repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from core.settings import CommonSettings
+from ops import analytics
+
+
+class _DropsFirst:
+    """Accepts connections on a free port; drops the first ``drops`` requests unanswered,
+    answers the rest with ``answer`` as JSON."""
+
+    def __init__(self, drops: int, answer: object) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.drops, self.answer = drops, json.dumps(answer).encode()
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                while len(body) < length:
+                    body += conn.recv(65536)
+                self.requests.append(body)
+                if len(self.requests) <= self.drops:
+                    continue  # closed unanswered
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    + f"content-length: {len(self.answer)}\r\nconnection: close\r\n\r\n".encode()
+                    + self.answer
+                )
+
+
+@pytest.fixture
+def owner() -> Iterator[_DropsFirst]:
+    server = _DropsFirst(drops=2, answer={"columns": ["x"], "rows": [[1]]})
+    yield server
+    server.sock.close()
+
+
+def test_a_query_the_owner_dropped_is_sent_again(owner: _DropsFirst) -> None:
+    s = CommonSettings(analytics_port=owner.port)
+    assert analytics.query(s, "SELECT 1 AS x") == (["x"], [[1]])
+    assert len(owner.requests) == 3
+    assert {json.loads(r)["sql"] for r in owner.requests} == {"SELECT 1 AS x"}
+
+
+def test_a_dropped_correction_is_repeated_as_the_same_rows(owner: _DropsFirst) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2026, 12, 6, tzinfo=UTC)
+    row = (7, start, start + timedelta(minutes=1), "repair:x", 1, 0, 1, 1)
+    analytics.write_window_repairs(CommonSettings(analytics_port=owner.port), [row])
+    sent = [json.loads(r) for r in owner.requests]
+    assert len(sent) == 3 and sent[0] == sent[1] == sent[2]  # one part, collapsed by FINAL
+    assert sent[0][0][3] == "repair:x"
+
+
+def test_an_owner_that_never_answers_again_fails_clearly(
+    owner: _DropsFirst, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner.drops = 10**6
+    monkeypatch.setattr(analytics, "OWNER_WAIT_S", 1.5)
+    with pytest.raises(ValueError, match=r"dropped the request .*flow-analytics\.log"):
+        analytics.query(CommonSettings(analytics_port=owner.port), "SELECT 1")
+    assert len(owner.requests) >= 2
