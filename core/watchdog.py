@@ -10,7 +10,8 @@ least once, as after any crash, and the sinks' writes are idempotent under repla
 
 What counts as progress is the caller's choice: a flow beats when its input is polled
 and when a sink retries a write (:mod:`flows.runner` arms it), the API while its event
-loop turns (``likes api``), the exporter after every poll. A deadlock between
+loop turns (``likes api``), the exporter after every poll, the jobs worker after every
+poll and every step of a job. A deadlock between
 threads, a write that never returns and a thread that never releases the GIL are all
 caught: the timer is :mod:`faulthandler`'s, a C thread that needs neither the GIL nor
 any Python lock, and it dumps the stacks without them.

@@ -22,20 +22,29 @@ from psycopg import sql
 from devstack import process
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+SERVER_SETTINGS = {
+    # logical decoding for Debezium (pgoutput)
+    "wal_level": "logical",
+    "max_wal_senders": "10",
+    "max_replication_slots": "10",
+    "max_connections": "200",
+    "wal_keep_size": "256MB",
+    # a slot whose consumer stopped cannot fill the disk: past this it is invalidated
+    # (Connect then fails loudly; README runbook "Replication slot lost")
+    "max_slot_wal_keep_size": "4GB",
+    # a wait on a lock longer than deadlock_timeout (1 s) is logged with who holds it
+    "log_lock_waits": "on",
+}
+"""What the pipeline relies on from its Postgres server; ``docker-compose.yml`` passes
+the same (checked by ``tests/test_compose.py``)."""
 _PG_CONF = """
 listen_addresses = '127.0.0.1'
 port = {port}
 unix_socket_directories = ''
-wal_level = logical
-max_wal_senders = 10
-max_replication_slots = 10
-max_connections = 200
 shared_buffers = 256MB
-wal_keep_size = 256MB
-max_slot_wal_keep_size = 4GB
 track_commit_timestamp = on
 logging_collector = off
-"""
+""" + "".join(f"{k} = {v}\n" for k, v in SERVER_SETTINGS.items())
 
 
 def pg_user() -> str | None:

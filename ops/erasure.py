@@ -56,6 +56,7 @@ from typing import Any
 import psycopg
 import redis
 
+from core import watchdog
 from core.settings import CommonSettings
 from ingest_api.db import APPLICATION_NAME
 from ingest_api.viewer_cache import viewer_key
@@ -198,6 +199,7 @@ def _run(s: CommonSettings, conn: psycopg.Connection, job: Job) -> Job:
             log.info("erasure %s of user %d: %s", job.job_id, job.user_id, name)
             job.progress[name] = _merge(earlier.get(name, {}), step(s, conn, job.user_id))
             _save(conn, job)
+            watchdog.beat()  # a step done is progress (``likes jobs-worker`` arms it)
         left = {k: v for k, v in job.progress["verify"].items() if v}
         if left:
             raise ErasureIncomplete(f"still present: {left}")

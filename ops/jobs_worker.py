@@ -7,6 +7,15 @@ holds its advisory lock, so a worker killed mid-job leaves it to the next one (o
 ``likes erase-user``) and each step, idempotent, is simply run again. Metrics on
 ``<metrics_host>:<jobs_port>``: ``likes_erasure_jobs_total`` (``status`` of each run)
 and ``likes_erasure_jobs_open``.
+
+A worker that stops making progress while alive (a statement waiting on a lock for
+good, a request that never returns) would leave every erasure open, seen only as
+``likes_erasure_jobs_open`` not falling: the watchdog (:mod:`core.watchdog`) ends the
+process when neither a poll nor a step of a job has finished for ``STALL_S`` (longer
+than the slowest legitimate step: ClickHouse's erasure may wait ``OWNER_WAIT_S`` for
+its owner, then up to 300 s for its answer), and its supervisor restarts it; the job's
+advisory lock dies with its session, so the restarted worker runs it again
+(``ComponentRestarted`` tells the operator).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import time
 import psycopg
 from prometheus_client import Counter, Gauge, disable_created_metrics, start_http_server
 
+from core import watchdog
 from core.settings import CommonSettings
 from ops import erasure
 
@@ -25,6 +35,7 @@ log = logging.getLogger(__name__)
 RUNS = Counter("likes_erasure_jobs", "Erasure job runs, by outcome", ["status"])
 OPEN = Gauge("likes_erasure_jobs_open", "Erasure jobs not yet done (pending, running, failed)")
 POLL_S = 1.0
+STALL_S = 900.0
 
 
 def _count_open(s: CommonSettings) -> int:
@@ -41,12 +52,15 @@ def poll_once(s: CommonSettings) -> int:
         if job is not None:
             RUNS.labels(job.status).inc()
             ran += 1
+        watchdog.beat()
     OPEN.set(_count_open(s))
     return ran
 
 
-def serve(s: CommonSettings) -> None:
-    """Serve /metrics and run due jobs forever."""
+def serve(s: CommonSettings, stall_s: float = STALL_S) -> None:
+    """Serve /metrics and run due jobs forever; a worker stuck for ``stall_s`` ends
+    itself (module docstring)."""
+    watchdog.arm(stall_s)
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
     for status in ("done", "failed"):
         RUNS.labels(status)
@@ -57,4 +71,5 @@ def serve(s: CommonSettings) -> None:
             poll_once(s)
         except (psycopg.OperationalError, OSError) as e:  # the store is down: wait for it
             log.warning("jobs worker: %s", e)
+        watchdog.beat()
         time.sleep(POLL_S)

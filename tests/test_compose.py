@@ -41,6 +41,7 @@ from core import topology
 from core.settings import CommonSettings
 from devstack import prometheus
 from devstack.java_stack import _TOPICS as KAFKA_TOPICS
+from devstack.local_servers import SERVER_SETTINGS
 from flows.runner import FLOWS as FLOW_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -269,7 +270,8 @@ def test_postgres_runs_with_logical_wal(services: dict[str, dict[str, Any]]) -> 
     command: list[str] = pg["command"]
     settings = {command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "-c"}
     assert "wal_level=logical" in settings
-    assert any(s.startswith("max_replication_slots=") for s in settings)
+    # what the local stack's server runs with (slot safety: max_slot_wal_keep_size)
+    assert {f"{k}={v}" for k, v in SERVER_SETTINGS.items()} <= settings
     # The official image makes POSTGRES_USER a superuser: it has REPLICATION.
     assert pg["environment"]["POSTGRES_USER"] == "likes"
     assert "pg_isready" in pg["healthcheck"]["test"]

@@ -2,8 +2,8 @@
 or whose one thread holds the GIL, exits by itself with every stack in its log; one that
 keeps beating (from any thread) lives on; and a real Bytewax flow on a real Kafka topic
 beats on every poll while idle, and exits once one of its steps never returns; so does
-an API process (``likes api``) whose event loop is blocked, and an exporter whose poll
-never returns."""
+an API process (``likes api``) whose event loop is blocked, an exporter whose poll
+never returns, and a jobs worker whose poll waits on a lock for good."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -24,14 +26,29 @@ from tests.sinks.kafka_topics import create_topic, delete_topic
 STALL_S = 1.0
 
 
-def _spawn(body: str, *args: str) -> subprocess.Popen[str]:
-    script = "from core import watchdog\n" + textwrap.dedent(body)
+def _python(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", script, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
+
+
+def _spawn(body: str, *args: str) -> subprocess.Popen[str]:
+    return _python("from core import watchdog\n" + textwrap.dedent(body), *args)
+
+
+@contextmanager
+def _reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """``proc``, killed on the way out if a failed assertion left it running."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str, float]:
@@ -140,21 +157,18 @@ def test_a_flow_beats_while_idle_and_exits_when_a_step_never_returns(
     stack: CommonSettings,
 ) -> None:
     topic = create_topic(stack.kafka_bootstrap)
-    proc = _spawn(_FLOW, stack.kafka_bootstrap, topic)
     try:
-        time.sleep(14.0)  # past the start-up allowance, polling an idle topic
-        assert proc.poll() is None, proc.communicate()[1]
-        producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})
-        producer.produce(topic, value=b"hang")
-        assert producer.flush(10) == 0
-        code, err, took = _finish(proc, timeout=30)
-        assert code == 1, err
-        assert "Timeout" in err and "in handle" in err, err
-        assert took < 2.0 + 10
+        with _reaped(_spawn(_FLOW, stack.kafka_bootstrap, topic)) as proc:
+            time.sleep(14.0)  # past the start-up allowance, polling an idle topic
+            assert proc.poll() is None, proc.communicate()[1]
+            producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})
+            producer.produce(topic, value=b"hang")
+            assert producer.flush(10) == 0
+            code, err, took = _finish(proc, timeout=30)
+            assert code == 1, err
+            assert "Timeout" in err and "in handle" in err, err
+            assert took < 2.0 + 10
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         delete_topic(stack.kafka_bootstrap, topic)
 
 
@@ -189,15 +203,8 @@ def test_an_api_process_whose_event_loop_blocks_ends_itself() -> None:
         "LIKES_POSTGRES_URL": "postgresql://likes:likes@127.0.0.1:9/likes",
         "LIKES_REDIS_URL": "redis://127.0.0.1:9/0",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _API, str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
+    with _reaped(_python(_API, str(port), env=env)) as proc:
         deadline = time.monotonic() + 30
         while True:
             assert proc.poll() is None, proc.communicate()[1]
@@ -217,10 +224,6 @@ def test_an_api_process_whose_event_loop_blocks_ends_itself() -> None:
         assert code == 1, err
         assert "Timeout" in err and "in block_the_loop" in err, err[-3000:]
         assert took < 2.0 + 5
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 _EXPORTER = """
@@ -256,13 +259,36 @@ def test_an_exporter_whose_poll_never_returns_ends_itself() -> None:
     fourth hangs in a source; the process ends itself (its last samples would otherwise
     be served for good)."""
     env = {**os.environ, "LIKES_EXPORTER_INTERVAL_S": "0.5"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _EXPORTER, str(free_port()), "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    code, err, _ = _finish(proc, timeout=120)
+    with _reaped(_python(_EXPORTER, str(free_port()), "2", env=env)) as proc:
+        code, err, _ = _finish(proc, timeout=120)
     assert code == 1, err[-3000:]
     assert "Timeout" in err and "in slot_state" in err, err[-3000:]
+
+
+_JOBS = """
+import sys
+from core.settings import CommonSettings
+from ops import jobs_worker
+jobs_worker.POLL_S = 0.2
+jobs_worker.serve(CommonSettings(jobs_port=int(sys.argv[1])), stall_s=float(sys.argv[2]))
+"""
+
+
+@pytest.mark.integration
+def test_a_jobs_worker_beats_while_idle_and_exits_when_a_poll_waits_for_good(
+    stack: CommonSettings,
+) -> None:
+    """``likes jobs-worker``'s ``serve`` with a 2 s limit on the real edge store: idle
+    polls keep it alive past its start-up allowance; once another session holds the jobs
+    table's lock (a poll that would wait for as long as the lock is held), it ends."""
+    import psycopg
+
+    with _reaped(_python(_JOBS, str(free_port()), "2")) as proc:
+        time.sleep(14.0)  # past the start-up allowance (five limits), polling
+        assert proc.poll() is None, proc.communicate()[1]
+        with psycopg.connect(stack.postgres_url) as conn:
+            conn.execute("LOCK TABLE erasure_jobs IN ACCESS EXCLUSIVE MODE")
+            code, err, took = _finish(proc, timeout=30)
+        assert code == 1, err[-3000:]
+        assert "Timeout" in err and "jobs_worker" in err, err[-3000:]
+        assert took < 2.0 + 5
