@@ -118,6 +118,7 @@ def serve_analysts(url: str, port: int) -> None:
     analysts' read-only SQL (on a connection of their own), reconcile's correction rows
     and erasures' anonymization, on ``127.0.0.1:<analytics_port>``."""
     from sinks import clickhouse_erasure, clickhouse_store
+    from sinks.clickhouse_sinks import insert_retrying
 
     if not clickhouse_store.is_embedded(url):
         return
@@ -126,7 +127,7 @@ def serve_analysts(url: str, port: int) -> None:
     clickhouse_store.ensure_schema(url)
 
     def write_repairs(rows: list[tuple[Any, ...]]) -> None:
-        clickhouse_store.insert(url, "post_like_window_parts", rows, REPAIR_COLUMNS)
+        insert_retrying(url, "post_like_window_parts", rows, REPAIR_COLUMNS)
 
     def erase_user(user_id: int) -> int:
         return clickhouse_erasure.erase_user(url, user_id)

@@ -24,6 +24,7 @@ from analytics.server import REPAIR_COLUMNS
 from analytics.sql_guard import QueryRefused
 from core.settings import CommonSettings
 from sinks import clickhouse_erasure, clickhouse_store
+from sinks.clickhouse_sinks import insert_retrying
 
 log = logging.getLogger(__name__)
 OWNER_WAIT_S = 90.0  # how long to wait for a restarting owner before giving up
@@ -54,12 +55,24 @@ def _owner(s: CommonSettings, path: str, body: Any, timeout: float) -> httpx.Res
     the watchdog, ``likes flows-reset``, a crash) is sent again, the same request, once
     the owner is back: every route is safe to repeat (a query reads; correction rows
     carry their own ``part``, which the table's key collapses under ``FINAL``; an
-    erasure of an erased user finds nothing left)."""
+    erasure of an erased user finds nothing left). So is one the owner failed (a 5xx:
+    the store refused a write for now, e.g. too many parts while merges catch up; a
+    refused insert writes nothing); its last answer is returned once the wait is over."""
     deadline = time.monotonic() + OWNER_WAIT_S
     url = f"http://127.0.0.1:{s.analytics_port}{path}"
     while True:
         try:
-            return httpx.post(url, json=body, timeout=timeout)
+            r = httpx.post(url, json=body, timeout=timeout)
+            if r.status_code < 500 or time.monotonic() > deadline:
+                return r
+            log.warning(
+                "the analytics flow failed %s (%d: %.300s); sending it again",
+                path,
+                r.status_code,
+                r.text,
+            )
+            time.sleep(1.0)
+            continue
         except httpx.ConnectError:
             if not _owner_expected(s):
                 return None
@@ -108,7 +121,7 @@ def write_window_repairs(s: CommonSettings, rows: list[tuple[Any, ...]]) -> None
                 raise ValueError(r.json().get("error", r.text))
             return
         clickhouse_store.ensure_schema(url)
-    clickhouse_store.insert(url, "post_like_window_parts", rows, REPAIR_COLUMNS)
+    insert_retrying(url, "post_like_window_parts", rows, REPAIR_COLUMNS)
 
 
 def erase_user(s: CommonSettings, user_id: int) -> int:

@@ -113,6 +113,22 @@ def is_transient(url: str, error: Exception) -> bool:
     return isinstance(error, OperationalError) or type(error) is DatabaseError
 
 
+def insert_retrying(
+    url: str,
+    table: str,
+    rows: list[tuple[Any, ...]],
+    columns: list[str],
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> None:
+    """Insert ``rows`` as the sinks do: an error the store may get over
+    (:func:`is_transient`: too many parts, the memory limit, a server's outage) is
+    retried within ``retry``'s budget. A refused insert wrote nothing, so a retried one
+    lands once (correction rows: ``ops.reconcile``)."""
+    retry.retrying(lambda e: isinstance(e, Exception) and is_transient(url, e))(
+        clickhouse_store.insert, url, table, rows, columns
+    )
+
+
 class ClickHouseSink(StoreSink[T, str]):
     """Rows into one ClickHouse table (``to_row`` maps each item); the client is the
     process's own for ``url`` (``sinks.clickhouse_store``), shared with its readers.

@@ -14,12 +14,15 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from core.kafka_partition import edge_key, key_hash, partition_for
 from core.settings import CommonSettings
 from flows.backfill_chunks import ChunkQuery, ChunkReader, FlowStateRecords
 from schemas.events import FlowStateRecord
 from tests.conftest import auth, fresh_id, register_post
+
+pytestmark = pytest.mark.integration  # needs the stack
 
 PARTITIONS = 12
 _EXTREMES = [(1, 1), (2**63 - 1, 2**63 - 1), (9, 10**17), (123456789, 7)]

@@ -3,7 +3,8 @@
 The owner (the analytics flow) can be restarted while an operator's command waits for an
 answer (the watchdog, ``likes flows-reset``, a crash). A real socket server stands in
 for it here: it takes the first request and closes the connection without answering,
-as a process that died mid-request does, then answers the repeat.
+as a process that died mid-request does, fails the second as a store refusing a write
+for now does (500), then answers.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from core.settings import CommonSettings
 from ops import analytics
 
 
-class _DropsFirst:
-    """Accepts connections on a free port; drops the first ``drops`` requests unanswered,
-    answers the rest with ``answer`` as JSON."""
+class _Owner:
+    """Accepts connections on a free port and answers each request as ``script`` says,
+    in turn (the last entry for every later request): ``None`` closes the connection
+    unanswered; a status code answers with it, JSON ``answer`` on 200, an error else."""
 
-    def __init__(self, drops: int, answer: object) -> None:
+    def __init__(self, script: list[int | None], answer: object) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.drops, self.answer = drops, json.dumps(answer).encode()
+        self.script, self.answer = script, answer
         self.requests: list[bytes] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -49,30 +51,34 @@ class _DropsFirst:
                 while len(body) < length:
                     body += conn.recv(65536)
                 self.requests.append(body)
-                if len(self.requests) <= self.drops:
+                status = self.script[min(len(self.requests), len(self.script)) - 1]
+                if status is None:
                     continue  # closed unanswered
+                payload = json.dumps(
+                    self.answer if status == 200 else {"error": "too many parts"}
+                ).encode()
                 conn.sendall(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                    + f"content-length: {len(self.answer)}\r\nconnection: close\r\n\r\n".encode()
-                    + self.answer
+                    f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n".encode()
+                    + f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n".encode()
+                    + payload
                 )
 
 
 @pytest.fixture
-def owner() -> Iterator[_DropsFirst]:
-    server = _DropsFirst(drops=2, answer={"columns": ["x"], "rows": [[1]]})
+def owner() -> Iterator[_Owner]:
+    server = _Owner([None, 500, 200], answer={"columns": ["x"], "rows": [[1]]})
     yield server
     server.sock.close()
 
 
-def test_a_query_the_owner_dropped_is_sent_again(owner: _DropsFirst) -> None:
+def test_a_query_the_owner_dropped_or_failed_is_sent_again(owner: _Owner) -> None:
     s = CommonSettings(analytics_port=owner.port)
     assert analytics.query(s, "SELECT 1 AS x") == (["x"], [[1]])
     assert len(owner.requests) == 3
     assert {json.loads(r)["sql"] for r in owner.requests} == {"SELECT 1 AS x"}
 
 
-def test_a_dropped_correction_is_repeated_as_the_same_rows(owner: _DropsFirst) -> None:
+def test_a_dropped_or_failed_correction_is_repeated_as_the_same_rows(owner: _Owner) -> None:
     from datetime import UTC, datetime, timedelta
 
     start = datetime(2026, 12, 6, tzinfo=UTC)
@@ -84,10 +90,20 @@ def test_a_dropped_correction_is_repeated_as_the_same_rows(owner: _DropsFirst) -
 
 
 def test_an_owner_that_never_answers_again_fails_clearly(
-    owner: _DropsFirst, monkeypatch: pytest.MonkeyPatch
+    owner: _Owner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    owner.drops = 10**6
+    owner.script = [None]
     monkeypatch.setattr(analytics, "OWNER_WAIT_S", 1.5)
     with pytest.raises(ValueError, match=r"dropped the request .*flow-analytics\.log"):
+        analytics.query(CommonSettings(analytics_port=owner.port), "SELECT 1")
+    assert len(owner.requests) >= 2
+
+
+def test_an_owner_that_keeps_failing_returns_its_error_after_the_wait(
+    owner: _Owner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner.script = [500]
+    monkeypatch.setattr(analytics, "OWNER_WAIT_S", 1.5)
+    with pytest.raises(ValueError, match="too many parts"):
         analytics.query(CommonSettings(analytics_port=owner.port), "SELECT 1")
     assert len(owner.requests) >= 2

@@ -16,10 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import pytest
 
 from core.settings import CommonSettings
 from sinks.postgres_notifications import _REBUILD_LEDGER_SQL
 from tests.conftest import fresh_id
+
+pytestmark = pytest.mark.integration  # needs the stack
 
 EDGES = 3_000
 STALE = 200  # ledger rows whose actor has no edge on the post
