@@ -88,15 +88,25 @@ def _owner(s: CommonSettings, path: str, body: Any, timeout: float) -> httpx.Res
         time.sleep(0.5)
 
 
+def _answer(r: httpx.Response) -> Any:
+    """The owner's JSON answer; ``ValueError`` with its error (a JSON ``error``, or the
+    text of an answer that is not JSON, such as a bare 500) for any other status."""
+    if r.status_code == 200:
+        return r.json()
+    try:
+        message = r.json().get("error", r.text)
+    except ValueError:  # not JSON
+        message = f"the analytics flow answered {r.status_code}: {r.text[:300]}"
+    raise ValueError(message)
+
+
 def query(s: CommonSettings, sql: str) -> tuple[list[str], list[Any]]:
     """Column names and rows of ``sql``; ``ValueError`` with a clear message when refused."""
     url = s.effective_clickhouse_url
     if clickhouse_store.is_embedded(url):
         r = _owner(s, "/query", {"sql": sql}, timeout=120)
         if r is not None:
-            body = r.json()
-            if r.status_code != 200:
-                raise ValueError(body.get("error", r.text))
+            body = _answer(r)
             return body["columns"], body["rows"]
         clickhouse_store.ensure_schema(url)  # no flow runs: this process is the owner
     reader = AnalystReader(url)
@@ -117,8 +127,7 @@ def write_window_repairs(s: CommonSettings, rows: list[tuple[Any, ...]]) -> None
         body = [[*r[:1], _iso(r[1]), _iso(r[2]), *r[3:]] for r in rows]
         r = _owner(s, "/repairs/windows", body, timeout=60)
         if r is not None:
-            if r.status_code != 200:
-                raise ValueError(r.json().get("error", r.text))
+            _answer(r)
             return
         clickhouse_store.ensure_schema(url)
     insert_retrying(url, "post_like_window_parts", rows, REPAIR_COLUMNS)
@@ -131,9 +140,7 @@ def erase_user(s: CommonSettings, user_id: int) -> int:
     if clickhouse_store.is_embedded(url):
         r = _owner(s, "/erasures", {"user_id": user_id}, timeout=300)
         if r is not None:
-            if r.status_code != 200:
-                raise ValueError(r.json().get("error", r.text))
-            return int(r.json()["remaining"])
+            return int(_answer(r)["remaining"])
         clickhouse_store.ensure_schema(url)  # no flow runs: this process is the owner
         return clickhouse_erasure.erase_user(url, user_id)
     # a server: the writers in other processes see the erased set within its TTL

@@ -29,6 +29,7 @@ class _Owner:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.script, self.answer = script, answer
+        self.raw: bytes | None = None  # an error answer's body as it is (default: JSON)
         self.requests: list[bytes] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -57,6 +58,8 @@ class _Owner:
                 payload = json.dumps(
                     self.answer if status == 200 else {"error": "too many parts"}
                 ).encode()
+                if status != 200 and self.raw is not None:
+                    payload = self.raw
                 conn.sendall(
                     f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n".encode()
                     + f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n".encode()
@@ -107,3 +110,14 @@ def test_an_owner_that_keeps_failing_returns_its_error_after_the_wait(
     with pytest.raises(ValueError, match="too many parts"):
         analytics.query(CommonSettings(analytics_port=owner.port), "SELECT 1")
     assert len(owner.requests) >= 2
+
+
+def test_an_answer_that_is_not_json_is_a_clear_error(
+    owner: _Owner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bare 500 (an unexpected error in the owner: Starlette answers in plain text) is
+    reported with its status, not as a JSON decoding error."""
+    owner.script, owner.raw = [500], b"Internal Server Error"
+    monkeypatch.setattr(analytics, "OWNER_WAIT_S", 0.5)
+    with pytest.raises(ValueError, match="answered 500: Internal Server Error"):
+        analytics.query(CommonSettings(analytics_port=owner.port), "SELECT 1")
