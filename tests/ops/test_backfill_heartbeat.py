@@ -10,11 +10,15 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from core.settings import CommonSettings
 from ops import backfill_runs, status
 from ops.backfill import REBUILT
 from ops.backfill_runs import BackfillRun, Coverage, coverage
 from schemas.redis_keys import BACKFILL_RUNS_KEY
+
+pytestmark = pytest.mark.integration  # needs the stack
 
 BEAT_S = 0.2
 CHILD = """
