@@ -24,7 +24,7 @@ down: ## Stop every component, keeping data
 
 test: setup ## Set up, start the stack, run unit, integration and end-to-end tests
 	@$(LIKES) stack up
-	@$(PYTEST) -p no:cacheprovider -q
+	@$(PYTEST) -p no:cacheprovider -q --durations=15
 
 test-unit: setup ## Unit tests only (no services)
 	@$(PYTEST) -q -m "not integration and not e2e"
