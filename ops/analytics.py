@@ -24,6 +24,7 @@ from analytics.server import REPAIR_COLUMNS
 from analytics.sql_guard import QueryRefused
 from core.settings import CommonSettings
 from sinks import clickhouse_erasure, clickhouse_store
+from sinks.base import DEFAULT_RETRY
 from sinks.clickhouse_sinks import insert_retrying
 
 log = logging.getLogger(__name__)
@@ -55,24 +56,14 @@ def _owner(s: CommonSettings, path: str, body: Any, timeout: float) -> httpx.Res
     the watchdog, ``likes flows-reset``, a crash) is sent again, the same request, once
     the owner is back: every route is safe to repeat (a query reads; correction rows
     carry their own ``part``, which the table's key collapses under ``FINAL``; an
-    erasure of an erased user finds nothing left). So is one the owner failed (a 5xx:
-    the store refused a write for now, e.g. too many parts while merges catch up; a
-    refused insert writes nothing); its last answer is returned once the wait is over."""
+    erasure of an erased user finds nothing left). An answer, whatever its status, is
+    the caller's: a store that refuses a write for now is retried by the owner itself
+    (``sinks.clickhouse_sinks.insert_retrying``)."""
     deadline = time.monotonic() + OWNER_WAIT_S
     url = f"http://127.0.0.1:{s.analytics_port}{path}"
     while True:
         try:
-            r = httpx.post(url, json=body, timeout=timeout)
-            if r.status_code < 500 or time.monotonic() > deadline:
-                return r
-            log.warning(
-                "the analytics flow failed %s (%d: %.300s); sending it again",
-                path,
-                r.status_code,
-                r.text,
-            )
-            time.sleep(1.0)
-            continue
+            return httpx.post(url, json=body, timeout=timeout)
         except httpx.ConnectError:
             if not _owner_expected(s):
                 return None
@@ -125,7 +116,8 @@ def write_window_repairs(s: CommonSettings, rows: list[tuple[Any, ...]]) -> None
     url = s.effective_clickhouse_url
     if clickhouse_store.is_embedded(url):
         body = [[*r[:1], _iso(r[1]), _iso(r[2]), *r[3:]] for r in rows]
-        r = _owner(s, "/repairs/windows", body, timeout=60)
+        # longer than the owner's own retries of a refused insert, so its answer is heard
+        r = _owner(s, "/repairs/windows", body, timeout=DEFAULT_RETRY.budget_s + 30)
         if r is not None:
             _answer(r)
             return

@@ -11,11 +11,11 @@ and ``likes_erasure_jobs_open``.
 A worker that stops making progress while alive (a statement waiting on a lock for
 good, a request that never returns) would leave every erasure open, seen only as
 ``likes_erasure_jobs_open`` not falling: the watchdog (:mod:`core.watchdog`) ends the
-process when neither a poll nor a step of a job has finished for ``STALL_S`` (longer
-than the slowest legitimate step: ClickHouse's erasure may wait ``OWNER_WAIT_S`` for
-its owner, then up to 300 s for its answer), and its supervisor restarts it; the job's
-advisory lock dies with its session, so the restarted worker runs it again
-(``ComponentRestarted`` tells the operator).
+process when neither a poll nor a step of a job (``ops.erasure`` beats) has finished
+for ``STALL_S`` (longer than the slowest legitimate step: ClickHouse's erasure may wait
+``OWNER_WAIT_S`` for its owner, then up to 300 s for its answer), and its supervisor
+restarts it; the job's advisory lock dies with its session, so the restarted worker
+runs it again (``ComponentRestarted`` tells the operator).
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ def poll_once(s: CommonSettings) -> int:
         if job is not None:
             RUNS.labels(job.status).inc()
             ran += 1
-        watchdog.beat()
     OPEN.set(_count_open(s))
     return ran
 

@@ -63,3 +63,17 @@ def test_kafka() -> None:
     assert sink.is_transient(KafkaException(KafkaError(KafkaError._ALL_BROKERS_DOWN)))
     assert not sink.is_transient(KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)))
     assert sink.name == "kafka_t"
+
+
+def test_trending_rebuild() -> None:
+    """The backfill's trending rebuild reads Postgres and writes Redis: both stores'
+    transient errors, nothing else (a script error stays an error)."""
+    from core.settings import CommonSettings
+    from ops.backfill_sinks import TrendingRebuildSink
+
+    sink = TrendingRebuildSink(CommonSettings(), half_life_s=3600)
+    assert sink.is_transient(redis.ConnectionError("refused"))
+    assert sink.is_transient(psycopg.OperationalError("server closed the connection"))
+    assert sink.is_transient(psycopg.errors.IdleInTransactionSessionTimeout("idle"))
+    assert not sink.is_transient(redis.ResponseError("ERR Error running script"))
+    assert not sink.is_transient(psycopg.errors.UndefinedTable("no such table"))
