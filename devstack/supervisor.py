@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import xmlrpc.client
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,24 @@ def _password(s: CommonSettings) -> str:
     return path.read_text().strip()
 
 
+def configured(s: CommonSettings) -> bool:
+    """This stack runs under our supervisord (the local profile; compose has none)."""
+    return (_dir(s) / "supervisord.conf").exists()
+
+
+class _Transport(xmlrpc.client.Transport):
+    """XML-RPC over HTTP with a socket timeout (the standard transport waits for good)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def make_connection(self, host: Any) -> HTTPConnection:
+        conn = super().make_connection(host)
+        conn.timeout = self._timeout
+        return conn
+
+
 def render(s: CommonSettings, programs: list[tuple[str, str, bool]]) -> str:
     """supervisord.conf for ``programs``: (name, stop signal, stop as group), in start order."""
     home = s.home.resolve()
@@ -112,11 +131,13 @@ def render(s: CommonSettings, programs: list[tuple[str, str, bool]]) -> str:
 class Supervisor:
     """The local supervisord: started on demand, reached over XML-RPC."""
 
-    def __init__(self, s: CommonSettings) -> None:
+    def __init__(self, s: CommonSettings, timeout: float | None = None) -> None:
+        """``timeout`` bounds every call (None: none, as ``stop`` waits for a program)."""
         self.s = s
         self.conf = _dir(s) / "supervisord.conf"
         url = f"http://likes:{_password(s)}@127.0.0.1:{s.supervisor_port}/RPC2"
-        self._rpc: Any = xmlrpc.client.ServerProxy(url)
+        transport = None if timeout is None else _Transport(timeout)
+        self._rpc: Any = xmlrpc.client.ServerProxy(url, transport=transport)
 
     def pid(self) -> int | None:
         """supervisord's PID if it runs."""
@@ -179,6 +200,12 @@ class Supervisor:
         except (OSError, xmlrpc.client.Error):
             return []
         return [str(i["name"]) for i in infos]
+
+    def start_times(self) -> dict[str, float]:
+        """When supervisord last started each program that it has ever started (epoch
+        seconds); raises ``OSError`` or ``xmlrpc.client.Error`` when it cannot be asked."""
+        infos = self._rpc.supervisor.getAllProcessInfo()
+        return {str(i["name"]): float(i["start"]) for i in infos if i["start"]}
 
     def start(self, name: str) -> None:
         """Ask supervisord to start ``name`` (returns at once; health is the caller's)."""

@@ -8,6 +8,10 @@ unreachable hides only the series it provides (``likes_component_up`` says so, a
 
 - ``likes_component_up{component}``: postgres, redis and kafka answer; Connect's REST API
   answers (``connect``).
+- ``likes_component_start_time_seconds{component}``: when the supervisor last started
+  each component (local profile only: compose has no supervisord), so a restart of a
+  store or server that exports no ``process_start_time_seconds`` of its own (Postgres,
+  Redis, Kafka, Connect, Prometheus) is seen after the fact (alert ``ComponentRestarted``).
 - ``likes_cdc_connector_up``: 1 when the outbox connector and all its tasks run.
 - ``likes_cdc_lag_seconds``: newest outbox commit minus the newest event on Kafka.
 - ``likes_cdc_slot_present``, ``likes_cdc_slot_active``, ``likes_cdc_slot_lost`` (its
@@ -47,6 +51,7 @@ from core.settings import CommonSettings
 from core.topology import connect_workers
 from devstack.components import FLOW_NAMES
 from devstack.java_stack import connector_state
+from devstack.supervisor import Supervisor, configured
 from ops.cdc import cdc_lag
 from ops.flow_status import end_offsets, flow_lag
 from schemas.cdc import SLOT_NAME
@@ -58,6 +63,10 @@ Sample = tuple[str, tuple[str, ...], float]
 
 SERIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "likes_component_up": ("A store or server the exporter probes answers", ("component",)),
+    "likes_component_start_time_seconds": (
+        "When the supervisor last started a component (epoch seconds)",
+        ("component",),
+    ),
     "likes_cdc_connector_up": ("The outbox connector and all its tasks are RUNNING", ()),
     "likes_cdc_lag_seconds": ("Newest outbox commit minus the newest event on Kafka", ()),
     "likes_cdc_slot_present": ("The connector's replication slot exists", ()),
@@ -74,6 +83,7 @@ POLL_ERRORS = Counter(
 )
 STALL_MIN_S = 120.0  # a poll's sources time out within seconds each
 STALL_POLLS = 10
+SUPERVISOR_TIMEOUT_S = 10.0
 POLL_SECONDS = Gauge("likes_exporter_poll_seconds", "Duration of the last poll")
 LAST_POLL = Gauge("likes_exporter_last_poll_timestamp_seconds", "When the last poll ended")
 
@@ -142,6 +152,7 @@ class Exporter(Collector):
         self.s = s
         self._samples: list[Sample] = []
         self._failing: dict[str, str] = {}
+        self._supervisor: Supervisor | None = None
 
     def describe(self) -> Iterable[Metric]:
         return self._families([])
@@ -213,7 +224,21 @@ class Exporter(Collector):
                 out.append(("likes_dlq_messages", (), float(depth)))
         if redis_ok:
             out.extend(self._drift_samples())
+        out.extend(self._start_samples())
         return out
+
+    def _start_samples(self) -> list[Sample]:
+        if self._supervisor is None:
+            if not configured(self.s):
+                return []
+            self._supervisor = Supervisor(self.s, timeout=SUPERVISOR_TIMEOUT_S)
+        ok, starts = self._guard("supervisor", self._supervisor.start_times)
+        if not ok or starts is None:
+            return []
+        return [
+            ("likes_component_start_time_seconds", (name,), at)
+            for name, at in sorted(starts.items())
+        ]
 
     def _flow_lag_samples(self, ends: dict[int, int]) -> list[Sample]:
         out: list[Sample] = []

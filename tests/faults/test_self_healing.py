@@ -1,8 +1,11 @@
 """Self-healing: ``kill -9`` of every component in turn, under a live workload, with
 nothing but the supervisor restarting it (contract section 1), and afterwards every
-projection equals the edge store and every acknowledged like is there (section 8)."""
+projection equals the edge store and every acknowledged like is there (section 8), and
+the operator is told of every restart (alert ``ComponentRestarted``, section 7)."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import pytest
 
@@ -10,6 +13,7 @@ from core.settings import CommonSettings
 from devstack import stack as stack_ops
 from tests.e2e.pipeline import acknowledged_mismatches, converge, drive_during, new_posts
 from tests.faults.kill import RESTART_WITHIN_S, kill_and_wait
+from tests.ops.test_metrics import alert_firing, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -47,3 +51,9 @@ def test_every_component_comes_back_by_itself(stack: CommonSettings) -> None:
     assert not wrong, f"{len(wrong)} acknowledged states differ from the edge store"
     report = converge(stack, posts, timeout=240)
     assert report.clean, report.summary()
+    for name in ORDER:
+        wait_until(
+            f"ComponentRestarted for {name}",
+            partial(alert_firing, stack, "ComponentRestarted", name),
+            60,
+        )

@@ -70,6 +70,7 @@ EXPORTER_SERIES = {
     "likes_projection_drift_posts",
     "likes_component_up",
     "likes_dlq_messages",
+    "likes_component_start_time_seconds",
 }
 TARGETS = {"api", "exporter", "jobs", "prometheus", *(f"flow-{f}" for f in FLOWS)}
 
@@ -241,6 +242,16 @@ def test_every_process_serves_its_series(api: httpx.Client, stack: CommonSetting
     text = httpx.get(exporter, timeout=10).text
     assert "likes_cdc_connector_up 1.0" in text
     assert all(f'likes_flow_lag_messages{{flow="{f}"}}' in text for f in FLOWS)
+    started = {
+        s.labels["component"]: s.value
+        for fam in text_string_to_metric_families(text)
+        if fam.name == "likes_component_start_time_seconds"
+        for s in fam.samples
+    }
+    programs = set(Supervisor(stack).programs())
+    assert programs >= {"postgres", "redis", "kafka", "connect", "prometheus", "exporter"}
+    assert set(started) == programs
+    assert all(time.time() - 86_400 < at <= time.time() for at in started.values()), started
     counts_text = httpx.get(_flow_url(stack, "counts"), timeout=10).text
     assert 'likes_flow_events_total{flow="counts"} 0.0' not in counts_text
     assert "likes_freshness_seconds_count 0.0" not in counts_text
