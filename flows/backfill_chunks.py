@@ -40,7 +40,7 @@ import psycopg
 
 from core.tally import Tally
 from schemas.events import FLOW_STATE_ACTION
-from sinks.base import DEFAULT_RETRY, RetryPolicy
+from sinks.base import DEFAULT_RETRY, RetryPolicy, reporting
 from sinks.postgres_store import TRANSIENT
 
 # The posts of the chunk: those with an edge in (after, last], changed since ``since``.
@@ -144,7 +144,9 @@ class ChunkReader:
         self, url: str, records: FlowStateRecords | None = None, retry: RetryPolicy = DEFAULT_RETRY
     ) -> None:
         self._url, self._records = url, records
-        self._retrying = retry.retrying(lambda e: isinstance(e, TRANSIENT))
+        self._retrying = retry.retrying(
+            lambda e: isinstance(e, TRANSIENT), reporting("backfill_chunk_reads")
+        )
         self._conn: psycopg.Connection | None = None
 
     def read(self, q: ChunkQuery) -> list[PostSnapshot]:

@@ -50,7 +50,7 @@ from flows.trending import FORGET_BELOW, T0_MS, TrendingScores
 from ops.reconcile import Finding, correct_clickhouse, judge_now, settle
 from schemas.redis_keys import TRENDING_KEY
 from sinks import redis_store
-from sinks.base import DEFAULT_RETRY, StoreSink
+from sinks.base import DEFAULT_RETRY, StoreSink, reporting
 from sinks.postgres_store import TRANSIENT
 
 _READ_MAX = 500  # posts per ClickHouse read (``ops.projections`` reads longer lists whole)
@@ -67,7 +67,9 @@ class _ClickHousePartition(StatelessSinkPartition[CountUpdate]):
         self._sink = sink
         self._pending: set[int] = set()
         # readings only: a correction is written once per judgement, never re-judged
-        self._reading = DEFAULT_RETRY.retrying(lambda e: isinstance(e, TRANSIENT))
+        self._reading = DEFAULT_RETRY.retrying(
+            lambda e: isinstance(e, TRANSIENT), reporting("clickhouse_correction_reads")
+        )
 
     def write_batch(self, items: list[CountUpdate]) -> None:
         s = self._sink.settings

@@ -76,6 +76,28 @@ class RetryPolicy:
 DEFAULT_RETRY = RetryPolicy()
 
 
+def reporting(name: str) -> Callable[[RetryCallState], None]:
+    """A ``before_sleep`` that makes a retry of ``name`` visible: a warning with the
+    error, ``likes_sink_retries_total{sink=name}``, and a watchdog beat (retrying
+    within the budget is progress, not a stall). Every retry loop of a write path uses
+    it, inside a sink or not."""
+
+    def report(state: RetryCallState) -> None:
+        watchdog.beat()
+        SINK_RETRIES.labels(name).inc()
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "%s: transient error (%s: %s); retry %d in %.2fs",
+            name,
+            type(error).__name__,
+            error,
+            state.attempt_number,
+            state.upcoming_sleep,
+        )
+
+    return report
+
+
 class StoreSink(DynamicSink[T], Generic[T, C]):
     """A sink into one store. A backend supplies ``connect``, ``disconnect``,
     ``is_transient`` and ``write``; constructors keep configuration only."""
@@ -110,6 +132,7 @@ class _StorePartition(StatelessSinkPartition[T], Generic[T, C]):
         self._sink = sink
         self._client: C | None = None
         self._retrying = sink.retry.retrying(self._retryable, self._before_retry)
+        self._report = reporting(sink.name)
 
     def write_batch(self, items: list[T]) -> None:
         if not items:
@@ -134,17 +157,7 @@ class _StorePartition(StatelessSinkPartition[T], Generic[T, C]):
         return isinstance(error, Exception) and self._sink.is_transient(error)
 
     def _before_retry(self, state: RetryCallState) -> None:
-        watchdog.beat()  # retrying within the budget is progress, not a stall
-        SINK_RETRIES.labels(self._sink.name).inc()
-        error = state.outcome.exception() if state.outcome is not None else None
-        log.warning(
-            "%s: transient error (%s: %s); reconnecting, retry %d in %.2fs",
-            self._sink.name,
-            type(error).__name__,
-            error,
-            state.attempt_number,
-            state.upcoming_sleep,
-        )
+        self._report(state)  # then reconnect: the next attempt gets a fresh client
         self._drop_client()
 
     def _drop_client(self) -> None:

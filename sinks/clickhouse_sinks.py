@@ -24,7 +24,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from core.records import Accepted, HotChange, WindowPart
 from sinks import clickhouse_store
-from sinks.base import DEFAULT_RETRY, RetryPolicy, StoreSink
+from sinks.base import DEFAULT_RETRY, RetryPolicy, StoreSink, reporting
 from sinks.faults import InjectedFault, with_fault
 
 T = TypeVar("T")
@@ -122,11 +122,13 @@ def insert_retrying(
 ) -> None:
     """Insert ``rows`` as the sinks do: an error the store may get over
     (:func:`is_transient`: too many parts, the memory limit, a server's outage) is
-    retried within ``retry``'s budget. A refused insert wrote nothing, so a retried one
-    lands once (correction rows: ``ops.reconcile``)."""
-    retry.retrying(lambda e: isinstance(e, Exception) and is_transient(url, e))(
-        clickhouse_store.insert, url, table, rows, columns
-    )
+    retried within ``retry``'s budget, each retry reported as ``<sink>_repair``. A
+    refused insert wrote nothing, so a retried one lands once (correction rows:
+    ``ops.reconcile``)."""
+    retry.retrying(
+        lambda e: isinstance(e, Exception) and is_transient(url, e),
+        reporting(f"{SINK_NAMES.get(table, table)}_repair"),
+    )(clickhouse_store.insert, url, table, rows, columns)
 
 
 class ClickHouseSink(StoreSink[T, str]):

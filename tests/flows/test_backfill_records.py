@@ -160,8 +160,11 @@ def test_a_chunk_publishes_each_partitions_truth_keyed_into_that_partition(
     )
 
 
-def test_a_chunk_read_survives_its_connection_being_killed(stack: CommonSettings) -> None:
-    """A lost connection is retried on a new one (the sinks' retry policy), not fatal."""
+def test_a_chunk_read_survives_its_connection_being_killed(
+    stack: CommonSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lost connection is retried on a new one (the sinks' retry policy), not fatal,
+    and the retry is logged."""
     reader = ChunkReader(stack.postgres_url)
     try:
         q = ChunkQuery(after=0, last=2**63 - 1, chunk=5)
@@ -173,5 +176,6 @@ def test_a_chunk_read_survives_its_connection_being_killed(stack: CommonSettings
         again = reader.read(q)  # raises without the retry: the connection is gone
         assert len(again) == len(first) == 5
         assert reader.backend_pid() not in (None, pid)
+        assert any(r.getMessage().startswith("backfill_chunk_reads: ") for r in caplog.records)
     finally:
         reader.close()

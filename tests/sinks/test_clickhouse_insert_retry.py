@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
+from prometheus_client import REGISTRY
 
 from sinks import clickhouse_store
 from sinks.base import RetryPolicy
@@ -40,7 +41,15 @@ def _rows(url: str) -> int:
     return int(result.result_rows[0][0])
 
 
-def test_an_insert_refused_for_too_many_parts_lands_once_merges_catch_up(store: str) -> None:
+def _retries() -> float:
+    sample = REGISTRY.get_sample_value("likes_sink_retries_total", {"sink": f"{TABLE}_repair"})
+    return sample or 0.0
+
+
+def test_an_insert_refused_for_too_many_parts_lands_once_merges_catch_up(
+    store: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    retries_before = _retries()
     for k in range(3):
         try:
             clickhouse_store.insert(store, TABLE, [(k, "a")], ["k", "part"])
@@ -62,6 +71,8 @@ def test_an_insert_refused_for_too_many_parts_lands_once_merges_catch_up(store: 
     insert_retrying(store, TABLE, [(9, "a")], ["k", "part"], RetryPolicy(budget_s=30))
     assert time.monotonic() - t0 >= 0.9  # it was refused first, then retried
     assert _rows(store) == before + 1
+    assert _retries() > retries_before, "every retry is counted"
+    assert any("TOO_MANY_PARTS" in r.getMessage() for r in caplog.records), "and logged"
 
 
 def test_an_insert_refused_for_good_fails_at_once(store: str) -> None:
