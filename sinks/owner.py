@@ -113,16 +113,13 @@ class _OwnerPart(StatefulSinkPartition[T, None], Generic[T]):
 
 class _GatheringPart(StatefulSinkPartition[T, None], Generic[T]):
     """Writes what it gathered every ``flush_s`` (a thread of its own), at every
-    snapshot and at close. The inner partition is called by one thread at a time, in
-    the order the items came; the flow's thread only waits for a write in progress at a
-    snapshot or at close (gathering takes a lock that no write holds)."""
+    snapshot and at close; the inner partition is only ever called under the lock."""
 
     def __init__(self, inner: StatelessSinkPartition[T], step_id: str, flush_s: float) -> None:
         self._inner = inner
         self._flush_s = flush_s
         self._gathered: list[T] = []
-        self._lock = threading.Lock()  # guards _gathered only
-        self._writing = threading.Lock()  # one inner write at a time, in order
+        self._lock = threading.Lock()
         self._failed: BaseException | None = None
         self._closing = threading.Event()
         self._timer = threading.Thread(target=self._every, name=f"flush-{step_id}", daemon=True)
@@ -157,16 +154,14 @@ class _GatheringPart(StatefulSinkPartition[T, None], Generic[T]):
                 self._failed = e
 
     def _flush(self) -> None:
-        with self._writing:
-            with self._lock:
-                items, self._gathered = self._gathered, []
+        with self._lock:
+            items, self._gathered = self._gathered, []
             if not items:
                 return
             try:
                 self._inner.write_batch(items)
             except BaseException:
-                with self._lock:
-                    self._gathered = items + self._gathered
+                self._gathered = items + self._gathered
                 raise
 
     def _raise_failure(self) -> None:
