@@ -131,3 +131,19 @@ def test_components_off_the_request_path_run_at_the_background_nice(
     off_path = ("flow-", "connect", "exporter", "jobs", "prometheus")
     for comp in build_components(stack):
         assert comp.background == comp.name.startswith(off_path), comp.name
+
+
+def test_a_timed_supervisor_call_to_a_silent_server_fails_within_its_timeout(
+    tmp_path: Path,
+) -> None:
+    """The exporter asks supervisord with a timeout (the standard XML-RPC transport has
+    none): a server that takes the connection and never answers costs the call its
+    timeout, not the exporter's poll for good."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # the kernel accepts; nobody ever answers
+        s = CommonSettings(home=tmp_path, supervisor_port=silent.getsockname()[1])
+        t0 = time.monotonic()
+        with pytest.raises(OSError):  # socket.timeout (TimeoutError) is an OSError
+            Supervisor(s, timeout=0.5).start_times()
+        assert time.monotonic() - t0 < 3
