@@ -6,8 +6,9 @@ Guarantees:
 * No false positives from lag. Each value is judged against its ``seq`` (see
   ``ops.drift.judge``): a value that could be merely behind is never reported; it is
   re-read every second for ``grace_s``, and reported only if neither it nor its post's
-  truth moved in all that time (a projection that is stuck, e.g. a deleted key of a
-  quiet post). Posts still moving at the end are listed as unsettled, not as drift.
+  truth moved in all that time while the flow writing it was not behind (a projection
+  that is stuck, e.g. a deleted key of a quiet post; see :func:`_pass`). Posts still
+  moving at the end, or waiting on a lagging flow, are listed as unsettled, not as drift.
 * Repairs never overwrite newer data. Redis and ``post_like_counts`` are set to the
   truth's ``(count, seq)`` only if they still hold the value that was judged (a
   compare-and-set on it), so a write the counts flow made meanwhile wins. ClickHouse
@@ -34,6 +35,7 @@ import redis
 from core.settings import CommonSettings
 from ops.analytics import write_window_repairs
 from ops.drift import DriftReport, Verdict, judge
+from ops.flow_status import end_offsets, flow_lag
 from ops.projections import PROJECTIONS, READERS, State, edge_store
 from schemas.redis_keys import LAST_DRIFT_KEY, count_key, count_seq_key
 
@@ -85,32 +87,82 @@ def judge_now(
     return ids, drift, behind
 
 
+FLOW_OF = {"redis": "counts", "postgres": "counts", "clickhouse": "analytics"}
+"""The flow that writes each projection."""
+WRITE_MARGIN_S = {"redis": 1.0, "postgres": 1.5, "clickhouse": 4.0}
+"""How long after its flow read an event a projection may still not show it: counts
+are written gathered (``redis_flush_s``, ``postgres_flush_s``); ClickHouse gets an open
+window's rows every ``window_emit_s`` (2 s), gathered over ``clickhouse_flush_s`` (1 s)."""
+
+
+def _fence(s: CommonSettings) -> dict[int, int] | None:
+    """The events topic's end offsets now (None when Kafka cannot tell)."""
+    try:
+        return end_offsets(s.kafka_bootstrap, s.events_topic)
+    except Exception:  # unknown: nothing is declared stuck on it
+        return None
+
+
+def _read_past(s: CommonSettings, name: str, fence: dict[int, int]) -> bool:
+    """The flow writing ``name`` has read every event below ``fence`` (its published
+    progress; False when that cannot be told)."""
+    try:
+        return int(flow_lag(s, FLOW_OF[name], fence)["lag"]) == 0
+    except Exception:  # unknown: nothing is declared stuck on it
+        return False
+
+
 def _pass(s: CommonSettings, name: str, posts: list[int] | None, grace_s: float) -> Findings:
-    """Drift of one projection: judge, then re-judge the undecided until they settle."""
+    """Drift of one projection: judge, then re-judge the undecided until they settle.
+
+    A value that never moves in ``grace_s`` is stuck only if its flow is not behind:
+    the flow must have read every event that was on Kafka a second after the truth was
+    read (Debezium's lag is far below that), and the value must still not have moved
+    ``WRITE_MARGIN_S`` later; a lagging flow (catching up after an outage) leaves it
+    unsettled, never corrected on a reading that the flow's next write would change."""
     ids, drift, first = judge_now(s, name, posts)
     found = Findings(posts_checked=len(ids))
     pending = dict(first)
     deadline = time.monotonic() + grace_s
+    fence: dict[int, int] | None = None
     while pending and time.monotonic() < deadline:
         time.sleep(1.0)
-        ids_now = sorted(pending)
-        got_now, truth_now = READERS[name](s, ids_now), edge_store(s, ids_now)
-        for p in ids_now:
-            g, t = got_now[p], truth_now[p]
-            verdict = judge(g, t)
-            if verdict is Verdict.EXACT:
-                del pending[p]
-            elif verdict is Verdict.DRIFT:
-                drift[p] = Finding(p, g, t, settled=g[1] >= t[1])
-                del pending[p]
-            else:
-                pending[p] = (g, t)  # still behind; ``first`` keeps the first reading
-    for p, (g, t) in pending.items():
-        if (g, t) == first[p] and time.monotonic() >= deadline:
-            drift[p] = Finding(p, g, t, settled=True)  # stuck: nothing moved all along
+        if fence is None:
+            fence = _fence(s)
+        _rejudge(s, name, pending, drift)
+    stuck = [p for p, reading in pending.items() if reading == first[p]]
+    if stuck and time.monotonic() >= deadline and fence is not None and _read_past(s, name, fence):
+        time.sleep(WRITE_MARGIN_S[name])
+        _rejudge(s, name, pending, drift)
+        for p in stuck:
+            if pending.get(p) == first[p]:
+                g, t = first[p]
+                drift[p] = Finding(p, g, t, settled=True)  # stuck: nothing moved all along
     found.drift[name] = drift
     found.unsettled[name] = sorted(p for p in pending if p not in drift)
     return found
+
+
+def _rejudge(
+    s: CommonSettings,
+    name: str,
+    pending: dict[int, tuple[State, State]],
+    drift: dict[int, Finding],
+) -> None:
+    """Read the pending posts again: exact ones leave, drifting ones move to ``drift``,
+    the rest keep their new reading."""
+    ids_now = sorted(pending)
+    got_now, truth_now = READERS[name](s, ids_now), edge_store(s, ids_now)
+    for p in ids_now:
+        g, t = got_now[p], truth_now[p]
+        verdict = judge(g, t)
+        if verdict is Verdict.EXACT:
+            del pending[p]
+        elif verdict is Verdict.DRIFT:
+            drift[p] = Finding(p, g, t, settled=g[1] >= t[1])
+            del pending[p]
+        else:
+            pending[p] = (g, t)  # still behind; ``first`` keeps the first reading
 
 
 def find_drift(
