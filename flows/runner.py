@@ -56,28 +56,29 @@ def build_production_flow(
         from flows.production_sinks import counts_sinks
 
         sinks = counts_sinks(s, process_id)
-        instrument_sinks(name, sinks)
+        instrument_sinks(name, sinks, progress)
         return build_flow(s, sinks, progress=progress)
     if name == "fanout":
         from flows.fanout import build_flow as build_fanout
         from flows.production_sinks import fanout_sinks
 
         fanout = fanout_sinks(s, process_id)
-        instrument_sinks(name, fanout)
+        instrument_sinks(name, fanout, progress)
         return build_fanout(s, fanout, progress=progress)
     if name == "analytics":
         from flows.analytics import build_flow as build_analytics
         from flows.production_sinks import analytics_sinks
 
         analytics = analytics_sinks(s, owns_store=process_id == 0)
-        instrument_sinks(name, analytics)
+        instrument_sinks(name, analytics, progress)
         return build_analytics(s, analytics, progress=progress)
     raise SystemExit(f"unknown flow {name!r}; known: {', '.join(FLOWS)}")
 
 
-def instrument_sinks(flow: str, sinks: Any) -> None:
-    """Count ``sinks.dead_letters`` writes per flow, and create every store sink's
-    series at 0 (``sinks`` is a ``CountsSinks``, ``FanoutSinks`` or ``AnalyticsSinks``)."""
+def instrument_sinks(flow: str, sinks: Any, progress: OffsetProgress | None = None) -> None:
+    """Count ``sinks.dead_letters`` writes per flow, create every store sink's series at
+    0, and tell ``progress`` of every gathered flush (``sinks`` is a ``CountsSinks``,
+    ``FanoutSinks`` or ``AnalyticsSinks``)."""
     if isinstance(sinks.dead_letters, DynamicSink):
         counter = metrics.FLOW_DEAD_LETTERS.labels(flow)
         sinks.dead_letters = metrics.CountedSink(sinks.dead_letters, counter)
@@ -85,6 +86,8 @@ def instrument_sinks(flow: str, sinks: Any) -> None:
         for sink in value if isinstance(value, list) else [value]:
             inner = sink
             while isinstance(inner, metrics.CountedSink | RoutedSink):
+                if isinstance(inner, RoutedSink) and progress is not None:
+                    inner.on_flushed = progress.flushed
                 inner = inner.inner
             if isinstance(inner, StoreSink):
                 SINK_WRITE_SECONDS.labels(inner.name)

@@ -6,8 +6,9 @@ re-reading Kafka's retention, while the API keeps taking likes:
 
 1. the flows are stopped (every member, in either profile);
 2. the current end offsets of the topics they read are recorded in a new, empty
-   recovery store per flow (:mod:`flows.start_offsets`); whatever was left of the old
-   store is deleted;
+   recovery store per flow (:mod:`flows.start_offsets`), and as each flow's published
+   progress (what it skips counts as passed, see ``ops.reconcile``); whatever was left
+   of the old store is deleted;
 3. the flows start from those offsets with empty state;
 4. ``likes backfill`` (every projection) rebuilds what the flows did not see: all edges
    changed before it reads them, so everything before the recorded offsets too. Its
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.settings import CommonSettings, FlowSettings
-from flows import start_offsets
+from flows import progress, start_offsets
 from ops import backfill
 from ops.flow_status import end_offsets
 
@@ -81,6 +82,7 @@ def reset(s: CommonSettings, *, show_progress: bool = True) -> ResetReport:
         store = fs.recovery_path(flow)
         shutil.rmtree(store, ignore_errors=True)
         start_offsets.write(store, report.start_offsets)
+        progress.restart_at(s.redis_url, flow, report.start_offsets[s.events_topic])
     stack.up(s, only=members)
     report.started = members
     try:

@@ -8,7 +8,7 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from core.settings import CommonSettings
-from schemas.redis_keys import LAST_DRIFT_KEY, flow_progress_key
+from schemas.redis_keys import LAST_DRIFT_KEY, flow_progress_key, flow_written_key
 
 
 def end_offsets(bootstrap: str, topic: str, timeout: float = 5.0) -> dict[int, int]:
@@ -32,6 +32,16 @@ def flow_lag(s: CommonSettings, flow: str, ends: dict[int, int]) -> dict[str, An
     done = {int(k): int(v) for k, v in r.hgetall(flow_progress_key(flow)).items()}
     per = {p: max(0, end - done.get(p, 0)) for p, end in sorted(ends.items())}
     return {"lag": sum(per.values()), "per_partition": per}
+
+
+def written_through(s: CommonSettings, flow: str) -> float | None:
+    """The earliest ``written_through`` mark of ``flow``'s processes (``flows.progress``):
+    every one of them has written what its gathered sinks were handed before it; None
+    when none publishes one."""
+    r = redis.Redis.from_url(s.redis_url, socket_timeout=2)
+    marks = [r.get(k) for k in r.scan_iter(match=flow_written_key(flow), count=100)]
+    found = [float(m) for m in marks if m is not None]
+    return min(found) if found else None
 
 
 def flow_report(s: CommonSettings) -> dict[str, Any]:

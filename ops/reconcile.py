@@ -32,10 +32,10 @@ from typing import Any
 import psycopg
 import redis
 
-from core.settings import CommonSettings
+from core.settings import CommonSettings, FlowSettings
 from ops.analytics import write_window_repairs
 from ops.drift import DriftReport, Verdict, judge
-from ops.flow_status import end_offsets, flow_lag
+from ops.flow_status import end_offsets, flow_lag, written_through
 from ops.projections import PROJECTIONS, READERS, State, edge_store
 from schemas.redis_keys import LAST_DRIFT_KEY, count_key, count_seq_key
 
@@ -90,9 +90,16 @@ def judge_now(
 FLOW_OF = {"redis": "counts", "postgres": "counts", "clickhouse": "analytics"}
 """The flow that writes each projection."""
 WRITE_MARGIN_S = {"redis": 1.0, "postgres": 1.5, "clickhouse": 4.0}
-"""How long after its flow read an event a projection may still not show it: counts
-are written gathered (``redis_flush_s``, ``postgres_flush_s``); ClickHouse gets an open
-window's rows every ``window_emit_s`` (2 s), gathered over ``clickhouse_flush_s`` (1 s)."""
+"""Without write marks (a flow whose sinks do not gather), how long after its flow read
+an event a projection may still not show it."""
+MARK_WAIT_S = 30.0
+"""How long a judgement waits for the flow's sinks to write what it has read."""
+
+
+def _handoff_s(name: str) -> float:
+    """How long after its flow read an event the rows it makes may reach the sink: the
+    same step for counts; ClickHouse gets an open window's rows every ``window_emit_s``."""
+    return 1.0 + (FlowSettings().window_emit_s if name == "clickhouse" else 0.0)
 
 
 def _fence(s: CommonSettings) -> dict[int, int] | None:
@@ -112,13 +119,36 @@ def _read_past(s: CommonSettings, name: str, fence: dict[int, int]) -> bool:
         return False
 
 
+def _written_past(s: CommonSettings, name: str) -> bool:
+    """Wait until the flow writing ``name`` has written everything it has read so far
+    (its gathered sinks' marks, ``flows.progress``, pass now + the handoff); False if
+    that does not happen within ``MARK_WAIT_S`` or cannot be told. A flow that
+    publishes no marks (nothing gathered) writes as it reads: a margin is waited."""
+    target = time.time() + _handoff_s(name)
+    deadline = time.monotonic() + MARK_WAIT_S
+    while True:
+        try:
+            mark = written_through(s, FLOW_OF[name])
+        except Exception:  # unknown: nothing is declared stuck on it
+            return False
+        if mark is None:
+            time.sleep(WRITE_MARGIN_S[name])
+            return True
+        if mark >= target:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+
+
 def _pass(s: CommonSettings, name: str, posts: list[int] | None, grace_s: float) -> Findings:
     """Drift of one projection: judge, then re-judge the undecided until they settle.
 
     A value that never moves in ``grace_s`` is stuck only if its flow is not behind:
     the flow must have read every event that was on Kafka a second after the truth was
     read (Debezium's lag is far below that), and the value must still not have moved
-    ``WRITE_MARGIN_S`` later; a lagging flow (catching up after an outage) leaves it
+    once the flow's sinks have written all it had read (:func:`_written_past`); a
+    lagging flow (catching up after an outage) or a sink that is slow to write leaves it
     unsettled, never corrected on a reading that the flow's next write would change."""
     ids, drift, first = judge_now(s, name, posts)
     found = Findings(posts_checked=len(ids))
@@ -131,8 +161,13 @@ def _pass(s: CommonSettings, name: str, posts: list[int] | None, grace_s: float)
             fence = _fence(s)
         _rejudge(s, name, pending, drift)
     stuck = [p for p, reading in pending.items() if reading == first[p]]
-    if stuck and time.monotonic() >= deadline and fence is not None and _read_past(s, name, fence):
-        time.sleep(WRITE_MARGIN_S[name])
+    if (
+        stuck
+        and time.monotonic() >= deadline
+        and fence is not None
+        and _read_past(s, name, fence)
+        and _written_past(s, name)
+    ):
         _rejudge(s, name, pending, drift)
         for p in stuck:
             if pending.get(p) == first[p]:

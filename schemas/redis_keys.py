@@ -33,6 +33,13 @@ def flow_progress_key(flow: str) -> str:
     return f"likes:flow_progress:{flow}"
 
 
+def flow_written_key(flow: str, member: str = "*") -> str:
+    """A flow process's ``written_through`` (``flows.progress``): a unix time before
+    which everything its gathered sinks were handed is written (``*``: a pattern for
+    every process of ``flow``)."""
+    return f"likes:flow_written:{flow}:{member}"
+
+
 def flow_heartbeat_key(flow: str) -> str:
     """The key a running flow process refreshes every second: ``"<pid> <unix time>"``."""
     return f"likes:flow_heartbeat:{flow}"

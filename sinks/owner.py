@@ -17,7 +17,9 @@ snapshot writes what is gathered), so recovery never resumes past an item that w
 written: at least once, as without it. A write that fails surfaces at the next batch or
 snapshot and stops the flow, which resumes from its last snapshot. For stores where
 each insert has a fixed cost (a ClickHouse insert creates a part) a trickle then costs
-one insert per ``flush_s`` instead of one per tiny batch.
+one insert per ``flush_s`` instead of one per tiny batch. After each flush (an empty one
+too) ``on_flushed`` is told the time it closed: everything handed to the partition before
+it is in the store (``likes reconcile`` waits for it before calling a value stuck).
 
 :class:`ProcessLocalSink` gives each process a partition of its own and keys every item
 for the partition of the process it is in, so nothing crosses processes and each
@@ -30,6 +32,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from bytewax.outputs import (
@@ -51,6 +55,10 @@ class RoutedSink(FixedPartitionedSink[T, None]):
 
     route_key: str
 
+    on_flushed: Callable[[str, float], None] | None = None
+    """Told ``(step_id, t)`` after each gathered flush: every item handed to the partition
+    before ``t`` is written (an empty flush too; a failed one tells nothing)."""
+
     def __init__(self, inner: DynamicSink[T], *, flush_s: float = 0.0) -> None:
         self.inner = inner
         self.flush_s = flush_s
@@ -60,7 +68,7 @@ class RoutedSink(FixedPartitionedSink[T, None]):
     ) -> StatefulSinkPartition[T, None]:
         inner = self.inner.build(step_id, 0, 1)
         if self.flush_s > 0:
-            return _GatheringPart(inner, step_id, self.flush_s)
+            return _GatheringPart(inner, step_id, self.flush_s, self.on_flushed)
         return _OwnerPart(inner)
 
 
@@ -115,9 +123,17 @@ class _GatheringPart(StatefulSinkPartition[T, None], Generic[T]):
     """Writes what it gathered every ``flush_s`` (a thread of its own), at every
     snapshot and at close; the inner partition is only ever called under the lock."""
 
-    def __init__(self, inner: StatelessSinkPartition[T], step_id: str, flush_s: float) -> None:
+    def __init__(
+        self,
+        inner: StatelessSinkPartition[T],
+        step_id: str,
+        flush_s: float,
+        on_flushed: Callable[[str, float], None] | None = None,
+    ) -> None:
         self._inner = inner
         self._flush_s = flush_s
+        self._step_id = step_id
+        self._on_flushed = on_flushed
         self._gathered: list[T] = []
         self._lock = threading.Lock()
         self._failed: BaseException | None = None
@@ -155,14 +171,16 @@ class _GatheringPart(StatefulSinkPartition[T, None], Generic[T]):
 
     def _flush(self) -> None:
         with self._lock:
+            closed = time.time()
             items, self._gathered = self._gathered, []
-            if not items:
-                return
-            try:
-                self._inner.write_batch(items)
-            except BaseException:
-                self._gathered = items + self._gathered
-                raise
+            if items:
+                try:
+                    self._inner.write_batch(items)
+                except BaseException:
+                    self._gathered = items + self._gathered
+                    raise
+        if self._on_flushed is not None:
+            self._on_flushed(self._step_id, closed)
 
     def _raise_failure(self) -> None:
         failed = self._failed

@@ -100,6 +100,39 @@ def test_a_failed_gathered_write_stops_the_flow_at_its_next_call() -> None:
     assert inner.calls >= 1
 
 
+def test_a_flush_mark_means_everything_handed_before_it_is_written() -> None:
+    """``on_flushed(step, t)``: every item handed before ``t`` is in the store, an empty
+    flush included (an idle sink keeps its mark moving); a failed write marks nothing."""
+    written: list[int] = []
+    marks: list[tuple[str, float]] = []
+    sink = OwnerOnlySink(TestingSink(written), owns=True, flush_s=0.05)
+    sink.on_flushed = lambda step, at: marks.append((step, at))
+    part = sink.build_part("windows", OWNER_KEY, None)
+    handed = time.time()
+    part.write_batch([1, 2])
+    deadline = time.monotonic() + 5
+    while not any(at > handed for _, at in marks) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    after = [at for _, at in marks if at > handed]
+    assert after and written == [1, 2], "a mark past the hand-off comes with the items"
+    assert {step for step, _ in marks} == {"windows"}
+    n = len(marks)
+    time.sleep(0.3)
+    assert len(marks) > n, "empty flushes keep the mark moving"
+    part.close()
+
+    failing, failed_marks = _Failing(), []
+    bad = OwnerOnlySink(failing, owns=True, flush_s=0.05)
+    bad.on_flushed = lambda step, at: failed_marks.append(at)
+    bad_part = bad.build_part("s", OWNER_KEY, None)
+    bad_part.write_batch([1])
+    deadline = time.monotonic() + 5
+    while not failing.calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert failing.calls >= 1 and failed_marks == [], "a failed write marks nothing"
+
+
 class _Letters(StatefulSourcePartition[str, None]):
     def __init__(self, letter: str) -> None:
         self._left = [f"{letter}{i}" for i in range(100)]

@@ -10,17 +10,19 @@ import redis
 from bytewax.connectors.kafka import KafkaSourceMessage
 
 from flows.progress import OffsetProgress, start_publisher
-from schemas.redis_keys import flow_heartbeat_key, flow_progress_key
+from schemas.redis_keys import flow_heartbeat_key, flow_progress_key, flow_written_key
 
 
 class FakeRedis:
     def __init__(self) -> None:
         self.hashes: dict[str, dict[str, int]] = {}
         self.keys: set[str] = set()
+        self.values: dict[str, str] = {}
         self.published = threading.Event()
 
     def set(self, key: str, value: str, ex: int) -> None:
         self.keys.add(key)
+        self.values[key] = value
 
     def hset(self, key: str, mapping: dict[str, int]) -> None:
         self.hashes.setdefault(key, {}).update(mapping)
@@ -52,3 +54,27 @@ def test_publisher_without_progress_sends_heartbeats_only(monkeypatch: pytest.Mo
     stop.set()
     assert fake.keys == {flow_heartbeat_key("fanout")}
     assert fake.hashes == {}
+
+
+def test_written_through_is_the_earliest_mark_of_the_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    progress = OffsetProgress()
+    assert progress.written_through() is None, "nothing flushed yet: no mark"
+    progress.flushed("windows", 100.0)
+    progress.flushed("like_events", 90.0)
+    progress.flushed("windows", 95.0)  # an older mark changes nothing
+    assert progress.written_through() == 90.0
+    progress.flushed("like_events", 120.0)
+    assert progress.written_through() == 100.0
+    fake = FakeRedis()
+    monkeypatch.setattr(redis.Redis, "from_url", lambda *a, **kw: fake)
+    stop = start_publisher(
+        "redis://fake", "analytics", progress, every_s=0.01, member="flow-analytics"
+    )
+    deadline = time.monotonic() + 5
+    while flow_written_key("analytics", "flow-analytics") not in fake.keys:
+        assert time.monotonic() < deadline, fake.keys
+        time.sleep(0.01)
+    stop.set()
+    assert float(fake.values[flow_written_key("analytics", "flow-analytics")]) == 100.0

@@ -22,6 +22,7 @@ from ops.analytics import write_window_repairs
 from ops.drift import Verdict, judge
 from ops.reconcile import find_drift, reconcile
 from schemas.redis_keys import count_key, count_seq_key
+from sinks.faults import fault_file
 from tests.conftest import auth, fresh_id, register_post
 from tests.e2e.pipeline import converge, drive, new_posts
 
@@ -60,6 +61,7 @@ def test_a_value_still_moving_at_the_end_of_the_grace_is_not_drift(
     monkeypatch.setattr(rec, "edge_store", truth)
     monkeypatch.setattr(rec, "_fence", lambda _s: {0: 10})
     monkeypatch.setattr(rec, "_read_past", lambda _s, name, fence: fence == {0: 10})
+    monkeypatch.setattr(rec, "_written_past", lambda _s, name: True)
     found = rec._pass(CommonSettings(), "redis", [1, 2], grace_s=2.5)
     assert list(found.drift["redis"]) == [2], "only the post whose value never moved"
     assert found.unsettled["redis"] == [1]
@@ -85,10 +87,34 @@ def test_a_value_waiting_on_a_lagging_flow_is_not_drift(monkeypatch: pytest.Monk
         2
     ]
     monkeypatch.setattr(rec, "_fence", lambda _s: {0: 10})
-    monkeypatch.setattr(rec, "WRITE_MARGIN_S", {"clickhouse": 0.1})
+    monkeypatch.setattr(rec, "_written_past", lambda _s, name: False)  # read, not written
+    assert rec._pass(CommonSettings(), "clickhouse", [2], grace_s=1.5).unsettled["clickhouse"] == [
+        2
+    ]
+    monkeypatch.setattr(rec, "_written_past", lambda _s, name: True)
     assert list(
         rec._pass(CommonSettings(), "clickhouse", [2], grace_s=1.5).drift["clickhouse"]
     ) == [2]
+
+
+def test_written_past_waits_for_a_flush_after_the_handoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flow's sinks must have flushed after everything read so far reached them:
+    a mark that gets there is enough, a mark that stays behind (a hung write) is not,
+    and a flow that publishes no marks (writes as it reads) gets the margin."""
+    import ops.reconcile as rec
+
+    s = CommonSettings()
+    monkeypatch.setattr(rec, "_handoff_s", lambda name: 0.3)
+    monkeypatch.setattr(rec, "MARK_WAIT_S", 1.0)
+    start = time.time()
+    monkeypatch.setattr(rec, "written_through", lambda _s, flow: time.time() - 0.1)
+    assert rec._written_past(s, "clickhouse"), "a sink flushing every 0.1 s gets there"
+    assert time.time() - start >= 0.3
+    monkeypatch.setattr(rec, "written_through", lambda _s, flow: start)
+    assert not rec._written_past(s, "clickhouse"), "a mark stuck in the past never does"
+    monkeypatch.setattr(rec, "written_through", lambda _s, flow: None)
+    monkeypatch.setattr(rec, "WRITE_MARGIN_S", {"clickhouse": 0.1})
+    assert rec._written_past(s, "clickhouse")
 
 
 def _like(api: httpx.Client, s: CommonSettings, post: int, n: int) -> None:
@@ -170,6 +196,33 @@ def test_injected_drift_is_found_exactly_and_repaired(
     assert left.clean, summary
     assert r.get(count_key(ghost)) is None
     assert find_drift(stack, checked, grace_s=4.0).report().clean  # the second run is clean
+
+
+def test_a_flow_that_has_not_written_what_it_read_is_waited_for_never_corrected(
+    api: httpx.Client, stack: CommonSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The analytics flow's ClickHouse writes hang (the sinks' fault hook) while likes
+    arrive: its windows stay behind the edge store for longer than reconcile's grace.
+    Reconcile must leave them unsettled and correct nothing (before the write marks, the
+    clean-clone CI run of stop 22 corrected such windows, whose own rows arrived later:
+    up to 1.6x); once the writes resume, every projection equals the edge store."""
+    import ops.reconcile as rec
+
+    monkeypatch.setattr(rec, "MARK_WAIT_S", 5.0)  # the hung flow's watchdog ends it at 60 s
+    posts = [register_post(api, stack) for _ in range(3)]
+    hang = fault_file(stack.home, "clickhouse")
+    hang.parent.mkdir(parents=True, exist_ok=True)
+    hang.write_text(json.dumps({"hang": True}))
+    try:
+        for p in posts:
+            _like(api, stack, p, 3)
+        found = find_drift(stack, posts, grace_s=4.0)
+        assert found.drift["clickhouse"] == {}, found.report()
+        assert found.unsettled["clickhouse"] == sorted(posts)
+        assert rec.repair(stack, found)["clickhouse"] == 0
+    finally:
+        hang.unlink(missing_ok=True)
+    assert converge(stack, posts, timeout=120).clean
 
 
 def test_reconcile_cli_exit_codes_and_status(api: httpx.Client, stack: CommonSettings) -> None:
