@@ -1,6 +1,7 @@
 """The counts flow as the benchmark children run it: production code throughout.
 
-``flows.counts.build_flow`` over ``flows.kafka_input.kafka_source(settings, tail=False)``
+``flows.counts.build_flow`` over ``flows.kafka_input.kafka_source(settings, tail=False,
+batches=True)``
 (the flows' own consumer settings, ending at the end of every partition), with the
 production sinks (``flows.production_sinks.counts_sinks``) or, for the Quix Streams
 comparison, the Redis count sink alone. Settings come from ``FlowSettings()``, i.e. the
@@ -68,5 +69,5 @@ def bench_flow(s: FlowSettings, mode: Mode, source: EventSource | None = None) -
     Offsets are tracked as in production (an ``OffsetProgress`` that nobody publishes).
     """
     sinks = full_sinks(s) if mode == "full" else redis_only_sinks(s)
-    src = source if source is not None else kafka_source(s, tail=False)
+    src = source if source is not None else kafka_source(s, tail=False, batches=True)
     return build_flow(s, sinks, source=src, progress=OffsetProgress())

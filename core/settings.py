@@ -233,6 +233,14 @@ class FlowSettings(CommonSettings):
         "at most this long after an item arrives (one transaction per process per "
         "interval; 0: one per batch); Redis counts are written per batch",
     )
+    topic_flush_s: float = Field(
+        default=0.2,
+        ge=0,
+        description="the counts flow produces hot-post changes (likes.hot_posts, "
+        "likes.hot_episodes) at most this long after they arrive, and waits for the "
+        "broker's acknowledgement off its main loop (always before the epoch's snapshot; "
+        "0: per batch, waiting for each)",
+    )
     count_shards: int = 64
     dedupe_ttl_s: int = 7 * 24 * 3600
     window_s: int = 60

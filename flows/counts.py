@@ -20,15 +20,23 @@ Step ids are permanent: recovery state is keyed by them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow, Stream
+from bytewax.dataflow import Dataflow
 from bytewax.outputs import Sink
 
-from core.records import Accepted, Adoption, CountUpdate, DeadLetter, HotChange, WindowPart
+from core.records import (
+    Accepted,
+    Adoption,
+    CountUpdate,
+    DeadLetter,
+    HotChange,
+    StageOutput,
+    WindowPart,
+)
 from core.settings import FlowSettings
 from flows.count_stage import CountStage, Partial
 from flows.hot import HotDetector
@@ -51,11 +59,17 @@ class CountsSinks:
     like_events: Sink[Accepted] | None
     windows: Sink[WindowPart] | None
     counts: list[Sink[CountUpdate] | RoutedSink[CountUpdate]]
-    hot: list[Sink[HotChange]]
+    hot: list[Sink[HotChange] | RoutedSink[HotChange]]
+
+
+def _changes(outs: list[StageOutput]) -> Iterator[Accepted | Adoption]:
+    for o in outs:
+        yield from o.accepted
+        yield from o.adopted
 
 
 def combine_counts(
-    shards: int, bucket_ms: int, batch: list[Accepted | Adoption]
+    shards: int, bucket_ms: int, batch: Iterable[Accepted | Adoption]
 ) -> Iterable[tuple[str, Partial]]:
     """Per-batch partial sums per post, grouped per count shard (the combiner); a post
     with an adoption in the batch is marked forced."""
@@ -108,18 +122,17 @@ def build_flow(
     stage = stage_builder(s, flow="counts", windows=sinks.windows is not None, adopt=True)
     staged = op.stateful_batch("dedupe_window", kin.events, stage)
     outs = op.map("unkey_stage", staged, lambda kv: kv[1])
-    accepted = op.flat_map("flatten_accepted", outs, lambda o: o.accepted)
     if sinks.like_events is not None:
+        accepted = op.flat_map("flatten_accepted", outs, lambda o: o.accepted)
         op.output("write_like_events", accepted, sinks.like_events)
     if sinks.windows is not None:
         windows = op.flat_map("flatten_windows", outs, lambda o: o.windows)
         op.output("write_windows", windows, sinks.windows)
-    adopted = op.flat_map("flatten_adopted", outs, lambda o: o.adopted)
-    changes: Stream[Accepted | Adoption] = op.merge("with_adopted", accepted, adopted)
+    # combined straight from the stage's outputs: no item per event between the steps
     partials = op.flat_map_batch(
         "combine_counts",
-        changes,
-        lambda b: combine_counts(s.count_shards, s.hot_bucket_s * 1000, b),
+        outs,
+        lambda b: combine_counts(s.count_shards, s.hot_bucket_s * 1000, _changes(b)),
     )
     counted = op.map(
         "unkey_counts",
@@ -130,5 +143,5 @@ def build_flow(
     for i, count_sink in enumerate(sinks.counts):
         output(f"write_counts_{i}", counts, count_sink)
     for i, hot_sink in enumerate(sinks.hot):
-        op.output(f"write_hot_{i}", hot, hot_sink)
+        output(f"write_hot_{i}", hot, hot_sink)
     return flow

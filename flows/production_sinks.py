@@ -29,7 +29,9 @@ def counts_sinks(s: FlowSettings, process_id: int = 0) -> CountsSinks:
     episode change to ``likes.hot_episodes`` for the analytics flow), the DLQ: nothing
     in ClickHouse, so a slow analytics store cannot delay a count. Redis counts (what
     feeds read) are written per batch; ``post_like_counts`` in transactions gathered
-    per process over ``postgres_flush_s`` (:class:`sinks.owner.ProcessLocalSink`)."""
+    per process over ``postgres_flush_s`` (:class:`sinks.owner.ProcessLocalSink`), the
+    hot-post topics over ``topic_flush_s`` (their acknowledgements awaited off the main
+    loop)."""
 
     def hot_to_kafka(h: HotChange) -> KafkaRecord | None:
         return hot_record(h, s.hot_window_s) if h.state in ("hot", "cooled") else None
@@ -50,14 +52,22 @@ def counts_sinks(s: FlowSettings, process_id: int = 0) -> CountsSinks:
         ],
         hot=[
             RedisHotSink(s.redis_url),
-            KafkaTopicSink(
-                s.kafka_bootstrap, s.hot_topic, name="kafka_hot_posts", to_record=hot_to_kafka
+            ProcessLocalSink(
+                KafkaTopicSink(
+                    s.kafka_bootstrap, s.hot_topic, name="kafka_hot_posts", to_record=hot_to_kafka
+                ),
+                process_id=process_id,
+                flush_s=s.topic_flush_s,
             ),
-            KafkaTopicSink(
-                s.kafka_bootstrap,
-                s.hot_episodes_topic,
-                name="kafka_hot_episodes",
-                to_record=episode_record,
+            ProcessLocalSink(
+                KafkaTopicSink(
+                    s.kafka_bootstrap,
+                    s.hot_episodes_topic,
+                    name="kafka_hot_episodes",
+                    to_record=episode_record,
+                ),
+                process_id=process_id,
+                flush_s=s.topic_flush_s,
             ),
         ],
     )

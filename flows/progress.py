@@ -23,6 +23,7 @@ from typing import Any
 import redis
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 
+from flows.decode import RawPartition
 from schemas.redis_keys import flow_heartbeat_key, flow_progress_key, flow_written_key
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,20 @@ class OffsetProgress:
         self._flushed: dict[str, float] = {}
 
     def record(
-        self, _step_id: str, item: KafkaSourceMessage[Any, Any] | KafkaError[Any, Any]
+        self,
+        _step_id: str,
+        item: KafkaSourceMessage[Any, Any] | KafkaError[Any, Any] | RawPartition,
     ) -> None:
-        """Note that ``item`` was read (an ``op.inspect`` inspector); an item without an
-        offset (a consumer error with no message) is ignored, an older one changes nothing."""
-        msg = item.msg if isinstance(item, KafkaError) else item
-        partition, offset = msg.partition, msg.offset
+        """Note that ``item`` (a message, a poll's messages, a consumer error) was read
+        (an ``op.inspect`` inspector); an item without an offset (a consumer error with
+        no message) is ignored, an older one changes nothing."""
+        partition: int | None
+        offset: int | None
+        if isinstance(item, RawPartition):
+            partition, offset = item.partition, max(item.offsets, default=None)
+        else:
+            msg = item.msg if isinstance(item, KafkaError) else item
+            partition, offset = msg.partition, msg.offset
         if (
             partition is not None
             and offset is not None

@@ -137,14 +137,16 @@ from bytewax.run import cli_main
 from core.settings import FlowSettings
 from flows.kafka_input import kafka_source
 
-bootstrap, topic = sys.argv[1], sys.argv[2]
+bootstrap, topic, batches = sys.argv[1], sys.argv[2], sys.argv[3] == "batches"
 flow = Dataflow("watchdog_probe")
-items = op.input("in", flow, kafka_source(FlowSettings(kafka_bootstrap=bootstrap), topic=topic))
+settings = FlowSettings(kafka_bootstrap=bootstrap)
+items = op.input("in", flow, kafka_source(settings, topic=topic, batches=batches))
 
 def handle(item):
-    while getattr(item, "value", None) == b"hang":
+    values = getattr(item, "values", [getattr(item, "value", None)])  # a poll, a message
+    while b"hang" in values:
         time.sleep(1)  # a step that never returns
-    return repr(getattr(item, "value", item))
+    return repr(values)
 
 op.output("out", op.map("handle", items, handle), StdOutSink())
 watchdog.arm(2.0, first_s=6.0)
@@ -153,12 +155,13 @@ cli_main(flow, epoch_interval=timedelta(seconds=1))
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("reading", ["batches", "messages"])
 def test_a_flow_beats_while_idle_and_exits_when_a_step_never_returns(
-    stack: CommonSettings,
+    stack: CommonSettings, reading: str
 ) -> None:
     topic = create_topic(stack.kafka_bootstrap)
     try:
-        with _reaped(_spawn(_FLOW, stack.kafka_bootstrap, topic)) as proc:
+        with _reaped(_spawn(_FLOW, stack.kafka_bootstrap, topic, reading)) as proc:
             time.sleep(14.0)  # past the start-up allowance, polling an idle topic
             assert proc.poll() is None, proc.communicate()[1]
             producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})

@@ -15,7 +15,13 @@ from confluent_kafka import KafkaError as ConfluentError
 
 from core.records import DeadLetter
 from core.settings import FlowSettings
-from flows.decode import FatalConsumerError, PartitionEvents, decode_batch, triage_error
+from flows.decode import (
+    FatalConsumerError,
+    PartitionEvents,
+    decode_batch,
+    group_raw,
+    triage_error,
+)
 from flows.kafka_input import consumer_config, kafka_events
 from flows.progress import OffsetProgress
 from tests.flows.conftest import Runner
@@ -131,3 +137,25 @@ def test_offset_progress_only_moves_forward() -> None:
     p.record("s", message(0, 3))
     p.record("s", message(1, None))
     assert p.offsets() == {0: 11}
+
+
+def test_polls_decode_as_their_messages_do(entry_point: Runner) -> None:
+    """A batch source's items (one :class:`RawPartition` per poll of a partition) give
+    the same events, dead letters and offsets as the same messages one by one."""
+    msgs = [*to_messages(workload(400, posts=10, users=30)), message(2, 9_000, b"\xff")]
+    error = consumer_error(ConfluentError._BAD_MSG, 1, 5_000)
+    polls: list[Any] = [*group_raw(msgs[:150]), error, *group_raw(msgs[150:])]
+    by_message, by_poll = OffsetProgress(), OffsetProgress()
+    _, events_m, dead_m = run_input(entry_point, [*msgs, error], by_message)
+    _, events_p, dead_p = run_input(entry_point, polls, by_poll)
+
+    def per_partition(events: list[tuple[str, PartitionEvents]]) -> dict[int, list[Any]]:
+        out: dict[int, list[Any]] = {}
+        for _, group in events:
+            out.setdefault(group.partition, []).extend(group.events)
+        return out
+
+    assert per_partition(events_p) == per_partition(events_m)
+    assert sorted((d.partition, d.offset) for d in dead_p) == [(1, 5_000), (2, 9_000)]
+    assert sorted(dead_p, key=lambda d: d.offset) == sorted(dead_m, key=lambda d: d.offset)
+    assert by_poll.offsets() == by_message.offsets()

@@ -34,6 +34,10 @@ COUNTS_STATEFUL = [
     # post_like_counts is written in transactions gathered per process (sinks.owner);
     # the sink snapshots no state (None), so adding it left older stores resumable
     "likes_counts.write_counts_1",
+    # the hot-post topics are produced gathered per process too (acknowledged at the
+    # epoch's end at the latest), snapshotting None: older stores stay resumable
+    "likes_counts.write_hot_1",
+    "likes_counts.write_hot_2",
 ]
 ANALYTICS_STATEFUL = [
     "likes_analytics.read_events.kafka_input",
@@ -113,7 +117,7 @@ def _snapshotted_ids(flow: Dataflow, db: Path) -> set[str]:
 
 def test_recovery_store_holds_exactly_the_pinned_ids(tmp_path: Path) -> None:
     msgs: list[Any] = to_messages(workload(200, posts=10, users=20))
-    s = FlowSettings(count_shards=4)
+    s = FlowSettings(count_shards=4, hot_threshold=3)  # hot posts: every sink writes
     counts_flow = counts.build_flow(
         s,
         counts.CountsSinks(  # shaped as in production (counts_sinks)
@@ -121,7 +125,11 @@ def test_recovery_store_holds_exactly_the_pinned_ids(tmp_path: Path) -> None:
             TestingSink([]),
             TestingSink([]),
             [TestingSink([]), ProcessLocalSink(TestingSink([]), process_id=0, flush_s=0.5)],
-            [],
+            [
+                TestingSink([]),
+                ProcessLocalSink(TestingSink([]), process_id=0, flush_s=0.5),
+                ProcessLocalSink(TestingSink([]), process_id=0, flush_s=0.5),
+            ],
         ),
         TestingSource(msgs, batch_size=20),
     )
