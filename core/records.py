@@ -63,6 +63,9 @@ class StageOutput:
     accepted: list[Accepted]
     windows: list[WindowPart]
     adopted: list[Adoption] = field(default_factory=list)
+    counted: list[tuple[int, int, int, int]] = field(default_factory=list)
+    """Accepted transitions as ``(post_id, delta, seq_inc, occurred_ms)`` only, from a
+    stage asked for no :class:`Accepted` records (the counts flow needs no more)."""
 
 
 @dataclass(frozen=True, slots=True)

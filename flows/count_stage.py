@@ -24,8 +24,9 @@ from core.records import CountUpdate, HotChange
 from flows.hot import HotDetector
 from flows.metrics import HOT_FIGURES, HotFigures
 
-# post_id -> (delta, seq_inc, max_occurred_ms, {bucket_ms: likes}, adopted a backfill)
-Partial = dict[int, tuple[int, int, int, dict[int, int], bool]]
+# post_id -> [delta, seq_inc, max_occurred_ms, {bucket_ms: likes}, adopted a backfill]
+# (a list: the combiner updates it in place, once per event)
+Partial = dict[int, list[Any]]
 Out = CountUpdate | HotChange
 Snapshot = tuple[dict[int, tuple[int, int]], int, Any]
 FIGURES_EVERY_S = 1.0

@@ -30,7 +30,6 @@ from bytewax.outputs import Sink
 
 from core.records import (
     Accepted,
-    Adoption,
     CountUpdate,
     DeadLetter,
     HotChange,
@@ -62,34 +61,44 @@ class CountsSinks:
     hot: list[Sink[HotChange] | RoutedSink[HotChange]]
 
 
-def _changes(outs: list[StageOutput]) -> Iterator[Accepted | Adoption]:
+Change = tuple[int, int, int, int]
+"""``(post_id, delta, seq_inc, occurred_ms)`` of one accepted transition; an adoption
+has ``occurred_ms`` -1."""
+
+
+def _changes(outs: list[StageOutput]) -> Iterator[Change]:
     for o in outs:
-        yield from o.accepted
-        yield from o.adopted
+        yield from o.counted
+        for a in o.accepted:
+            yield a.post_id, a.delta, a.seq_inc, a.occurred_ms
+        for d in o.adopted:
+            yield d.post_id, d.delta, d.seq_inc, -1
 
 
 def combine_counts(
-    shards: int, bucket_ms: int, batch: Iterable[Accepted | Adoption]
-) -> Iterable[tuple[str, Partial]]:
+    shards: int, bucket_ms: int, changes: Iterable[Change]
+) -> list[tuple[str, Partial]]:
     """Per-batch partial sums per post, grouped per count shard (the combiner); a post
     with an adoption in the batch is marked forced."""
     per_shard: dict[int, Partial] = {}
-    for a in batch:
-        partial = per_shard.setdefault(a.post_id % shards, {})
-        delta, inc, ts, buckets, forced = partial.get(a.post_id, (0, 0, 0, {}, False))
-        if isinstance(a, Adoption):
-            partial[a.post_id] = (delta + a.delta, inc + a.seq_inc, ts, buckets, True)
+    for post, delta, inc, ms in changes:
+        partial = per_shard.get(post % shards)
+        if partial is None:
+            partial = per_shard[post % shards] = {}
+        entry = partial.get(post)
+        if entry is None:
+            entry = partial[post] = [0, 0, 0, {}, False]
+        entry[0] += delta
+        entry[1] += inc
+        if ms < 0:
+            entry[4] = True
             continue
-        if a.delta > 0:
-            b = a.occurred_ms - a.occurred_ms % bucket_ms
+        if ms > entry[2]:
+            entry[2] = ms
+        if delta > 0:
+            buckets = entry[3]
+            b = ms - ms % bucket_ms
             buckets[b] = buckets.get(b, 0) + 1
-        partial[a.post_id] = (
-            delta + a.delta,
-            inc + a.seq_inc,
-            max(ts, a.occurred_ms),
-            buckets,
-            forced,
-        )
     return [(str(s), p) for s, p in per_shard.items()]
 
 
@@ -119,7 +128,10 @@ def build_flow(
     flow = Dataflow(flow_id)
     kin = kafka_events("read_events", flow, s, source, progress)
     op.output("write_dlq", kin.dead, sinks.dead_letters)
-    stage = stage_builder(s, flow="counts", windows=sinks.windows is not None, adopt=True)
+    records = sinks.like_events is not None or sinks.windows is not None
+    stage = stage_builder(
+        s, flow="counts", windows=sinks.windows is not None, adopt=True, records=records
+    )
     staged = op.stateful_batch("dedupe_window", kin.events, stage)
     outs = op.map("unkey_stage", staged, lambda kv: kv[1])
     if sinks.like_events is not None:

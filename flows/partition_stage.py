@@ -54,6 +54,7 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         flow: str = "counts",
         windows: bool = True,
         adopt: bool = False,
+        records: bool = True,
         starts: dict[int, int] | None = None,
         store_dir: Path | None = None,
     ) -> None:
@@ -72,7 +73,10 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
             snapshot[1] if snapshot and windows else None,
             starts,
         )
+        if windows and not records:
+            raise ValueError("windows need the accepted records")
         self.with_windows = windows
+        self.records = records
         self.partition = partition
         self.emit_ms = emit_ms
         self.flow = flow
@@ -83,6 +87,8 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
 
     def on_batch(self, values: list[PartitionEvents]) -> tuple[list[Out], bool]:
         accepted: list[Accepted] = []
+        counted: list[tuple[int, int, int, int]] = []
+        records = self.records
         rows: list[WindowPart] = []
         events, dropped, late_before = 0, 0, self.windows.late_events
         adopted: list[Adoption] = []
@@ -106,6 +112,9 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
                 delta, inc = applied
                 if adoption is not None:
                     adoption.add(ev.post_id, delta, inc)
+                if not records:
+                    counted.append((ev.post_id, delta, inc, ms))
+                    continue
                 eid = ev.event_id
                 accepted.append(
                     Accepted(
@@ -129,7 +138,7 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
         self._count(events, dropped, self.windows.late_events - late_before)
         if self.windows.dirty and self._next_emit is None:
             self._next_emit = time.time() + self.emit_ms / 1000
-        return [StageOutput(accepted, rows, adopted)], StatefulBatchLogic.RETAIN
+        return [StageOutput(accepted, rows, adopted, counted)], StatefulBatchLogic.RETAIN
 
     def _count(self, events: int, dropped: int, late: int) -> None:
         self.duplicates += dropped
@@ -170,10 +179,16 @@ class PartitionStage(StatefulBatchLogic[PartitionEvents, Out, Snapshot]):
 
 
 def stage_builder(
-    s: FlowSettings, *, flow: str, windows: bool = True, adopt: bool = False
+    s: FlowSettings,
+    *,
+    flow: str,
+    windows: bool = True,
+    adopt: bool = False,
+    records: bool = True,
 ) -> Callable[[Snapshot | None], PartitionStage]:
     """The ``stateful_batch`` builder of flow ``flow``'s stage (resumed from a snapshot);
-    ``adopt``: apply backfills' flow-state records (the counts flow)."""
+    ``adopt``: apply backfills' flow-state records (the counts flow); ``records=False``
+    (no windows either): accepted transitions only as ``StageOutput.counted`` tuples."""
 
     def build(resume: Snapshot | None) -> PartitionStage:
         return PartitionStage(
@@ -185,6 +200,7 @@ def stage_builder(
             flow=flow,
             windows=windows,
             adopt=adopt,
+            records=records,
             starts=s.start_offsets.get(s.events_topic),
             store_dir=s.edge_store_path(flow),
         )

@@ -74,6 +74,24 @@ def test_counts_and_windows_are_exact(entry_point: Runner) -> None:
     assert not out.dead
 
 
+def test_production_shape_counts_as_with_records(entry_point: Runner) -> None:
+    """Without a like-events or windows sink (production) the stage hands the combiner
+    bare tuples instead of :class:`Accepted` records: the same counts and hot changes,
+    duplicates included."""
+    events = workload(3000, posts=40, users=60, viral=7)
+    msgs = to_messages(events)
+    msgs += msgs[::7]  # redelivered copies
+    full = run_flow(entry_point, msgs)
+    counts: list[CountUpdate] = []
+    hot: list[HotChange] = []
+    bare = CountsSinks(TestingSink([]), None, None, [TestingSink(counts)], [TestingSink(hot)])
+    entry_point(build_flow(SETTINGS, bare, TestingSource(msgs, batch_size=50)))
+    assert apply_counts(counts) == apply_counts(full.counts) == truth(events)
+    became_hot = {h.post_id for h in hot if h.state == "hot"}
+    assert became_hot == {h.post_id for h in full.hot if h.state == "hot"}
+    assert became_hot, "the viral post became hot"
+
+
 def test_duplicates_and_stale_copies_change_nothing(entry_point: Runner) -> None:
     events = workload(2000, posts=30, users=40, seed=11)
     msgs = to_messages(events)
