@@ -231,7 +231,15 @@ class FlowSettings(CommonSettings):
         ge=0,
         description="the counts and fanout flows write post_like_counts and notifications "
         "at most this long after an item arrives (one transaction per process per "
-        "interval; 0: one per batch); Redis counts are written per batch",
+        "interval; 0: one per batch); Redis counts: redis_flush_s",
+    )
+    redis_flush_s: float = Field(
+        default=0.05,
+        ge=0,
+        description="the counts flow writes Redis counts at most this long after they "
+        "arrive (one pipeline per process per interval, off its main loop, a post's "
+        "updates of the interval collapsed to its newest; always before the epoch's "
+        "snapshot; 0: per batch, on the main loop)",
     )
     topic_flush_s: float = Field(
         default=0.2,

@@ -27,11 +27,11 @@ from sinks.redis_trending import RedisTrendingSink
 def counts_sinks(s: FlowSettings, process_id: int = 0) -> CountsSinks:
     """Redis and Postgres counts, hot posts (Redis, ``likes.hot_posts``, and every
     episode change to ``likes.hot_episodes`` for the analytics flow), the DLQ: nothing
-    in ClickHouse, so a slow analytics store cannot delay a count. Redis counts (what
-    feeds read) are written per batch; ``post_like_counts`` in transactions gathered
-    per process over ``postgres_flush_s`` (:class:`sinks.owner.ProcessLocalSink`), the
-    hot-post topics over ``topic_flush_s`` (their acknowledgements awaited off the main
-    loop)."""
+    in ClickHouse, so a slow analytics store cannot delay a count. Each process writes
+    its own items gathered (:class:`sinks.owner.ProcessLocalSink`), off its main loop:
+    Redis counts (what feeds read) over ``redis_flush_s``, ``post_like_counts`` in
+    transactions over ``postgres_flush_s``, the hot-post topics over
+    ``topic_flush_s``."""
 
     def hot_to_kafka(h: HotChange) -> KafkaRecord | None:
         return hot_record(h, s.hot_window_s) if h.state in ("hot", "cooled") else None
@@ -43,7 +43,9 @@ def counts_sinks(s: FlowSettings, process_id: int = 0) -> CountsSinks:
         like_events=None,
         windows=None,
         counts=[
-            RedisCountSink(s.redis_url),
+            ProcessLocalSink(
+                RedisCountSink(s.redis_url), process_id=process_id, flush_s=s.redis_flush_s
+            ),
             ProcessLocalSink(
                 PostgresCountSink(s.postgres_url),
                 process_id=process_id,

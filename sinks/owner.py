@@ -121,7 +121,12 @@ class _OwnerPart(StatefulSinkPartition[T, None], Generic[T]):
 
 class _GatheringPart(StatefulSinkPartition[T, None], Generic[T]):
     """Writes what it gathered every ``flush_s`` (a thread of its own), at every
-    snapshot and at close; the inner partition is only ever called under the lock."""
+    snapshot and at close. The inner partition is called by one thread at a time, in
+    the order the items came. The flow's thread does not wait for a write in progress
+    (gathering takes a lock no write holds) unless that write has run for ``hold_s``:
+    then it waits at its next batch, so a slow or hung store still holds the flow back
+    (and a hung one stops its watchdog's beats) instead of the gathered items growing
+    without bound; it always waits at a snapshot and at close."""
 
     def __init__(
         self,
@@ -134,8 +139,11 @@ class _GatheringPart(StatefulSinkPartition[T, None], Generic[T]):
         self._flush_s = flush_s
         self._step_id = step_id
         self._on_flushed = on_flushed
+        self._hold_s = max(1.0, 2 * flush_s)
         self._gathered: list[T] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _gathered only
+        self._writing = threading.Lock()  # one inner write at a time, in order
+        self._write_began: float | None = None  # monotonic start of the write in progress
         self._failed: BaseException | None = None
         self._closing = threading.Event()
         self._timer = threading.Thread(target=self._every, name=f"flush-{step_id}", daemon=True)
@@ -145,6 +153,10 @@ class _GatheringPart(StatefulSinkPartition[T, None], Generic[T]):
         self._raise_failure()
         with self._lock:
             self._gathered.extend(values)
+        began = self._write_began
+        if began is not None and time.monotonic() - began > self._hold_s:
+            with self._writing:  # a slow write: wait for it (backpressure)
+                pass
 
     def snapshot(self) -> None:
         self._raise_failure()
@@ -170,15 +182,20 @@ class _GatheringPart(StatefulSinkPartition[T, None], Generic[T]):
                 self._failed = e
 
     def _flush(self) -> None:
-        with self._lock:
-            closed = time.time()
-            items, self._gathered = self._gathered, []
+        with self._writing:
+            with self._lock:
+                closed = time.time()
+                items, self._gathered = self._gathered, []
             if items:
+                self._write_began = time.monotonic()
                 try:
                     self._inner.write_batch(items)
                 except BaseException:
-                    self._gathered = items + self._gathered
+                    with self._lock:
+                        self._gathered = items + self._gathered
                     raise
+                finally:
+                    self._write_began = None
         if self._on_flushed is not None:
             self._on_flushed(self._step_id, closed)
 

@@ -70,6 +70,40 @@ def test_gathered_items_wait_at_most_flush_s_and_never_past_a_snapshot() -> None
     assert written == [1, 2, 3, 4, 5]
 
 
+class _Slow(DynamicSink[int]):
+    """Each write takes ``seconds``; records what it wrote, batch by batch."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.batches: list[list[int]] = []
+        self.writing = threading.Event()
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> Any:
+        sink = self
+
+        class Part(StatelessSinkPartition[int]):
+            def write_batch(self, items: list[int]) -> None:
+                sink.writing.set()
+                time.sleep(sink.seconds)
+                sink.batches.append(list(items))
+
+        return Part()
+
+
+def test_gathering_never_waits_for_a_write_in_progress() -> None:
+    slow = _Slow(0.6)
+    part = OwnerOnlySink(slow, owns=True, flush_s=0.05).build_part("s", OWNER_KEY, None)
+    part.write_batch([1, 2])
+    assert slow.writing.wait(5), "the timer's write began"
+    t0 = time.monotonic()
+    part.write_batch([3])  # while [1, 2] is being written
+    part.write_batch([4])
+    assert time.monotonic() - t0 < 0.2, "the flow's thread waited for the write"
+    part.snapshot()  # waits for the write in progress, then writes the rest
+    assert [i for b in slow.batches for i in b] == [1, 2, 3, 4], "all, in order"
+    part.close()
+
+
 class _Failing(DynamicSink[int]):
     def __init__(self) -> None:
         self.calls = 0

@@ -31,8 +31,9 @@ COUNTS_STATEFUL = [
     "likes_counts.read_events.decode",  # decodes where the stages run; keeps no state (None)
     "likes_counts.dedupe_window",
     "likes_counts.count_posts",
-    # post_like_counts is written in transactions gathered per process (sinks.owner);
-    # the sink snapshots no state (None), so adding it left older stores resumable
+    # Redis counts, then post_like_counts: written gathered per process (sinks.owner);
+    # these sinks snapshot no state (None), so adding them left older stores resumable
+    "likes_counts.write_counts_0",
     "likes_counts.write_counts_1",
     # the hot-post topics are produced gathered per process too (acknowledged at the
     # epoch's end at the latest), snapshotting None: older stores stay resumable
@@ -124,7 +125,10 @@ def test_recovery_store_holds_exactly_the_pinned_ids(tmp_path: Path) -> None:
             TestingSink([]),
             TestingSink([]),
             TestingSink([]),
-            [TestingSink([]), ProcessLocalSink(TestingSink([]), process_id=0, flush_s=0.5)],
+            [
+                ProcessLocalSink(TestingSink([]), process_id=0, flush_s=0.05),
+                ProcessLocalSink(TestingSink([]), process_id=0, flush_s=0.5),
+            ],
             [
                 TestingSink([]),
                 ProcessLocalSink(TestingSink([]), process_id=0, flush_s=0.5),
