@@ -27,7 +27,6 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
-from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
 from core.records import Accepted, DeadLetter, NotificationUpdate, RecentLikers, TrendOut
@@ -93,26 +92,33 @@ def build_flow(
     def dedupe_builder(resume: Any) -> DedupeStage:
         return DedupeStage(ttl_ms, resume, store_dir=store_dir)
 
-    deduped = op.stateful_batch("dedupe", kin.events, dedupe_builder)
-    accepted = op.flat_map("unkey_accepted", deduped, lambda kv: kv[1].accepted)
+    # one item per stage batch from here: each grouping step reads the batches' lists,
+    # so no step pays Bytewax's per-item cost per event
+    outs = op.map("unkey_dedupe", op.stateful_batch("dedupe", kin.events, dedupe_builder), _value)
 
     def trend_builder(resume: Any) -> TrendStage:
         return TrendStage(s.trending_half_life_s, resume)
 
     partials = op.flat_map_batch(
-        "combine_likes", accepted, lambda b: combine_likes(s.count_shards, b)
+        "combine_likes",
+        outs,
+        lambda b: combine_likes(s.count_shards, [a for o in b for a in o.accepted]),
     )
     scores = op.stateful_batch("trend_posts", partials, trend_builder)
     op.output("write_trending", op.map("unkey_trending", scores, lambda kv: kv[1]), sinks.trending)
 
-    _notifications(s, accepted, sinks.notifications)
-    _recent_likers(s, deduped, sinks.recent)
+    _notifications(s, outs, sinks.notifications)
+    _recent_likers(s, outs, sinks.recent)
     return flow
+
+
+def _value(kv: tuple[str, Deduped]) -> Deduped:
+    return kv[1]
 
 
 def _notifications(
     s: FlowSettings,
-    accepted: Stream[Accepted],
+    outs: Stream[Deduped],
     sink: Sink[NotificationUpdate] | RoutedSink[NotificationUpdate],
 ) -> None:
     """Notifying likes, rate-limited per (recipient, post), into ``sink``."""
@@ -122,16 +128,16 @@ def _notifications(
 
     notifying = op.flat_map_batch(
         "group_notifications",
-        op.filter("select_notifications", accepted, notifies),
-        lambda b: group_notifying(s.count_shards, b),
+        outs,
+        lambda b: group_notifying(
+            s.count_shards, [a for o in b for a in o.accepted if notifies(a)]
+        ),
     )
     updates = op.stateful_batch("throttle_notifications", notifying, throttle_builder)
     output("write_notifications", op.map("unkey_notifications", updates, lambda kv: kv[1]), sink)
 
 
-def _recent_likers(
-    s: FlowSettings, deduped: KeyedStream[Deduped], sink: Sink[RecentLikers] | None
-) -> None:
+def _recent_likers(s: FlowSettings, outs: Stream[Deduped], sink: Sink[RecentLikers] | None) -> None:
     """Each touched post's recent likers, per batch, into ``sink`` (if any)."""
 
     def recent_builder(resume: Any) -> RecentStage:
@@ -139,8 +145,8 @@ def _recent_likers(
 
     changes = op.flat_map_batch(
         "group_changes",
-        op.flat_map("unkey_changes", deduped, lambda kv: kv[1].changes),
-        lambda b: group_changes(s.count_shards, b),
+        outs,
+        lambda b: group_changes(s.count_shards, [c for o in b for c in o.changes]),
     )
     recent = op.stateful_batch("recent_likers", changes, recent_builder)
     if sink is not None:
