@@ -26,7 +26,6 @@ Guarantees:
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,8 +59,6 @@ from flows.decode import (
 )
 from flows.progress import OffsetProgress
 from flows.streams import split_by_type
-
-log = logging.getLogger(__name__)
 
 RawItem = Message | ConsumerError
 """What a Kafka source emits: a message, or a consumer error (with ``raise_on_errors=False``)."""
