@@ -104,6 +104,25 @@ def test_gathering_never_waits_for_a_write_in_progress() -> None:
     part.close()
 
 
+def test_a_write_slower_than_the_hold_holds_the_flow_back() -> None:
+    """Past ``hold_s`` (1 s here) the flow's thread waits for the write in progress at
+    its next batch: a hung store stops the flow (and its watchdog's beats) instead of
+    the gathered items growing without bound."""
+    slow = _Slow(2.0)
+    part = OwnerOnlySink(slow, owns=True, flush_s=0.05).build_part("s", OWNER_KEY, None)
+    part.write_batch([1])
+    assert slow.writing.wait(5), "the timer's write began"
+    began = time.monotonic()
+    part.write_batch([2])  # within the hold: gathered, no wait
+    assert time.monotonic() - began < 0.2
+    time.sleep(1.2)
+    part.write_batch([3])  # the write has run past the hold: wait for it
+    assert time.monotonic() - began >= 1.9, "the flow's thread did not wait"
+    assert slow.batches[0] == [1]
+    part.close()
+    assert [i for b in slow.batches for i in b] == [1, 2, 3]
+
+
 class _Failing(DynamicSink[int]):
     def __init__(self) -> None:
         self.calls = 0
