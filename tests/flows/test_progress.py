@@ -9,7 +9,7 @@ import pytest
 import redis
 from bytewax.connectors.kafka import KafkaSourceMessage
 
-from flows.progress import OffsetProgress, start_publisher
+from flows.progress import OffsetProgress, restart_at, start_publisher
 from schemas.redis_keys import flow_heartbeat_key, flow_progress_key, flow_written_key
 
 
@@ -78,3 +78,35 @@ def test_written_through_is_the_earliest_mark_of_the_process(
         time.sleep(0.01)
     stop.set()
     assert float(fake.values[flow_written_key("analytics", "flow-analytics")]) == 100.0
+
+
+def test_restart_at_replaces_the_published_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``likes flows-reset``: the old offsets go (a quiet partition would otherwise keep
+    a stale, lower one and look behind forever) and the new start offsets stand in."""
+    calls: list[tuple[str, object]] = []
+
+    class Pipe:
+        def __enter__(self) -> Pipe:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def delete(self, key: str) -> None:
+            calls.append(("delete", key))
+
+        def hset(self, key: str, mapping: dict[str, int]) -> None:
+            calls.append(("hset", (key, mapping)))
+
+        def execute(self) -> None:
+            calls.append(("execute", None))
+
+    class Client:
+        def pipeline(self, transaction: bool) -> Pipe:
+            assert transaction, "one MULTI/EXEC: no reader sees the hash half replaced"
+            return Pipe()
+
+    monkeypatch.setattr(redis.Redis, "from_url", lambda *a, **kw: Client())
+    restart_at("redis://fake", "analytics", {0: 10, 3: 7})
+    key = flow_progress_key("analytics")
+    assert calls == [("delete", key), ("hset", (key, {"0": 10, "3": 7})), ("execute", None)]
