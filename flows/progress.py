@@ -54,7 +54,8 @@ class OffsetProgress:
         partition: int | None
         offset: int | None
         if isinstance(item, RawPartition):
-            partition, offset = item.partition, max(item.offsets, default=None)
+            # a poll's offsets of one partition ascend: the last is the greatest
+            partition, offset = item.partition, item.offsets[-1] if item.offsets else None
         else:
             msg = item.msg if isinstance(item, KafkaError) else item
             partition, offset = msg.partition, msg.offset

@@ -61,11 +61,11 @@ from core.settings import CommonSettings
 from ingest_api.db import APPLICATION_NAME
 from ingest_api.viewer_cache import viewer_key
 from ops import analytics
-from ops.flow_status import end_offsets
+from ops.flow_status import FlowWatch, end_offsets
 from schemas.cdc import SLOT_NAME
 from schemas.erasure import JOB_COLUMNS, JOB_SQL, REQUEST_SQL
 from schemas.events import like_event_sql
-from schemas.redis_keys import flow_progress_key, recent_key
+from schemas.redis_keys import recent_key
 
 log = logging.getLogger(__name__)
 
@@ -334,15 +334,12 @@ def _pipeline(s: CommonSettings, conn: psycopg.Connection, user_id: int) -> dict
         time.sleep(0.5)
     cdc_ms = round((time.monotonic() - started) * 1000)
     ends = end_offsets(s.kafka_bootstrap, s.events_topic)
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=5)
-    for flow in _flows():
-        while True:
-            done = {int(k): int(v) for k, v in r.hgetall(flow_progress_key(flow)).items()}
-            if all(done.get(p, 0) >= end for p, end in ends.items()):
-                break
-            if time.monotonic() > deadline:
-                raise ErasureIncomplete(f"flow {flow} has not processed the retractions")
-            time.sleep(0.5)
+    with FlowWatch(s) as watch:
+        for flow in _flows():
+            while not watch.passed(flow, ends):
+                if time.monotonic() > deadline:
+                    raise ErasureIncomplete(f"flow {flow} has not processed the retractions")
+                time.sleep(0.5)
     return {"cdc_ms": cdc_ms, "flows_ms": round((time.monotonic() - started) * 1000) - cdc_ms}
 
 
@@ -423,19 +420,19 @@ def _user_posts(conn: psycopg.Connection, user_id: int) -> list[int]:
 
 def _recent(s: CommonSettings, conn: psycopg.Connection, user_id: int) -> dict[str, Any]:
     posts = _user_posts(conn, user_id)
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=5)
     removed = 0
-    for i in range(0, len(posts), BATCH):
-        pipe = r.pipeline(transaction=False)
-        for p in posts[i : i + BATCH]:
-            pipe.lrem(recent_key(p), 0, str(user_id))
-        removed += sum(int(n) for n in pipe.execute())
+    with redis.Redis.from_url(s.redis_url, socket_timeout=5) as r:
+        for i in range(0, len(posts), BATCH):
+            pipe = r.pipeline(transaction=False)
+            for p in posts[i : i + BATCH]:
+                pipe.lrem(recent_key(p), 0, str(user_id))
+            removed += sum(int(n) for n in pipe.execute())
     return {"lists_checked": len(posts), "removed": removed}
 
 
 def _viewer(s: CommonSettings, conn: psycopg.Connection, user_id: int) -> dict[str, Any]:
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=5)
-    deleted = int(r.delete(viewer_key(user_id)))  # first: a stale mark guards the hash
+    with redis.Redis.from_url(s.redis_url, socket_timeout=5) as r:
+        deleted = int(r.delete(viewer_key(user_id)))  # first: a stale mark guards the hash
     conn.execute("DELETE FROM viewer_cache_stale WHERE user_id = %s", (user_id,))
     return {"deleted": deleted}
 
@@ -451,13 +448,13 @@ def remaining(s: CommonSettings, conn: psycopg.Connection, user_id: int) -> dict
         return int((conn.execute(sql, args).fetchone() or (0,))[0])
 
     posts = _user_posts(conn, user_id)
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=5)
     in_recent = 0
-    for i in range(0, len(posts), BATCH):
-        pipe = r.pipeline(transaction=False)
-        for p in posts[i : i + BATCH]:
-            pipe.lpos(recent_key(p), str(user_id))
-        in_recent += sum(1 for pos in pipe.execute() if pos is not None)
+    with redis.Redis.from_url(s.redis_url, socket_timeout=5) as r:
+        for i in range(0, len(posts), BATCH):
+            pipe = r.pipeline(transaction=False)
+            for p in posts[i : i + BATCH]:
+                pipe.lpos(recent_key(p), str(user_id))
+            in_recent += sum(1 for pos in pipe.execute() if pos is not None)
     return {
         "liked_edges": one(
             "SELECT count(*) FROM post_likes WHERE user_id = %s AND state = 'liked'", user_id

@@ -53,7 +53,7 @@ from devstack.components import FLOW_NAMES
 from devstack.java_stack import connector_state
 from devstack.supervisor import Supervisor, configured
 from ops.cdc import cdc_lag
-from ops.flow_status import end_offsets, flow_lag
+from ops.flow_status import FlowWatch, end_offsets
 from schemas.cdc import SLOT_NAME
 from schemas.redis_keys import LAST_DRIFT_KEY
 
@@ -153,6 +153,7 @@ class Exporter(Collector):
         self._samples: list[Sample] = []
         self._failing: dict[str, str] = {}
         self._supervisor: Supervisor | None = None
+        self._flows = FlowWatch(s)  # one Redis connection for every poll's flow progress
 
     def describe(self) -> Iterable[Metric]:
         return self._families([])
@@ -243,7 +244,7 @@ class Exporter(Collector):
     def _flow_lag_samples(self, ends: dict[int, int]) -> list[Sample]:
         out: list[Sample] = []
         for flow in FLOW_NAMES:
-            ok, lag = self._guard(f"flow-{flow}", partial(flow_lag, self.s, flow, ends))
+            ok, lag = self._guard(f"flow-{flow}", partial(self._flows.lag, flow, ends))
             if ok and lag is not None:
                 out.append(("likes_flow_lag_messages", (flow,), float(lag["lag"])))
         return out

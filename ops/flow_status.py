@@ -26,22 +26,48 @@ def end_offsets(bootstrap: str, topic: str, timeout: float = 5.0) -> dict[int, i
         c.close()
 
 
+class FlowWatch:
+    """The flows' published progress (``flows.progress``) read over one Redis connection,
+    held for as many readings as its user makes (a wait loop, an exporter's polls)."""
+
+    def __init__(self, s: CommonSettings) -> None:
+        self._r = redis.Redis.from_url(s.redis_url, socket_timeout=2)
+
+    def __enter__(self) -> FlowWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._r.close()
+
+    def lag(self, flow: str, ends: dict[int, int]) -> dict[str, Any]:
+        """Messages below ``ends`` not yet processed by ``flow``, in total and per
+        partition."""
+        done = {int(k): int(v) for k, v in self._r.hgetall(flow_progress_key(flow)).items()}
+        per = {p: max(0, end - done.get(p, 0)) for p, end in sorted(ends.items())}
+        return {"lag": sum(per.values()), "per_partition": per}
+
+    def passed(self, flow: str, ends: dict[int, int]) -> bool:
+        """``flow`` has processed every message below ``ends``."""
+        return int(self.lag(flow, ends)["lag"]) == 0
+
+    def written_through(self, flow: str) -> float | None:
+        """The earliest ``written_through`` mark of ``flow``'s processes: every one of
+        them has written what its gathered sinks were handed before it; None when none
+        publishes one."""
+        keys = list(self._r.scan_iter(match=flow_written_key(flow), count=100))
+        marks = self._r.mget(keys) if keys else []
+        found = [float(m) for m in marks if m is not None]
+        return min(found) if found else None
+
+
 def flow_lag(s: CommonSettings, flow: str, ends: dict[int, int]) -> dict[str, Any]:
-    """Messages not yet processed by ``flow``, in total and per partition."""
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=2)
-    done = {int(k): int(v) for k, v in r.hgetall(flow_progress_key(flow)).items()}
-    per = {p: max(0, end - done.get(p, 0)) for p, end in sorted(ends.items())}
-    return {"lag": sum(per.values()), "per_partition": per}
-
-
-def written_through(s: CommonSettings, flow: str) -> float | None:
-    """The earliest ``written_through`` mark of ``flow``'s processes (``flows.progress``):
-    every one of them has written what its gathered sinks were handed before it; None
-    when none publishes one."""
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=2)
-    marks = [r.get(k) for k in r.scan_iter(match=flow_written_key(flow), count=100)]
-    found = [float(m) for m in marks if m is not None]
-    return min(found) if found else None
+    """Messages not yet processed by ``flow``, in total and per partition (one reading)."""
+    with FlowWatch(s) as watch:
+        return watch.lag(flow, ends)
 
 
 def flow_report(s: CommonSettings) -> dict[str, Any]:
@@ -49,6 +75,7 @@ def flow_report(s: CommonSettings) -> dict[str, Any]:
     from devstack.components import FLOW_NAMES
 
     ends = end_offsets(s.kafka_bootstrap, s.events_topic)
-    flows = {name: flow_lag(s, name, ends) for name in FLOW_NAMES}
-    r = redis.Redis.from_url(s.redis_url, socket_timeout=2, decode_responses=True)
-    return {"flows": flows, "drift": r.get(LAST_DRIFT_KEY)}
+    with FlowWatch(s) as watch:
+        flows = {name: watch.lag(name, ends) for name in FLOW_NAMES}
+    with redis.Redis.from_url(s.redis_url, socket_timeout=2, decode_responses=True) as r:
+        return {"flows": flows, "drift": r.get(LAST_DRIFT_KEY)}

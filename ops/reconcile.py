@@ -35,7 +35,7 @@ import redis
 from core.settings import CommonSettings, FlowSettings
 from ops.analytics import write_window_repairs
 from ops.drift import DriftReport, Verdict, judge
-from ops.flow_status import end_offsets, flow_lag, written_through
+from ops.flow_status import FlowWatch, end_offsets
 from ops.projections import PROJECTIONS, READERS, State, edge_store
 from schemas.redis_keys import LAST_DRIFT_KEY, count_key, count_seq_key
 
@@ -110,16 +110,16 @@ def _fence(s: CommonSettings) -> dict[int, int] | None:
         return None
 
 
-def _read_past(s: CommonSettings, name: str, fence: dict[int, int]) -> bool:
+def _read_past(watch: FlowWatch, name: str, fence: dict[int, int]) -> bool:
     """The flow writing ``name`` has read every event below ``fence`` (its published
     progress; False when that cannot be told)."""
     try:
-        return int(flow_lag(s, FLOW_OF[name], fence)["lag"]) == 0
+        return watch.passed(FLOW_OF[name], fence)
     except Exception:  # unknown: nothing is declared stuck on it
         return False
 
 
-def _written_past(s: CommonSettings, name: str) -> bool:
+def _written_past(watch: FlowWatch, name: str) -> bool:
     """Wait until the flow writing ``name`` has written everything it has read so far
     (its gathered sinks' marks, ``flows.progress``, pass now + the handoff); False if
     that does not happen within ``MARK_WAIT_S`` or cannot be told. A flow that
@@ -128,7 +128,7 @@ def _written_past(s: CommonSettings, name: str) -> bool:
     deadline = time.monotonic() + MARK_WAIT_S
     while True:
         try:
-            mark = written_through(s, FLOW_OF[name])
+            mark = watch.written_through(FLOW_OF[name])
         except Exception:  # unknown: nothing is declared stuck on it
             return False
         if mark is None:
@@ -139,6 +139,12 @@ def _written_past(s: CommonSettings, name: str) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.25)
+
+
+def _flow_past(s: CommonSettings, name: str, fence: dict[int, int]) -> bool:
+    """The flow writing ``name`` has read past ``fence`` and written what it read."""
+    with FlowWatch(s) as watch:
+        return _read_past(watch, name, fence) and _written_past(watch, name)
 
 
 def _pass(s: CommonSettings, name: str, posts: list[int] | None, grace_s: float) -> Findings:
@@ -161,13 +167,7 @@ def _pass(s: CommonSettings, name: str, posts: list[int] | None, grace_s: float)
             fence = _fence(s)
         _rejudge(s, name, pending, drift)
     stuck = [p for p, reading in pending.items() if reading == first[p]]
-    if (
-        stuck
-        and time.monotonic() >= deadline
-        and fence is not None
-        and _read_past(s, name, fence)
-        and _written_past(s, name)
-    ):
+    if stuck and time.monotonic() >= deadline and fence is not None and _flow_past(s, name, fence):
         _rejudge(s, name, pending, drift)
         for p in stuck:
             if pending.get(p) == first[p]:

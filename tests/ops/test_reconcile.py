@@ -20,6 +20,7 @@ import redis
 from core.settings import CommonSettings
 from ops.analytics import write_window_repairs
 from ops.drift import Verdict, judge
+from ops.flow_status import FlowWatch
 from ops.reconcile import find_drift, reconcile
 from schemas.redis_keys import count_key, count_seq_key
 from sinks.faults import fault_file
@@ -103,18 +104,18 @@ def test_written_past_waits_for_a_flush_after_the_handoff(monkeypatch: pytest.Mo
     and a flow that publishes no marks (writes as it reads) gets the margin."""
     import ops.reconcile as rec
 
-    s = CommonSettings()
+    watch = FlowWatch(CommonSettings())  # connects only when read; every read is replaced
     monkeypatch.setattr(rec, "_handoff_s", lambda name: 0.3)
     monkeypatch.setattr(rec, "MARK_WAIT_S", 1.0)
     start = time.time()
-    monkeypatch.setattr(rec, "written_through", lambda _s, flow: time.time() - 0.1)
-    assert rec._written_past(s, "clickhouse"), "a sink flushing every 0.1 s gets there"
+    monkeypatch.setattr(watch, "written_through", lambda flow: time.time() - 0.1)
+    assert rec._written_past(watch, "clickhouse"), "a sink flushing every 0.1 s gets there"
     assert time.time() - start >= 0.3
-    monkeypatch.setattr(rec, "written_through", lambda _s, flow: start)
-    assert not rec._written_past(s, "clickhouse"), "a mark stuck in the past never does"
-    monkeypatch.setattr(rec, "written_through", lambda _s, flow: None)
+    monkeypatch.setattr(watch, "written_through", lambda flow: start)
+    assert not rec._written_past(watch, "clickhouse"), "a mark stuck in the past never does"
+    monkeypatch.setattr(watch, "written_through", lambda flow: None)
     monkeypatch.setattr(rec, "WRITE_MARGIN_S", {"clickhouse": 0.1})
-    assert rec._written_past(s, "clickhouse")
+    assert rec._written_past(watch, "clickhouse")
 
 
 def _like(api: httpx.Client, s: CommonSettings, post: int, n: int) -> None:
