@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -30,6 +29,7 @@ from schemas.redis_keys import recent_key
 from tests.conftest import auth, fresh_id
 from tests.e2e.pipeline import converge, drive, new_posts
 from tests.kafka_watch import TopicWatcher
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
@@ -66,17 +66,6 @@ def redis_recent(s: CommonSettings, posts: list[int]) -> dict[int, list[int]]:
         pipe.lrange(recent_key(p), 0, -1)
     lists = pipe.execute()
     return {p: [int(u) for u in users] for p, users in zip(posts, lists, strict=True) if users}
-
-
-def wait_for(what: str, probe: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {value!r}")
-        time.sleep(1)
 
 
 def fanout_caught_up(s: CommonSettings, timeout: float = 120) -> None:

@@ -13,7 +13,7 @@ from core.settings import CommonSettings
 from devstack import stack as stack_ops
 from tests.e2e.pipeline import acknowledged_mismatches, converge, drive_during, new_posts
 from tests.faults.kill import RESTART_WITHIN_S, kill_and_wait
-from tests.ops.test_metrics import alert_firing, wait_until
+from tests.waiting import alert_firing, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -27,7 +27,7 @@ from ops.status import collect
 from sinks.faults import fault_file
 from tests.e2e.pipeline import acknowledged_mismatches, converge, drive, new_posts
 from tests.faults.kill import wait_restarted
-from tests.ops.test_metrics import alert_firing, wait_until
+from tests.waiting import alert_firing, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -31,8 +31,9 @@ from schemas.events import rfc3339
 from schemas.redis_keys import count_key, count_seq_key, recent_key, recent_seq_key
 from tests.conftest import auth, fresh_id
 from tests.e2e.pipeline import converge, drive, new_posts
-from tests.e2e.test_read_models import edge_store_recent, redis_recent, wait_for
+from tests.e2e.test_read_models import edge_store_recent, redis_recent
 from tests.kafka_watch import TopicWatcher
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 LIKES = str(Path(sys.executable).with_name("likes"))

@@ -14,7 +14,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,12 +40,13 @@ from flows.metrics import HotFigures, metrics_port
 from flows.partition_stage import PartitionStage
 from flows.runner import FLOWS, instrument_sinks
 from ops.exporter import Exporter
-from ops.prometheus_api import firing_alerts, targets
+from ops.prometheus_api import targets
 from ops.status import collect, warnings
 from schemas.events import LikeEvent
 from sinks.redis_counts import observe_freshness
 from tests.conftest import auth, fresh_id, register_post
 from tests.flows.helpers import T0_MS, event, to_messages, workload
+from tests.waiting import alert_firing, wait_until
 
 LIKES = str(Path(sys.executable).with_name("likes"))
 T = TypeVar("T")
@@ -77,17 +77,6 @@ TARGETS = {"api", "exporter", "jobs", "prometheus", *(f"flow-{f}" for f in FLOWS
 
 def _value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def wait_until(what: str, fn: Callable[[], T | None], timeout: float, every: float = 1.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
 
 
 # ------------------------------------------------------------------ in-process units
@@ -284,17 +273,6 @@ def test_wal_alert_uses_the_configured_threshold(stack: CommonSettings) -> None:
     assert float(threshold) == stack.slot_wal_alert_bytes
     other = prometheus.render_rules(CommonSettings(slot_wal_alert_bytes=2048))
     assert "likes_cdc_slot_retained_wal_bytes > 2048\n" in other
-
-
-def alert_firing(s: CommonSettings, name: str, component: str) -> dict[str, Any] | None:
-    return next(
-        (
-            a
-            for a in firing_alerts(s.prometheus_url)
-            if a["name"] == name and a["labels"].get("component") == component
-        ),
-        None,
-    )
 
 
 @pytest.mark.integration
