@@ -37,6 +37,7 @@ from schemas.redis_keys import count_key
 from sinks.faults import fault_file
 from tests.conftest import auth, fresh_id
 from tests.e2e.pipeline import converge, drive, new_posts
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -199,13 +200,12 @@ class Run:
 
 def _caught_up(s: CommonSettings, flow: str, slack: int, timeout: float = 180.0) -> None:
     """Wait until ``flow`` is within ``slack`` messages of Kafka's end."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lag = flow_lag(s, flow, end_offsets(s.kafka_bootstrap, s.events_topic))["lag"]
-        if lag <= slack:
-            return
-        assert time.monotonic() < deadline, f"{flow} still {lag} messages behind"
-        time.sleep(1)
+    wait_for(
+        f"{flow} within {slack} messages of the end",
+        lambda: flow_lag(s, flow, end_offsets(s.kafka_bootstrap, s.events_topic))["lag"],
+        lambda lag: lag <= slack,
+        timeout,
+    )
 
 
 def _run(s: CommonSettings, prober: Prober) -> Run:

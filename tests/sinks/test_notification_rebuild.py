@@ -29,23 +29,24 @@ STALE = 200  # ledger rows whose actor has no edge on the post
 ROWS_PER_EDGE = 10  # what dropping may visit per ledger row: a few index lookups
 
 
+def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """``node`` and every plan node below it, depth first."""
+    return [node, *(n for child in node.get("Plans", []) for n in _nodes(child))]
+
+
 def _visited(node: dict[str, Any]) -> int:
-    own = int(node.get("Actual Rows", 0)) * int(node.get("Actual Loops", 1))
-    return own + sum(_visited(child) for child in node.get("Plans", []))
+    return sum(int(n.get("Actual Rows", 0)) * int(n.get("Actual Loops", 1)) for n in _nodes(node))
 
 
 def _delete_of(node: dict[str, Any], table: str) -> dict[str, Any] | None:
-    if node.get("Operation") == "Delete" and node.get("Relation Name") == table:
-        return node
-    for child in node.get("Plans", []):
-        found = _delete_of(child, table)
-        if found is not None:
-            return found
-    return None
-
-
-def _nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-    return [node, *(n for child in node.get("Plans", []) for n in _nodes(child))]
+    return next(
+        (
+            n
+            for n in _nodes(node)
+            if n.get("Operation") == "Delete" and n.get("Relation Name") == table
+        ),
+        None,
+    )
 
 
 def test_a_popular_posts_ledger_is_rebuilt_exactly_in_linear_work(stack: CommonSettings) -> None:
