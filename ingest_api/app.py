@@ -35,6 +35,7 @@ from ingest_api.routes import (
     posts,
     users,
 )
+from ingest_api.routes.like_fast import FastLikeRoute
 from ingest_api.viewer_cache import ViewerCache
 
 log = logging.getLogger(__name__)
@@ -173,4 +174,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(_TimingMiddleware)
     for module in (health, likes, posts, users, following, notifications, mute, erasure):
         app.include_router(module.router)
+    # first, so that it takes the well-formed like/unlike requests (like_fast's docstring)
+    app.router.routes.insert(0, FastLikeRoute())
     return app

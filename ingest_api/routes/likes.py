@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Query, Request, Response
 
 from ingest_api import cursor, idempotency
-from ingest_api.auth import MAX_ID
+from ingest_api.auth import MAX_ID, Principal
 from ingest_api.counts import like_counts
 from ingest_api.db import connection
 from ingest_api.deps import (
@@ -106,25 +107,38 @@ async def _release(state: AppState, user_id: int, key: str, token: uuid.UUID) ->
         pass
 
 
-async def _mutate(
-    request: Request,
-    response: Response,
-    state: State,
-    caller: Caller,
+@dataclass(frozen=True)
+class Mutation:
+    """A like/unlike request's answer: the edge after it, or the first answer replayed."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+async def mutate(
+    state: AppState,
+    user_id: int,
+    *,
+    method: str,
+    path: str,
     post_id: int,
     key: str | None,
     liked: bool,
-) -> dict[str, Any]:
-    await state.limiter.check(caller.user_id)
+) -> Mutation:
+    """Like or unlike ``post_id`` for ``user_id`` (rate limit, Idempotency-Key claim,
+    the transition): the one implementation behind both the documented FastAPI routes
+    and :mod:`ingest_api.routes.like_fast`. Errors are :class:`ProblemError`."""
+    await state.limiter.check(user_id)
     s = state.settings
     token = uuid.uuid4()  # this request's claim of its Idempotency-Key, if it has one
     if key is not None:
         idempotency.validate_key(key)
-        fp = idempotency.fingerprint(request.method, request.url.path)
+        fp = idempotency.fingerprint(method, path)
         async with connection(state.pool) as conn:
             replay = await idempotency.claim(
                 conn,
-                user_id=caller.user_id,
+                user_id=user_id,
                 key=key,
                 fp=fp,
                 stale_s=s.idempotency_stale_s,
@@ -132,24 +146,46 @@ async def _mutate(
                 token=token,
             )
         if replay is not None:
-            response.status_code = replay.status_code
-            response.headers[REPLAYED] = "true"
-            return replay.body
+            return Mutation(replay.status_code, replay.body, replayed=True)
     try:
-        result: LikeResult = await _transition(state, caller.user_id, post_id, liked, key, token)
+        result: LikeResult = await _transition(state, user_id, post_id, liked, key, token)
     except BaseException as e:
         if not isinstance(e, ProblemError) or e.status >= 500:  # the store failed
             OUTBOX_WRITE_ERRORS.inc()
         if _refused(e):
             if key is not None:
-                await _release(state, caller.user_id, key, token)
+                await _release(state, user_id, key, token)
         else:  # it may have committed: the cached state may be the old one
-            await state.viewer.forget(caller.user_id, post_id)
+            await state.viewer.forget(user_id, post_id)
         raise
     LIKE_TRANSITIONS.labels(
         action="like" if liked else "unlike", changed=str(result.changed).lower()
     ).inc()
-    return result.body()
+    return Mutation(200, result.body(), replayed=False)
+
+
+async def _mutate(
+    request: Request,
+    response: Response,
+    state: AppState,
+    caller: Principal,
+    post_id: int,
+    key: str | None,
+    liked: bool,
+) -> dict[str, Any]:
+    done = await mutate(
+        state,
+        caller.user_id,
+        method=request.method,
+        path=request.url.path,
+        post_id=post_id,
+        key=key,
+        liked=liked,
+    )
+    response.status_code = done.status
+    if done.replayed:
+        response.headers[REPLAYED] = "true"
+    return done.body
 
 
 @router.post("/posts/{post_id}/like", response_model=LikeState, responses=_MUTATION_RESPONSES)
