@@ -22,9 +22,8 @@ from ops.projections import clickhouse_windows, edge_store
 from schemas.redis_keys import TRENDING_KEY
 from sinks.postgres_notifications import RECENT_ACTORS
 from tests.e2e.pipeline import converge, drive, new_posts
-from tests.e2e.test_read_models import fanout_caught_up
 from tests.ops.test_backfill import backfill_report, run_backfill
-from tests.waiting import wait_for
+from tests.waiting import fanout_caught_up, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -24,12 +24,11 @@ from confluent_kafka import Producer
 
 from core.settings import CommonSettings, FlowSettings
 from ingest_api.auth import issue_token
-from ops.flow_status import end_offsets, flow_lag
 from schemas.redis_keys import recent_key
 from tests.conftest import auth, fresh_id
 from tests.e2e.pipeline import converge, drive, new_posts
 from tests.kafka_watch import TopicWatcher
-from tests.waiting import wait_for
+from tests.waiting import fanout_caught_up, wait_for
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
@@ -66,14 +65,6 @@ def redis_recent(s: CommonSettings, posts: list[int]) -> dict[int, list[int]]:
         pipe.lrange(recent_key(p), 0, -1)
     lists = pipe.execute()
     return {p: [int(u) for u in users] for p, users in zip(posts, lists, strict=True) if users}
-
-
-def fanout_caught_up(s: CommonSettings, timeout: float = 120) -> None:
-    """The fanout flow has read everything on the events topic now, and had a moment
-    to write it."""
-    ends = end_offsets(s.kafka_bootstrap, s.events_topic)
-    wait_for("fanout lag 0", lambda: flow_lag(s, "fanout", ends)["lag"], lambda n: n == 0, timeout)
-    time.sleep(3)
 
 
 def like_all(s: CommonSettings, post: int, users: list[int], concurrency: int = 16) -> float:

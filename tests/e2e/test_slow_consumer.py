@@ -37,7 +37,7 @@ from schemas.redis_keys import count_key
 from sinks.faults import fault_file
 from tests.conftest import auth, fresh_id
 from tests.e2e.pipeline import converge, drive, new_posts
-from tests.waiting import wait_for
+from tests.waiting import flow_caught_up
 
 pytestmark = pytest.mark.e2e
 
@@ -198,23 +198,13 @@ class Run:
         }
 
 
-def _caught_up(s: CommonSettings, flow: str, slack: int, timeout: float = 180.0) -> None:
-    """Wait until ``flow`` is within ``slack`` messages of Kafka's end."""
-    wait_for(
-        f"{flow} within {slack} messages of the end",
-        lambda: flow_lag(s, flow, end_offsets(s.kafka_bootstrap, s.events_topic))["lag"],
-        lambda lag: lag <= slack,
-        timeout,
-    )
-
-
 def _run(s: CommonSettings, prober: Prober) -> Run:
     """A baseline, then a minute of faults, probing all along (the load runs meanwhile).
     The baseline starts once the analytics flow has caught up: a flow just restarted
     (``make up``) replays its last epoch in large writes, which would make the baseline's
     writes look as slow as the slowed ones (a cold run measured 0.21 s before, 0.11 s
     slowed; warm, 0.009 s and 0.12 s)."""
-    _caught_up(s, "analytics", slack=int(LOAD_RATE) * 2)
+    flow_caught_up(s, "analytics", slack=int(LOAD_RATE) * 2, moving=True)
     prober.run_for(5.0)  # a few ordinary writes after the catch-up's last
     a0 = _samples(s, "analytics")
     baseline = prober.run_for(BASELINE_S)
