@@ -79,7 +79,9 @@ class FastLikeRoute(BaseRoute):
         request = _request(scope)
         if request is None:
             return Match.NONE, {}
-        return Match.FULL, {_SCOPE_KEY: request}
+        # "route": FastAPI's router takes the selected route from the child scope (the
+        # request metrics' label), where Starlette's sets it itself
+        return Match.FULL, {"route": self, _SCOPE_KEY: request}
 
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
         raise NoMatchFound(name, path_params)  # the documented routes carry the names

@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 from core.settings import ApiSettings, CommonSettings
 from ingest_api.app import create_app
 from ingest_api.auth import MAX_ID
+from ingest_api.metrics import REQUESTS
 from ingest_api.routes.like_fast import FastLikeRoute, _request
 from tests.api.test_serving_gc import collector_restored
 from tests.conftest import auth, fresh_id, register_post
@@ -95,6 +96,17 @@ async def _scenario(
     return answers
 
 
+def _like_requests_by_route() -> dict[str, float]:
+    """Like/unlike requests this process's apps have timed so far, by route label."""
+    seen: dict[str, float] = {}
+    for family in REQUESTS.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_count") and sample.labels["method"] in ("POST", "DELETE"):
+                route = sample.labels["route"]
+                seen[route] = seen.get(route, 0.0) + sample.value
+    return seen
+
+
 async def _serve(fast: bool, settings: CommonSettings) -> tuple[list[Any], int]:
     app = create_app(ApiSettings())
     routes = app.router.routes
@@ -119,9 +131,13 @@ async def _serve(fast: bool, settings: CommonSettings) -> tuple[list[Any], int]:
 
 @pytest.mark.integration
 def test_answers_exactly_as_the_fastapi_route(stack: CommonSettings) -> None:
+    before = _like_requests_by_route()
     with collector_restored():
         fast, taken = asyncio.run(_serve(True, stack))
         documented, _ = asyncio.run(_serve(False, stack))
+    after = _like_requests_by_route()
+    timed = {r: n - before.get(r, 0.0) for r, n in after.items() if n != before.get(r, 0.0)}
+    assert timed == {"/v1/posts/{post_id}/like": 2 * 13}, "every request timed under its route"
     assert [a[0] for a in fast] == [200, 200, 200, 200, 200, 200, 422, 401, 401, 401, 404, 200, 422]
     assert fast[5][1]["idempotent-replayed"] == "true"
     assert '"liked":true,"changed":false' in fast[1][2]
