@@ -106,6 +106,9 @@ def serve_api(settings: ApiSettings, log_name: str) -> Iterator[tuple[str, int]]
                 raise RuntimeError(f"bench API did not start: {kid.log_tail()}")
             time.sleep(0.3)
         yield url, kid.proc.pid
+    except BaseException:
+        log(f"bench API log ({log_name}): {kid.log_tail()}")  # why it failed, if it did
+        raise
     finally:
         kid.stop()
         log_path.unlink(missing_ok=True)
