@@ -37,6 +37,8 @@ def main() -> None:
     p.add_argument("--addresses", help="host:port of every process, ';'-separated")
     a = p.parse_args()
     s = FlowSettings()
+    if a.process_id is not None and a.addresses:  # one worker per process, as flows.runner
+        s = s.model_copy(update={"reader": (a.process_id, len(a.addresses.split(";")))})
     flow = bench_flow(s, a.mode)
     recovery = ensure_recovery(s, "counts")
     ready, cpu0 = time.time(), _cpu()

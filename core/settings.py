@@ -277,6 +277,12 @@ class FlowSettings(CommonSettings):
         gt=0,
         description="a post idle this long (event time) keeps only its seq in flow state",
     )
+    reader: tuple[int, int] | None = Field(
+        default=None,
+        description="(this process's index, the flow's process count) when each process "
+        "runs one Bytewax worker: the process reads only the Kafka partitions whose stages "
+        "run in it (flows.routing); set by the flow runner, not the environment",
+    )
     start_offsets: dict[str, dict[int, int]] = Field(
         default_factory=dict,
         description="{topic: {partition: offset}} where a flow without recovery state "

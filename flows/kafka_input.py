@@ -11,7 +11,13 @@ Guarantees:
   is logged, a fatal one raises so the flow resumes from recovery
   (:func:`flows.decode.triage_error`).
 - Events come out grouped per Kafka partition and keyed by it (one item per partition
-  per batch), so a partition's events reach one stateful owner, in offset order.
+  per batch, under :func:`flows.routing.partition_key`), so a partition's events reach
+  one stateful owner, in offset order, and the partitions' owners are spread evenly
+  over the workers.
+- With ``FlowSettings.reader`` (a flow process running one worker), the process reads
+  only the partitions whose stages Bytewax runs in it (:func:`flows.routing.reads_partition`),
+  so no poll crosses processes before the stages; without it any worker may read any
+  partition, and a poll may cross once, undecoded, to its partition's owner.
 - Each poll of a Kafka partition becomes one item, a :class:`~flows.decode.RawPartition`
   (lists of keys, values and offsets), not one item per message: the steps before the
   decode pay Bytewax's per-item cost once per poll. A replacement source of single
@@ -58,6 +64,7 @@ from flows.decode import (
     triage_error,
 )
 from flows.progress import OffsetProgress
+from flows.routing import partition_key, reads_partition
 from flows.streams import split_by_type
 
 RawItem = Message | ConsumerError
@@ -94,12 +101,23 @@ class _FlowKafkaSource(KafkaSource):
     each poll of a partition is one :class:`RawPartition` (:class:`_BatchPartition`)."""
 
     def __init__(
-        self, starts: dict[int, int], brokers: list[str], topics: list[str], **kw: Any
+        self,
+        starts: dict[int, int],
+        reader: tuple[int, int] | None,
+        brokers: list[str],
+        topics: list[str],
+        **kw: Any,
     ) -> None:
         self._batches = kw.pop("batches", False)
         super().__init__(brokers, topics, **kw)
-        self._starts = starts
+        self._starts, self._reader = starts, reader
         self._kw, self._bootstrap = kw, ",".join(brokers)
+
+    def list_parts(self) -> list[str]:
+        """The partitions this worker may read: all of them, or with a ``reader`` those
+        whose stages run in this process (each then has exactly one reader)."""
+        parts: list[str] = super().list_parts()
+        return [p for p in parts if reads_partition(int(p.split("-", 1)[0]), self._reader)]
 
     def build_part(  # type: ignore[override]  # Bytewax declares its private partition class
         self, step_id: str, for_part: str, resume_state: int | None
@@ -234,7 +252,7 @@ def kafka_source(
         "batches": batches,
     }
     starts = settings.start_offsets.get(name, {})
-    return _FlowKafkaSource(starts, [settings.kafka_bootstrap], [name], **kw)
+    return _FlowKafkaSource(starts, settings.reader, [settings.kafka_bootstrap], [name], **kw)
 
 
 @dataclass(frozen=True)
@@ -242,7 +260,8 @@ class KafkaEvents:
     """The outputs of :func:`kafka_events`."""
 
     events: KeyedStream[PartitionEvents]
-    """Valid events, one item per Kafka partition per batch, keyed by ``str(partition)``."""
+    """Valid events, one item per Kafka partition per batch, keyed by its
+    :func:`~flows.routing.partition_key`."""
     dead: Stream[DeadLetter]
     """Messages that did not decode, and consumer errors that carry a message."""
 
@@ -272,7 +291,7 @@ def kafka_events(
     messages, errors = split_by_type("split_errors", items, KafkaSourceMessage, KafkaError)
     consumer_dead = op.flat_map("triage_errors", errors, triage_error)
     grouped = op.merge("grouped", polls, op.flat_map_batch("group", messages, group_raw))
-    keyed = op.key_on("key_partition", grouped, lambda g: str(g.partition))
+    keyed = op.key_on("key_partition", grouped, lambda g: partition_key(g.partition))
     decoded = op.stateful_batch("decode", keyed, lambda _resume: _Decode())
     split = op.branch("split_dead", decoded, lambda kv: isinstance(kv[1], PartitionEvents))
     events, decode_dead = split.trues, split.falses

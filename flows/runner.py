@@ -24,9 +24,12 @@ outage of its projections while the process looks alive.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from bytewax.dataflow import Dataflow
@@ -104,6 +107,32 @@ def serve_metrics(s: FlowSettings, name: str, process_id: int | None) -> None:
     metrics.serve(s.metrics_host, port)
 
 
+class OldStageKeys(RuntimeError):
+    """The recovery store keeps per-partition state under keys this code no longer uses."""
+
+
+def refuse_old_stage_keys(path: Path) -> None:
+    """Raise :class:`OldStageKeys` if the store at ``path`` holds per-partition stage
+    state under the plain ``str(partition)`` keys of before :mod:`flows.routing`: the
+    flow would resume those partitions with empty dedupe and window state, and its
+    projections could drift silently. The runbook for a lost store rebuilds it
+    (``likes flows-reset``)."""
+    old: set[str] = set()
+    for part in sorted(path.glob("part-*.sqlite3")):
+        with contextlib.closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                "SELECT DISTINCT state_key FROM snaps WHERE step_id LIKE '%.read_events.decode'"
+            ).fetchall()
+        old.update(key for (key,) in rows if ":" not in key)
+    if old:
+        listed = ", ".join(sorted(old, key=lambda k: (len(k), k)))
+        raise OldStageKeys(
+            f"the recovery store {path} keeps the state of Kafka partitions {listed} under "
+            "keys from before flows.routing (CHANGELOG, 2026-12-06): run `likes flows-reset` "
+            "(README, runbook for a lost recovery store) to rebuild it"
+        )
+
+
 def ensure_recovery(s: FlowSettings, name: str) -> RecoveryConfig:
     """The flow's recovery store, initialised on first use (once, when the processes of
     a cluster start together)."""
@@ -144,11 +173,14 @@ def run(name: str, *, process_id: int | None = None, addresses: list[str] | None
     starts = start_offsets.read(s.recovery_path(name))
     if starts:  # a store reset by `likes flows-reset`: start where it was reset
         s = s.model_copy(update={"start_offsets": starts})
+    if process_id is not None and addresses:  # one worker per process
+        s = s.model_copy(update={"reader": (process_id, len(addresses))})
     if "edge_store" not in s.model_fields_set:
         s = s.model_copy(update={"edge_store": True})
     progress = OffsetProgress()
     flow = build_production_flow(name, s, progress, process_id or 0)
     recovery = ensure_recovery(s, name)
+    refuse_old_stage_keys(s.recovery_path(name))
     if name == "analytics" and not process_id:
         serve_analysts(s.effective_clickhouse_url, s.analytics_port)
     member = f"flow-{name}" if process_id is None else f"flow-{name}-{process_id}"

@@ -24,6 +24,7 @@ from flows.decode import (
 )
 from flows.kafka_input import consumer_config, kafka_events
 from flows.progress import OffsetProgress
+from flows.routing import partition_key
 from tests.flows.conftest import Runner
 from tests.flows.helpers import PARTITIONS, to_messages, workload
 
@@ -99,7 +100,7 @@ def test_events_keyed_by_partition_and_errors_dead_lettered(entry_point: Runner)
         consumer_error(ConfluentError._TRANSPORT, 0, None),  # transient: logged only
     ]
     _, events, dead = run_input(entry_point, [*msgs[:100], *errors, *msgs[100:]], None)
-    assert all(key == str(group.partition) for key, group in events)
+    assert all(key == partition_key(group.partition) for key, group in events)
     assert sum(len(group.events) for _, group in events) == len(msgs)
     assert [(d.partition, d.offset) for d in dead] == [(1, 5_000)]
     assert dead[0].reason.startswith("consumer error:")
