@@ -19,7 +19,7 @@ from bytewax.testing import cluster_main
 
 from core.settings import FlowSettings
 from flows.kafka_input import kafka_source
-from flows.routing import SPREAD, partition_key, reads_partition, worker_of
+from flows.routing import SALTS, SPREAD, find_salt, partition_key, reads_partition, worker_of
 from flows.runner import OldStageKeys, refuse_old_stage_keys
 
 KEYS = [str(i) for i in range(40)] + [partition_key(p) for p in range(24)]
@@ -71,6 +71,8 @@ def test_worker_of_is_where_bytewax_runs_a_key(workers: int) -> None:
 def test_partition_keys_are_permanent_and_spread_for_every_worker_count() -> None:
     # recovery state is stored under these: changing one loses that partition's state
     assert [partition_key(p) for p in range(4)] == ["0:347", "1:2368", "2:491", "3:2321"]
+    assert list(SALTS) == [find_salt(p) for p in range(len(SALTS))], "the stored salts"
+    assert partition_key(len(SALTS)) == f"{len(SALTS)}:{find_salt(len(SALTS))}"
     for workers in (1, 2, 3, 4, 5, 6, 7, 8, 12):
         assert SPREAD % workers == 0
         assert [worker_of(partition_key(p), workers) for p in range(48)] == [
