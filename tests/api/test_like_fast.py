@@ -17,7 +17,7 @@ from ingest_api.app import create_app
 from ingest_api.auth import MAX_ID
 from ingest_api.metrics import REQUESTS
 from ingest_api.routes.like_fast import FastLikeRoute, _request
-from tests.api.test_serving_gc import collector_restored
+from tests.api.inprocess import collector_restored
 from tests.conftest import auth, fresh_id, register_post
 
 

@@ -11,7 +11,7 @@ import pytest
 from core.settings import ApiSettings, CommonSettings
 from ingest_api.app import create_app
 from ingest_api.deps import AppState
-from tests.api.test_serving_gc import collector_restored
+from tests.api.inprocess import collector_restored
 
 pytestmark = pytest.mark.integration
 

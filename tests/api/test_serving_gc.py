@@ -5,28 +5,15 @@ is collected far less often than CPython's default (the cause of its p99 under l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-from collections.abc import Iterator
 
 import pytest
 
 from core.settings import CommonSettings
 from ingest_api.app import GC_THRESHOLDS, create_app
+from tests.api.inprocess import collector_restored
 
 pytestmark = pytest.mark.integration
-
-
-@contextlib.contextmanager
-def collector_restored() -> Iterator[tuple[int, int, int]]:
-    """Undo what an app's start-up does to this process's collector (it freezes objects
-    and sets thresholds) when a test runs the app in-process; the thresholds before."""
-    before = gc.get_threshold()
-    try:
-        yield before
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
 
 
 def test_start_up_freezes_its_objects_and_sets_the_serving_thresholds(

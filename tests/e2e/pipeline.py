@@ -1,18 +1,22 @@
-"""Helpers for end-to-end checks: drive load, wait for the projections to converge."""
+"""Helpers for end-to-end checks: drive load, wait for the projections (counts, and the
+fanout flow's notifications and trending scores) to converge."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
+import httpx
 import psycopg
+import redis
 
 from core.settings import CommonSettings
 from loadgen.parallel import run_parallel
 from loadgen.workload import Workload, WorkloadResult, register_posts
 from ops.drift import converge as converge  # where the end-to-end tests import it from
-from tests.conftest import fresh_id
+from tests.conftest import auth, fresh_id
 
 
 def new_posts(s: CommonSettings, n: int) -> list[int]:
@@ -70,3 +74,43 @@ def acknowledged_mismatches(
         for e, v in result.final_state.items()
         if e not in result.uncertain and truth.get(e, False) != v
     }
+
+
+def _notification_truth(s: CommonSettings, posts: list[int]) -> tuple[dict[int, int], ...]:
+    with psycopg.connect(s.postgres_url) as conn:
+        edges = dict(
+            conn.execute(
+                "SELECT e.post_id, count(*) FROM post_likes e JOIN posts p USING (post_id) "
+                "WHERE e.post_id = ANY(%s) AND e.user_id <> p.author_id GROUP BY 1",
+                (posts,),
+            ).fetchall()
+        )
+        notes = dict(
+            conn.execute(
+                "SELECT post_id, total_actors FROM notifications WHERE post_id = ANY(%s)", (posts,)
+            ).fetchall()
+        )
+    return edges, notes
+
+
+def assert_fanout_converges(s: CommonSettings, posts: list[int]) -> None:
+    """Every distinct liker notified exactly once; every liked post has a trending score."""
+    deadline = time.monotonic() + 120
+    while True:
+        edges, notes = _notification_truth(s, posts)
+        if edges == notes or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert edges == notes
+    author = (
+        psycopg.connect(s.postgres_url)
+        .execute("SELECT author_id FROM posts WHERE post_id = %s", (posts[0],))
+        .fetchone()
+    )
+    assert author is not None
+    page = httpx.get(
+        f"{s.api_url}/v1/notifications", params={"limit": 5}, headers=auth(s, author[0])
+    ).json()["items"]
+    assert len(page) == 5 and all(i["total_actors"] == edges[i["post_id"]] for i in page)
+    trending = redis.Redis.from_url(s.redis_url)
+    assert all(trending.zscore("likes:trending", str(p)) is not None for p in edges)

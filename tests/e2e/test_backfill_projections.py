@@ -22,7 +22,7 @@ from ops.projections import clickhouse_windows, edge_store
 from schemas.redis_keys import TRENDING_KEY
 from sinks.postgres_notifications import RECENT_ACTORS
 from tests.e2e.pipeline import converge, drive, new_posts
-from tests.ops.test_backfill import backfill_report, run_backfill
+from tests.ops.backfill_runs import backfill_report, run_backfill
 from tests.waiting import fanout_caught_up, wait_for
 
 pytestmark = pytest.mark.e2e

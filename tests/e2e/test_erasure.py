@@ -30,7 +30,7 @@ from ops import analytics
 from schemas.redis_keys import recent_key
 from tests.conftest import auth, fresh_id
 from tests.e2e.pipeline import converge, drive
-from tests.e2e.test_read_models import NOTE_SQL, like_all, register
+from tests.e2e.read_models import NOTE_SQL, like_all, register
 from tests.faults.kill import kill_and_wait
 from tests.waiting import fanout_caught_up, wait_for
 

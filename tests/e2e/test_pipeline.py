@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import httpx
-import psycopg
 import pytest
-import redis
 from confluent_kafka import Producer
 
 from core.settings import CommonSettings
 from tests.conftest import auth, fresh_id
-from tests.e2e.pipeline import converge, drive, new_posts
+from tests.e2e.pipeline import assert_fanout_converges, converge, drive, new_posts
 from tests.kafka_watch import TopicWatcher
 
 pytestmark = pytest.mark.e2e
@@ -51,46 +48,6 @@ def test_mixed_workload_converges_exactly(stack: CommonSettings) -> None:
     watch.close()
     after = converge(stack, posts, timeout=30)
     assert after.clean, after.summary()
-
-
-def _notification_truth(s: CommonSettings, posts: list[int]) -> tuple[dict[int, int], ...]:
-    with psycopg.connect(s.postgres_url) as conn:
-        edges = dict(
-            conn.execute(
-                "SELECT e.post_id, count(*) FROM post_likes e JOIN posts p USING (post_id) "
-                "WHERE e.post_id = ANY(%s) AND e.user_id <> p.author_id GROUP BY 1",
-                (posts,),
-            ).fetchall()
-        )
-        notes = dict(
-            conn.execute(
-                "SELECT post_id, total_actors FROM notifications WHERE post_id = ANY(%s)", (posts,)
-            ).fetchall()
-        )
-    return edges, notes
-
-
-def assert_fanout_converges(s: CommonSettings, posts: list[int]) -> None:
-    """Every distinct liker notified exactly once; every liked post has a trending score."""
-    deadline = time.monotonic() + 120
-    while True:
-        edges, notes = _notification_truth(s, posts)
-        if edges == notes or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert edges == notes
-    author = (
-        psycopg.connect(s.postgres_url)
-        .execute("SELECT author_id FROM posts WHERE post_id = %s", (posts[0],))
-        .fetchone()
-    )
-    assert author is not None
-    page = httpx.get(
-        f"{s.api_url}/v1/notifications", params={"limit": 5}, headers=auth(s, author[0])
-    ).json()["items"]
-    assert len(page) == 5 and all(i["total_actors"] == edges[i["post_id"]] for i in page)
-    trending = redis.Redis.from_url(s.redis_url)
-    assert all(trending.zscore("likes:trending", str(p)) is not None for p in edges)
 
 
 def test_poison_message_goes_to_dlq_and_flow_continues(stack: CommonSettings) -> None:

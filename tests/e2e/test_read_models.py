@@ -12,91 +12,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, TypeVar
 
 import httpx
-import psycopg
 import pytest
-import redis
 from confluent_kafka import Producer
 
 from core.settings import CommonSettings, FlowSettings
-from ingest_api.auth import issue_token
-from schemas.redis_keys import recent_key
 from tests.conftest import auth, fresh_id
 from tests.e2e.pipeline import converge, drive, new_posts
+from tests.e2e.read_models import (
+    NOTE_SQL,
+    edge_store_recent,
+    like_all,
+    redis_recent,
+    register,
+    rows,
+)
 from tests.kafka_watch import TopicWatcher
 from tests.waiting import fanout_caught_up, wait_for
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
-
-NEWEST_SQL = """
-SELECT post_id, user_id FROM (
-    SELECT post_id, user_id, row_number() OVER (
-        PARTITION BY post_id ORDER BY updated_at DESC, version DESC, user_id DESC) AS rank
-    FROM post_likes WHERE post_id = ANY(%s) AND state = 'liked') AS ranked
-WHERE rank <= 20 ORDER BY post_id, rank"""
-NOTE_SQL = """
-SELECT n.total_actors, n.updates, n.actor_ids,
-       (SELECT count(*) FROM notification_actors a
-        WHERE a.recipient_id = n.recipient_id AND a.post_id = n.post_id AND a.folded)
-FROM notifications n WHERE n.recipient_id = %s AND n.post_id = %s"""
-
-
-def _rows(s: CommonSettings, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    with psycopg.connect(s.postgres_url, autocommit=True) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-def edge_store_recent(s: CommonSettings, posts: list[int]) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for post, user in _rows(s, NEWEST_SQL, (posts,)):
-        out.setdefault(post, []).append(user)
-    return out
-
-
-def redis_recent(s: CommonSettings, posts: list[int]) -> dict[int, list[int]]:
-    r = redis.Redis.from_url(s.redis_url)
-    pipe = r.pipeline(transaction=False)
-    for p in posts:
-        pipe.lrange(recent_key(p), 0, -1)
-    lists = pipe.execute()
-    return {p: [int(u) for u in users] for p, users in zip(posts, lists, strict=True) if users}
-
-
-def like_all(s: CommonSettings, post: int, users: list[int], concurrency: int = 16) -> float:
-    """Every user likes ``post`` once (concurrently); return the seconds it took."""
-    secret = s.jwt_secret.get_secret_value()
-
-    async def run() -> None:
-        gate = asyncio.Semaphore(concurrency)
-        async with httpx.AsyncClient(base_url=s.api_url, timeout=60) as c:
-
-            async def one(user: int) -> None:
-                async with gate:
-                    headers = {"Authorization": f"Bearer {issue_token(secret, user)}"}
-                    r = await c.post(f"/v1/posts/{post}/like", headers=headers)
-                    assert r.status_code == 200, r.text
-
-            await asyncio.gather(*(one(u) for u in users))
-
-    t0 = time.monotonic()
-    asyncio.run(run())
-    return time.monotonic() - t0
-
-
-def register(s: CommonSettings, author: int) -> int:
-    post = fresh_id()
-    r = httpx.put(
-        f"{s.api_url}/v1/posts/{post}",
-        json={"author_id": author},
-        headers=auth(s, fresh_id(), "posts:write"),
-    )
-    assert r.status_code == 201, r.text
-    return post
 
 
 def test_recent_likers_equal_the_edge_store(stack: CommonSettings) -> None:
@@ -144,7 +82,7 @@ def test_self_likes_and_muted_posts_do_not_notify(stack: CommonSettings) -> None
     like_all(stack, muted, [fan, fresh_id()])
     wait_for(
         "the likes in the ledger",
-        lambda: _rows(
+        lambda: rows(
             stack,
             "SELECT count(*) FROM notification_actors WHERE recipient_id = %s",
             (author,),
@@ -153,21 +91,21 @@ def test_self_likes_and_muted_posts_do_not_notify(stack: CommonSettings) -> None
         120,
     )
     fanout_caught_up(stack)
-    assert _rows(stack, NOTE_SQL, (author, own)) == [(1, 1, [fan], 1)], "the author is not an actor"
-    assert _rows(stack, NOTE_SQL, (author, muted)) == [], "a muted post has no notification"
+    assert rows(stack, NOTE_SQL, (author, own)) == [(1, 1, [fan], 1)], "the author is not an actor"
+    assert rows(stack, NOTE_SQL, (author, muted)) == [], "a muted post has no notification"
     assert redis_recent(stack, [own]) == {own: edge_store_recent(stack, [own])[own]}
     assert set(redis_recent(stack, [own])[own]) == {author, fan}, "the author is a liker"
 
     # a fold the rate limit still held back would come while muted, and change nothing
     time.sleep(FlowSettings().notify_min_interval_s + 1)
-    assert _rows(stack, NOTE_SQL, (author, muted)) == []
+    assert rows(stack, NOTE_SQL, (author, muted)) == []
     r = api.delete(f"/v1/posts/{muted}/mute", headers=auth(stack, author))
     assert r.status_code == 200 and r.json() == {"post_id": muted, "muted": False, "muted_at": None}
     late = fresh_id()
     like_all(stack, muted, [late])
     note = wait_for(
         "the muted post's first update",
-        lambda: _rows(stack, NOTE_SQL, (author, muted)),
+        lambda: rows(stack, NOTE_SQL, (author, muted)),
         lambda rows: bool(rows),
         120,
     )
@@ -182,11 +120,11 @@ def test_a_like_storm_is_exact_in_few_updates(stack: CommonSettings) -> None:
     users = [fresh_id() for _ in range(400)]
     seen: list[tuple[Any, ...]] = []
     took = like_all(stack, post, users[:200])
-    seen.extend(_rows(stack, NOTE_SQL, (author, post)))
+    seen.extend(rows(stack, NOTE_SQL, (author, post)))
     took += like_all(stack, post, users[200:])
     final = wait_for(
         "an exact aggregate",
-        lambda: _rows(stack, NOTE_SQL, (author, post)),
+        lambda: rows(stack, NOTE_SQL, (author, post)),
         lambda rows: bool(rows) and rows[0][0] == len(users),
         120,
     )

@@ -24,7 +24,7 @@ from flows.backfill_chunks import FlowStateRecords
 from loadgen.workload import WorkloadResult
 from tests.conftest import auth, fresh_id
 from tests.e2e.pipeline import acknowledged_mismatches, converge, drive, new_posts
-from tests.ops.test_backfill import LIKES, backfill_report, run_backfill, wipe_projections
+from tests.ops.backfill_runs import LIKES, backfill_report, run_backfill, wipe_projections
 
 pytestmark = pytest.mark.e2e
 IDLE_TIMEOUT_S = FlowStateRecords(1).idle_timeout_ms / 1000

@@ -9,8 +9,7 @@ import time
 import pytest
 
 from core.settings import CommonSettings
-from tests.e2e.pipeline import converge, drive, new_posts
-from tests.e2e.test_pipeline import assert_fanout_converges
+from tests.e2e.pipeline import assert_fanout_converges, converge, drive, new_posts
 from tests.faults.kill import kill_and_wait
 
 pytestmark = pytest.mark.e2e

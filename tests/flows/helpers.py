@@ -12,6 +12,7 @@ from typing import Any
 from bytewax.connectors.kafka import KafkaSourceMessage
 
 from core.records import CountUpdate, WindowPart
+from schemas.events import LikeEvent
 
 T0_MS = int(datetime(2026, 11, 21, 10, 0, tzinfo=UTC).timestamp() * 1000)
 PARTITIONS = 4
@@ -114,3 +115,15 @@ def net_per_post(windows: dict[tuple[int, int], tuple[int, int]]) -> dict[int, i
     for (post, _), (likes, unlikes) in windows.items():
         out[post] += likes - unlikes
     return {p: n for p, n in out.items()}
+
+
+def like_event(post: int, user: int, version: int, ms: int) -> LikeEvent:
+    """One decoded event: created on odd versions, removed on even ones."""
+    return LikeEvent(
+        event_id=uuid.uuid4(),
+        action="LikeCreated" if version % 2 else "LikeRemoved",
+        post_id=post,
+        user_id=user,
+        edge_version=version,
+        occurred_at=datetime.fromtimestamp(ms / 1000, tz=UTC),
+    )

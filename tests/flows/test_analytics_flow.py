@@ -25,6 +25,8 @@ from sinks.clickhouse_sinks import ClickHouseSink
 from sinks.faults import fault_file
 from sinks.owner import OwnerOnlySink
 from tests.flows.conftest import Runner
+from tests.flows.counts_outputs import SETTINGS
+from tests.flows.counts_outputs import Outputs as CountsOutputs
 from tests.flows.helpers import (
     T0_MS,
     apply_counts,
@@ -35,8 +37,6 @@ from tests.flows.helpers import (
     truth,
     workload,
 )
-from tests.flows.test_counts_flow import SETTINGS
-from tests.flows.test_counts_flow import Outputs as CountsOutputs
 
 HOT_TOPIC = "likes.hot_episodes"
 

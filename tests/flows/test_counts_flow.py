@@ -12,10 +12,11 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource
 
-from core.records import Accepted, CountUpdate, DeadLetter, HotChange, WindowPart
+from core.records import CountUpdate, HotChange
 from core.settings import FlowSettings
 from flows.counts import CountsSinks, build_flow
 from tests.flows.conftest import Runner
+from tests.flows.counts_outputs import SETTINGS, Outputs
 from tests.flows.helpers import (
     T0_MS,
     apply_counts,
@@ -26,30 +27,6 @@ from tests.flows.helpers import (
     truth,
     workload,
 )
-
-SETTINGS = FlowSettings(
-    count_shards=8, window_s=1, lateness_s=0, hot_threshold=50, hot_window_s=10, hot_bucket_s=1
-)
-
-
-class Outputs:
-    """Lists that the TestingSinks append to (not cleared between runs)."""
-
-    def __init__(self) -> None:
-        self.dead: list[DeadLetter] = []
-        self.events: list[Accepted] = []
-        self.windows: list[WindowPart] = []
-        self.counts: list[CountUpdate] = []
-        self.hot: list[HotChange] = []
-
-    def sinks(self) -> CountsSinks:
-        return CountsSinks(
-            TestingSink(self.dead),
-            TestingSink(self.events),
-            TestingSink(self.windows),
-            [TestingSink(self.counts)],
-            [TestingSink(self.hot)],
-        )
 
 
 def run_flow(

@@ -13,7 +13,7 @@ import pytest
 from flows import edge_store
 from flows.dedupe import EdgeDeduper
 from flows.edge_store import KEEP_GENERATIONS, EdgeStore, MissingGeneration, StoredEdges
-from tests.flows.test_stages import ev
+from tests.flows.helpers import like_event
 
 TTL = 7 * 24 * 3600 * 1000
 PARTITION = 3
@@ -28,35 +28,35 @@ def stored(store_dir: Path, snapshot: object = None, ttl_ms: int = TTL) -> EdgeD
 def test_a_snapshot_names_a_generation_and_a_resume_gives_its_map(tmp_path: Path) -> None:
     d = stored(tmp_path)
     for user in range(1, 5001):
-        assert d.apply(ev(1 + user % 50, user, 1, 1_000 + user)) == (1, 1)
+        assert d.apply(like_event(1 + user % 50, user, 1, 1_000 + user)) == (1, 1)
     snap = d.snapshot()
     assert snap == StoredEdges(1, 6_000)
     assert len(pickle.dumps(snap)) < 200, "5,000 edges, and the snapshot stays a few bytes"
-    assert d.apply(ev(7, 57, 2, 7_000)) == (-1, 1)
+    assert d.apply(like_event(7, 57, 2, 7_000)) == (-1, 1)
     assert d.snapshot() == StoredEdges(2, 7_000)
 
     resumed = stored(tmp_path, StoredEdges(2, 7_000))
     assert resumed.edges == d.edges
-    assert resumed.apply(ev(7, 57, 2, 7_000)) is None, "the duplicate is still dropped"
-    assert resumed.apply(ev(4, 3, 1, 1_003)) is None
-    assert resumed.apply(ev(7, 57, 3, 7_001)) == (1, 1)
+    assert resumed.apply(like_event(7, 57, 2, 7_000)) is None, "the duplicate is still dropped"
+    assert resumed.apply(like_event(4, 3, 1, 1_003)) is None
+    assert resumed.apply(like_event(7, 57, 3, 7_001)) == (1, 1)
 
 
 def test_a_resume_at_an_earlier_generation_forgets_what_came_after(tmp_path: Path) -> None:
     """Bytewax can resume one epoch behind the last snapshot we wrote (a crash between
     our commit and its own): the map is that epoch's, and the replayed events apply."""
     d = stored(tmp_path)
-    d.apply(ev(1, 1, 1, 1_000))
+    d.apply(like_event(1, 1, 1, 1_000))
     first = d.snapshot()
     at_first = dict(d.edges)
-    d.apply(ev(1, 1, 2, 2_000))
-    d.apply(ev(1, 2, 1, 2_000))
+    d.apply(like_event(1, 1, 2, 2_000))
+    d.apply(like_event(1, 2, 1, 2_000))
     d.snapshot()
 
     resumed = stored(tmp_path, first)
     assert resumed.edges == at_first
-    assert resumed.apply(ev(1, 1, 2, 2_000)) == (-1, 1), "replayed, applied again"
-    assert resumed.apply(ev(1, 2, 1, 2_000)) == (1, 1)
+    assert resumed.apply(like_event(1, 1, 2, 2_000)) == (-1, 1), "replayed, applied again"
+    assert resumed.apply(like_event(1, 2, 1, 2_000)) == (1, 1)
     again = resumed.snapshot()
     assert again == StoredEdges(first.gen + 1, 2_000), "the dropped generation is reused"
     assert stored(tmp_path, again).edges == resumed.edges
@@ -64,7 +64,7 @@ def test_a_resume_at_an_earlier_generation_forgets_what_came_after(tmp_path: Pat
 
 def test_a_store_without_the_snapshots_generation_refuses_to_resume(tmp_path: Path) -> None:
     d = stored(tmp_path)
-    d.apply(ev(1, 1, 1, 1_000))
+    d.apply(like_event(1, 1, 1, 1_000))
     snap = d.snapshot()
     for path in tmp_path.glob("partition-*"):
         path.unlink()
@@ -78,15 +78,15 @@ def test_a_fresh_stage_empties_the_file_and_an_older_snapshot_moves_into_it(
     tmp_path: Path,
 ) -> None:
     old = stored(tmp_path)
-    old.apply(ev(1, 1, 1, 1_000))
+    old.apply(like_event(1, 1, 1, 1_000))
     old.snapshot()
     fresh = stored(tmp_path)
     assert fresh.edges == {}
     assert EdgeStore(tmp_path, PARTITION).rows() == 0, "no state: no rows"
 
     in_snapshot = EdgeDeduper(TTL)  # a snapshot saved before the edge store
-    in_snapshot.apply(ev(2, 2, 1, 1_000))
-    in_snapshot.apply(ev(2, 3, 2, 1_500))
+    in_snapshot.apply(like_event(2, 2, 1, 1_000))
+    in_snapshot.apply(like_event(2, 3, 2, 1_500))
     legacy = in_snapshot.snapshot()
     moved = stored(tmp_path, legacy)
     assert moved.snapshot() == StoredEdges(1, 1_500)
@@ -95,7 +95,7 @@ def test_a_fresh_stage_empties_the_file_and_an_older_snapshot_moves_into_it(
 
 def test_an_untouched_stage_returns_the_snapshot_it_resumed(tmp_path: Path) -> None:
     d = stored(tmp_path)
-    d.apply(ev(1, 1, 1, 1_000))
+    d.apply(like_event(1, 1, 1, 1_000))
     snap = d.snapshot()
     idle = EdgeDeduper(TTL, snap, tmp_path)  # resumed, no batch (so never attached) yet
     assert idle.snapshot() == snap
@@ -117,7 +117,7 @@ def test_segments_stay_near_the_live_edges_and_every_resumable_generation_resume
             edge = (1 + rng.randrange(5), 1 + rng.randrange(40))
             versions[edge] = versions.get(edge, 0) + 1
             ms += 1
-            d.apply(ev(*edge, versions[edge], ms))
+            d.apply(like_event(*edge, versions[edge], ms))
         maps[d.snapshot().gen] = dict(d.edges)
     store = EdgeStore(tmp_path / "live", PARTITION)
     assert len(d.edges) == 200
@@ -128,7 +128,7 @@ def test_segments_stay_near_the_live_edges_and_every_resumable_generation_resume
         shutil.copytree(tmp_path / "live", copy)
         assert stored(copy, StoredEdges(gen, 0)).edges == maps[gen], gen
 
-    d.apply(ev(9, 9, 1, ms + 100_000))  # event time moves past the TTL of all the rest
+    d.apply(like_event(9, 9, 1, ms + 100_000))  # event time moves past the TTL of all the rest
     assert d.maybe_evict() == 200
     final = d.snapshot()
     assert (
@@ -138,7 +138,7 @@ def test_segments_stay_near_the_live_edges_and_every_resumable_generation_resume
 
 def test_a_resumed_map_counts_as_loaded_only_once_attached(tmp_path: Path) -> None:
     d = stored(tmp_path)
-    d.apply(ev(1, 1, 1, 1_000))
+    d.apply(like_event(1, 1, 1, 1_000))
     snap = d.snapshot()
     resumed = EdgeDeduper(TTL, snap, tmp_path)
     assert not resumed.loaded, "its edges are still in the store: the gauge must wait"

@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-
 from flows.dedupe import EdgeDeduper
 from flows.hot import HotDetector
 from flows.windows import PartitionWindows
-from schemas.events import LikeEvent
-
-
-def ev(post: int, user: int, version: int, ms: int) -> LikeEvent:
-    return LikeEvent(
-        event_id=uuid.uuid4(),
-        action="LikeCreated" if version % 2 else "LikeRemoved",
-        post_id=post,
-        user_id=user,
-        edge_version=version,
-        occurred_at=datetime.fromtimestamp(ms / 1000, tz=UTC),
-    )
+from tests.flows.helpers import like_event
 
 
 def test_dedupe_drops_duplicates_and_stale_versions() -> None:
     d = EdgeDeduper(ttl_ms=10_000)
-    assert d.apply(ev(1, 2, 1, 1000)) == (1, 1)
-    assert d.apply(ev(1, 2, 1, 1000)) is None
-    assert d.apply(ev(1, 2, 2, 1100)) == (-1, 1)
-    assert d.apply(ev(1, 2, 1, 1000)) is None  # stale
-    assert d.apply(ev(1, 2, 5, 1200)) == (1, 3)  # gap: state-based delta, version distance
+    assert d.apply(like_event(1, 2, 1, 1000)) == (1, 1)
+    assert d.apply(like_event(1, 2, 1, 1000)) is None
+    assert d.apply(like_event(1, 2, 2, 1100)) == (-1, 1)
+    assert d.apply(like_event(1, 2, 1, 1000)) is None  # stale
+    assert d.apply(like_event(1, 2, 5, 1200)) == (1, 3)  # gap: state-based delta, version distance
 
 
 def test_dedupe_ttl_evicts_on_event_time_and_snapshot_restores() -> None:
     d = EdgeDeduper(ttl_ms=8_000)
-    d.apply(ev(1, 1, 1, 0))
-    d.apply(ev(2, 2, 1, 20_000))
+    d.apply(like_event(1, 1, 1, 0))
+    d.apply(like_event(2, 2, 1, 20_000))
     assert d.maybe_evict() == 1
-    assert d.apply(ev(1, 1, 1, 20_001)) == (1, 1), "an evicted edge is unknown again"
+    assert d.apply(like_event(1, 1, 1, 20_001)) == (1, 1), "an evicted edge is unknown again"
     restored = EdgeDeduper(8_000, d.snapshot())
-    assert restored.apply(ev(2, 2, 1, 20_002)) is None
+    assert restored.apply(like_event(2, 2, 1, 20_002)) is None
     snap = d.snapshot()
-    d.apply(ev(3, 3, 1, 20_003))
+    d.apply(like_event(3, 3, 1, 20_003))
     assert len(snap[0]) == 2, "snapshots do not alias live state"
 
 

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import redis
 from confluent_kafka import Producer
@@ -28,42 +24,15 @@ from core.settings import CommonSettings
 from ops.backfill import REBUILT
 from ops.drift import edge_truth, measure
 from schemas.events import rfc3339
-from schemas.redis_keys import count_key, count_seq_key, recent_key, recent_seq_key
+from schemas.redis_keys import count_key, count_seq_key
 from tests.conftest import auth, fresh_id
 from tests.e2e.pipeline import converge, drive, new_posts
-from tests.e2e.test_read_models import edge_store_recent, redis_recent
+from tests.e2e.read_models import edge_store_recent, redis_recent
 from tests.kafka_watch import TopicWatcher
+from tests.ops.backfill_runs import LIKES, backfill_report, run_backfill, wipe_projections
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-LIKES = str(Path(sys.executable).with_name("likes"))
-
-
-def run_backfill(since: datetime, *projections: str) -> subprocess.CompletedProcess[str]:
-    """``likes backfill --since SINCE [--projection X ...] --json``, as an operator runs it."""
-    only = [a for p in projections for a in ("--projection", p)]
-    return subprocess.run(
-        [LIKES, "backfill", *only, "--since", since.isoformat(), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def backfill_report(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    """The report of a backfill that must have succeeded."""
-    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
-
-
-def wipe_projections(s: CommonSettings, posts: list[int]) -> None:
-    """Delete the posts' Redis counts and recent likers and their ``post_like_counts``."""
-    r = redis.Redis.from_url(s.redis_url)
-    keys = (count_key, count_seq_key, recent_key, recent_seq_key)
-    r.delete(*[k(p) for p in posts for k in keys])
-    with psycopg.connect(s.postgres_url, autocommit=True) as conn:
-        conn.execute("DELETE FROM post_like_counts WHERE post_id = ANY(%s)", (posts,))
 
 
 def test_backfill_rebuilds_wiped_projections_under_live_traffic(stack: CommonSettings) -> None:

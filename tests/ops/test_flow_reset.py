@@ -25,8 +25,8 @@ import pytest
 from core.settings import CommonSettings, FlowSettings
 from flows.runner import FLOWS
 from tests.e2e.pipeline import acknowledged_mismatches, converge, drive, new_posts
-from tests.e2e.test_read_models import edge_store_recent, redis_recent
-from tests.ops.test_backfill import LIKES, wipe_projections
+from tests.e2e.read_models import edge_store_recent, redis_recent
+from tests.ops.backfill_runs import LIKES, wipe_projections
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
