@@ -107,6 +107,14 @@ def serve_metrics(s: FlowSettings, name: str, process_id: int | None) -> None:
     metrics.serve(s.metrics_host, port)
 
 
+# the steps keyed by Kafka partition: the decode (stateless, so its rows may be gone)
+# and the stages whose state a resume would lose (counts, analytics: dedupe_window;
+# fanout: dedupe)
+_PARTITION_KEYED = """SELECT DISTINCT state_key FROM snaps
+WHERE step_id LIKE '%.read_events.decode' OR step_id LIKE '%.dedupe_window'
+   OR step_id LIKE '%.dedupe'"""
+
+
 class OldStageKeys(RuntimeError):
     """The recovery store keeps per-partition state under keys this code no longer uses."""
 
@@ -120,9 +128,7 @@ def refuse_old_stage_keys(path: Path) -> None:
     old: set[str] = set()
     for part in sorted(path.glob("part-*.sqlite3")):
         with contextlib.closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True)) as db:
-            rows = db.execute(
-                "SELECT DISTINCT state_key FROM snaps WHERE step_id LIKE '%.read_events.decode'"
-            ).fetchall()
+            rows = db.execute(_PARTITION_KEYED).fetchall()
         old.update(key for (key,) in rows if ":" not in key)
     if old:
         listed = ", ".join(sorted(old, key=lambda k: (len(k), k)))

@@ -101,13 +101,13 @@ def test_a_flow_process_lists_only_the_partitions_it_reads(
     assert kafka_source(FlowSettings(), batches=True).list_parts() == parts
 
 
-def _store(tmp_path: Path, keys: list[str]) -> Path:
+def _store(tmp_path: Path, keys: list[str], step: str = "likes_counts.read_events.decode") -> Path:
     tmp_path.mkdir()
     init_db_dir(tmp_path, 2)
     with sqlite3.connect(tmp_path / "part-1.sqlite3") as db:
         db.executemany(
             "INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) VALUES (?, ?, 1, NULL)",
-            [("likes_counts.read_events.decode", k) for k in keys],
+            [(step, k) for k in keys],
         )
     return tmp_path
 
@@ -117,3 +117,8 @@ def test_a_store_with_the_old_stage_keys_is_refused(tmp_path: Path) -> None:
     refuse_old_stage_keys(_store(tmp_path / "empty", []))
     with pytest.raises(OldStageKeys, match=r"partitions 3, 11 under keys .* flows-reset"):
         refuse_old_stage_keys(_store(tmp_path / "old", ["11", "3", partition_key(5)]))
+    # only a stage's rows left (a decode keeps no state): still refused
+    with pytest.raises(OldStageKeys, match=r"partitions 7 under"):
+        refuse_old_stage_keys(_store(tmp_path / "stage", ["7"], "likes_fanout.dedupe"))
+    # keys of steps not keyed by partition (the count shards) are not partitions
+    refuse_old_stage_keys(_store(tmp_path / "shards", ["7"], "likes_counts.count_posts"))
