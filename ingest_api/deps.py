@@ -58,12 +58,12 @@ async def get_principal(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 ) -> Principal:
     """The caller, from its bearer token."""
-    s = app_state(request).settings
-    return verify(
-        request.headers.get("Authorization"),
-        s.jwt_secret.get_secret_value(),
-        leeway_s=s.jwt_leeway_s,
-    )
+    return principal_of(request.headers.get("Authorization"), app_state(request).settings)
+
+
+def principal_of(authorization: str | None, s: ApiSettings) -> Principal:
+    """The principal of an ``Authorization`` header under the API's settings, or a 401."""
+    return verify(authorization, s.jwt_secret.get_secret_value(), leeway_s=s.jwt_leeway_s)
 
 
 def require_scope(scope: str) -> object:

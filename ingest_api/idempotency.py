@@ -30,7 +30,7 @@ MAX_KEY_LEN = 255
 # latin-1 a header value is read as, without the blanks HTTP strips from both ends
 _VISIBLE = r"\x21-\x7e\xa1-\xac\xae-\xff"
 KEY_PATTERN = rf"^[{_VISIBLE}](?:[ {_VISIBLE}]{{0,{MAX_KEY_LEN - 2}}}[{_VISIBLE}])?$"
-_KEY_RE = re.compile(KEY_PATTERN)
+KEY_RE = re.compile(KEY_PATTERN)
 
 _CLAIM = """INSERT INTO idempotency_keys
     (user_id, idem_key, fingerprint, owner_pid, owner_epoch, claim_token)
@@ -69,7 +69,7 @@ def fingerprint(method: str, path: str, body: bytes = b"") -> str:
 
 def validate_key(key: str) -> str:
     """The key as given, or a 422 problem when it is unusable."""
-    if not _KEY_RE.fullmatch(key):
+    if not KEY_RE.fullmatch(key):
         raise ProblemError(422, f"Idempotency-Key must be 1..{MAX_KEY_LEN} printable characters")
     return key
 

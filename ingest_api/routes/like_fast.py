@@ -26,15 +26,14 @@ from starlette.datastructures import URL, URLPath
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from ingest_api.auth import MAX_ID, verify
-from ingest_api.deps import AppState
-from ingest_api.idempotency import KEY_PATTERN
+from ingest_api.auth import MAX_ID
+from ingest_api.deps import AppState, principal_of
+from ingest_api.idempotency import KEY_RE
 from ingest_api.models import LikeState
 from ingest_api.routes.likes import REPLAYED, mutate
 
 _PATH = re.compile(r"/v1/posts/([1-9][0-9]{0,18})/like")
 _LIKED = {"POST": True, "DELETE": False}
-_KEY = re.compile(KEY_PATTERN)
 _SCOPE_KEY = "likes.like_request"
 _JSON = (b"content-type", b"application/json")
 _REPLAYED = (REPLAYED.lower().encode(), b"true")
@@ -62,7 +61,7 @@ def _request(scope: Scope) -> tuple[int, bool, str | None, str | None] | None:
             if key is not None:
                 return None
             key = value.decode("latin-1")
-    if key is not None and _KEY.fullmatch(key) is None:
+    if key is not None and KEY_RE.fullmatch(key) is None:
         return None
     return post_id, liked, authorization, key
 
@@ -89,8 +88,7 @@ class FastLikeRoute(BaseRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         post_id, liked, authorization, key = scope[_SCOPE_KEY]
         state: AppState = scope["app"].state.likes
-        s = state.settings
-        caller = verify(authorization, s.jwt_secret.get_secret_value(), leeway_s=s.jwt_leeway_s)
+        caller = principal_of(authorization, state.settings)
         done = await mutate(
             state,
             caller.user_id,
