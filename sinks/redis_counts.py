@@ -31,19 +31,25 @@ from sinks.base import DEFAULT_RETRY, RetryPolicy, StoreSink
 # (count, seq, mode) per post, mode "c" compare-and-set: only a higher seq; "r" a
 # rebuild (``likes backfill``): also a different or missing count at the same seq,
 # since equal positions must hold equal counts; "f" forced: written as it is. Returns
-# the 1-based positions of the posts written.
+# the 1-based positions of the posts written. One MGET and one MSET per call, not a GET
+# and two SETs per post: 1.08 s of Redis CPU for 275,230 posts written where the
+# per-post calls took 1.49 s (2026-12-06). A post appears once per call
+# (``latest_per_post``), so reading every key before writing any is the same judgement.
 APPLY_SCRIPT = """
-local out = {}
+local stored = redis.call('MGET', unpack(KEYS))
+local out, writes = {}, {}
 for i = 1, #KEYS / 2 do
-  local ck, sk = KEYS[2 * i - 1], KEYS[2 * i]
   local n, s, mode = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
-  local seq, cur = tonumber(s), tonumber(redis.call('GET', sk) or '-1')
-  if mode == 'f' or seq > cur or (mode == 'r' and seq == cur and redis.call('GET', ck) ~= n) then
-    redis.call('SET', ck, n)
-    redis.call('SET', sk, s)
+  local seq, cur = tonumber(s), tonumber(stored[2 * i] or '-1')
+  if mode == 'f' or seq > cur or (mode == 'r' and seq == cur and stored[2 * i - 1] ~= n) then
+    writes[#writes + 1] = KEYS[2 * i - 1]
+    writes[#writes + 1] = n
+    writes[#writes + 1] = KEYS[2 * i]
+    writes[#writes + 1] = s
     out[#out + 1] = i
   end
 end
+if #writes > 0 then redis.call('MSET', unpack(writes)) end
 return out
 """
 CHUNK = 500  # posts per script call: bounds how long one call holds the server
