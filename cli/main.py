@@ -104,10 +104,14 @@ def cmd_run_component(a: argparse.Namespace) -> int:
 
 
 def cmd_flow(a: argparse.Namespace) -> int:
-    from flows.runner import run
+    from flows.runner import OldStageKeys, run
 
     addresses = a.addresses.split(";") if a.addresses else None
-    run(a.name, process_id=a.process_id, addresses=addresses)
+    try:
+        run(a.name, process_id=a.process_id, addresses=addresses)
+    except OldStageKeys as e:  # an operator's step, not a crash: say which, no traceback
+        print(f"error: flow {a.name} refused to start: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
