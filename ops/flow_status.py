@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -79,3 +81,16 @@ def flow_report(s: CommonSettings) -> dict[str, Any]:
         flows = {name: watch.lag(name, ends) for name in FLOW_NAMES}
     with redis.Redis.from_url(s.redis_url, socket_timeout=2, decode_responses=True) as r:
         return {"flows": flows, "drift": r.get(LAST_DRIFT_KEY)}
+
+
+def wait_drained(s: CommonSettings, flows: Iterable[str], timeout: float) -> float | None:
+    """Seconds until every flow of ``flows`` has processed every event on the events
+    topic now (None: not within ``timeout``)."""
+    t0 = time.monotonic()
+    ends = end_offsets(s.kafka_bootstrap, s.events_topic)
+    with FlowWatch(s) as watch:
+        while time.monotonic() - t0 < timeout:
+            if all(watch.passed(flow, ends) for flow in flows):
+                return time.monotonic() - t0
+            time.sleep(0.2)
+    return None

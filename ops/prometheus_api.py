@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, cast
+from urllib.parse import urlencode
 
 import httpx
 
@@ -61,4 +62,16 @@ def targets(base_url: str, timeout: float = 3.0) -> list[dict[str, Any]]:
             "error": t.get("lastError", ""),
         }
         for t in cast(list[dict[str, Any]], data.get("activeTargets", []))
+    ]
+
+
+def query(base_url: str, promql: str, at: float, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """An instant query evaluated at ``at`` (epoch seconds): each sample's labels and
+    value (NaN, e.g. a quantile of nothing observed, comes back as ``nan``)."""
+    data = _get(
+        base_url, "/api/v1/query?" + urlencode({"query": promql, "time": f"{at:.3f}"}), timeout
+    )
+    return [
+        {"labels": r.get("metric", {}), "value": float(r["value"][1])}
+        for r in cast(list[dict[str, Any]], data.get("result", []))
     ]
