@@ -155,12 +155,12 @@ class ApiSettings(CommonSettings):
         default=256, ge=1, le=10_000, description="requests per shared statement at most"
     )
     group_commit_wait_ms: float = Field(
-        default=0.0,
+        default=2.0,
         ge=0,
         le=50,
-        description="how long a batch that is not full waits for more requests (0: none); "
-        "fewer, larger statements for independent clients, but a lone like waits this "
-        "long and clients that wait for each answer get fewer likes through",
+        description="how long a batch that is not full may wait for the like requests "
+        "already inside this process, on their way to it (rate limit, key claim); it "
+        "never waits for requests that have not arrived (0: no wait)",
     )
     api_stall_s: float = Field(
         default=30.0,

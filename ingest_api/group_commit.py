@@ -17,10 +17,13 @@ give it alone):
   Redis call per batch) before any of its requests is answered, so what a request
   acknowledges is already visible to the same user's next read.
 - A batch starts as soon as the previous one has finished, with whatever arrived
-  meanwhile (up to ``max_batch``), so batches grow with load and a lone request goes at
-  once; with ``wait_s`` (``ApiSettings.group_commit_wait_ms``, off by default) a batch
-  that is not full first waits that long for more to join. That trades latency and
-  closed-loop throughput for CPU per like (README, "Group commit", has the figures).
+  meanwhile (up to ``max_batch``), so batches grow with load. With ``wait_s``
+  (``ApiSettings.group_commit_wait_ms``, 2 ms by default) a batch that is not full
+  first waits for the requests already inside the process on their way to it
+  (:meth:`GroupCommitter.arriving`: their rate limit and key claim), at most
+  ``wait_s`` and only while there are some: a lone request goes at once, and clients
+  that wait for each answer are not held for requests that cannot come (README,
+  "Group commit", has the figures).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,11 +177,25 @@ class GroupCommitter:
         self._queue: deque[_Request] = deque()
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._arriving = 0  # requests on their way to set_like (see ``arriving``)
+        self._joined = asyncio.Event()  # a request was queued or stopped arriving
 
     @property
     def pool(self) -> AsyncConnectionPool:
         """Where the batches run (the caller opens and closes it)."""
         return self._pool
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Mark a request that is on its way to :meth:`set_like` (its checks before the
+        transition: rate limit, idempotency claim). With ``wait_s``, a batch waits for
+        such requests, at most ``wait_s``, and only while there are some."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+            self._joined.set()
 
     async def set_like(
         self,
@@ -196,6 +213,7 @@ class GroupCommitter:
         future: asyncio.Future[LikeResult] = asyncio.get_running_loop().create_future()
         self._queue.append(_Request(post_id, user_id, liked, idem_key, future, claim_token))
         self._ready.set()
+        self._joined.set()
         return await future
 
     async def close(self) -> None:
@@ -231,8 +249,7 @@ class GroupCommitter:
     async def _run(self) -> None:
         while True:
             await self._ready.wait()
-            if self._wait_s and len(self._queue) < self._max_batch:
-                await asyncio.sleep(self._wait_s)  # let more join a batch not yet full
+            await self._await_arriving()
             batch = self._take()
             if not self._queue:
                 self._ready.clear()
@@ -245,6 +262,21 @@ class GroupCommitter:
                 for req in batch:
                     if not req.future.done():
                         req.future.set_exception(_own_copy(e))
+
+    async def _await_arriving(self) -> None:
+        """Let the requests already on their way join a batch that is not full, for at
+        most ``wait_s``: none is waited for that has not reached the API yet."""
+        if not self._wait_s:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_s
+        while self._arriving and len(self._queue) < self._max_batch:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            self._joined.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._joined.wait(), left)
 
     async def _commit(self, batch: list[_Request]) -> None:
         done: list[tuple[_Request, LikeResult]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -116,6 +117,30 @@ class Mutation:
     replayed: bool
 
 
+async def _admit(
+    state: AppState, user_id: int, *, method: str, path: str, key: str | None, token: uuid.UUID
+) -> Mutation | None:
+    """The checks before a transition: the rate limit, then the Idempotency-Key's claim
+    (its first answer, if this request repeats one that was answered)."""
+    await state.limiter.check(user_id)
+    if key is None:
+        return None
+    s = state.settings
+    idempotency.validate_key(key)
+    fp = idempotency.fingerprint(method, path)
+    async with connection(state.pool) as conn:
+        replay = await idempotency.claim(
+            conn,
+            user_id=user_id,
+            key=key,
+            fp=fp,
+            stale_s=s.idempotency_stale_s,
+            ttl_h=s.idempotency_ttl_h,
+            token=token,
+        )
+    return None if replay is None else Mutation(replay.status_code, replay.body, replayed=True)
+
+
 async def mutate(
     state: AppState,
     user_id: int,
@@ -129,24 +154,12 @@ async def mutate(
     """Like or unlike ``post_id`` for ``user_id`` (rate limit, Idempotency-Key claim,
     the transition): the one implementation behind both the documented FastAPI routes
     and :mod:`ingest_api.routes.like_fast`. Errors are :class:`ProblemError`."""
-    await state.limiter.check(user_id)
-    s = state.settings
     token = uuid.uuid4()  # this request's claim of its Idempotency-Key, if it has one
-    if key is not None:
-        idempotency.validate_key(key)
-        fp = idempotency.fingerprint(method, path)
-        async with connection(state.pool) as conn:
-            replay = await idempotency.claim(
-                conn,
-                user_id=user_id,
-                key=key,
-                fp=fp,
-                stale_s=s.idempotency_stale_s,
-                ttl_h=s.idempotency_ttl_h,
-                token=token,
-            )
-        if replay is not None:
-            return Mutation(replay.status_code, replay.body, replayed=True)
+    # on its way to the group committer, whose batch may wait for it (``arriving``)
+    with state.writer.arriving() if state.writer is not None else contextlib.nullcontext():
+        replay = await _admit(state, user_id, method=method, path=path, key=key, token=token)
+    if replay is not None:
+        return replay
     try:
         result: LikeResult = await _transition(state, user_id, post_id, liked, key, token)
     except BaseException as e:

@@ -160,44 +160,64 @@ def test_committed_results_are_handed_on_before_any_request_is_answered(
     assert liked == (5,), "committed all the same (the outcome reported as unknown)"
 
 
-async def _spaced(
-    s: CommonSettings, post: int, users: list[int], *, wait_s: float, max_batch: int
+async def _checked(
+    s: CommonSettings, post: int, checks_s: dict[int, float], *, wait_s: float, max_batch: int
 ) -> tuple[list[list[int]], float]:
-    """Requests sent 10 ms apart through a committer that waits ``wait_s``: the users of
-    each committed batch, and how long the first request took."""
+    """Requests that enter the API together, user ``u`` spending ``checks_s[u]`` on its
+    way to the committer (marked ``arriving``, as the rate limit and the key's claim
+    are), through a committer that waits up to ``wait_s``: the users of each committed
+    batch, and how long the request with the shortest checks took."""
     batches: list[list[int]] = []
 
     async def hook(results: list[LikeResult]) -> None:
         batches.append([r.user_id for r in results])
 
+    async def request(writer: GroupCommitter, user: int) -> LikeResult:
+        with writer.arriving():
+            await asyncio.sleep(checks_s[user])
+        return await writer.set_like(post_id=post, user_id=user, liked=True)
+
     loop = asyncio.get_running_loop()
     async with _committer(s, max_batch=max_batch, on_commit=hook, wait_s=wait_s) as writer:
-        tasks = []
         t0 = loop.time()
-        for u in users:
-            tasks.append(asyncio.create_task(writer.set_like(post_id=post, user_id=u, liked=True)))
-            await asyncio.sleep(0.01)
-        await tasks[0]
+        tasks = {u: asyncio.create_task(request(writer, u)) for u in checks_s}
+        await tasks[min(checks_s, key=checks_s.__getitem__)]
         first = loop.time() - t0
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*tasks.values())
         return batches, first
 
 
-def test_a_batch_waits_for_the_requests_that_follow_its_first(
+def _ids(n: int) -> list[int]:
+    return [fresh_id() for _ in range(n)]
+
+
+def test_a_batch_waits_only_for_requests_already_on_their_way(
     api: httpx.Client, stack: CommonSettings
 ) -> None:
     post = register_post(api, stack)
-    users = [fresh_id() for _ in range(4)]
-    batches, first = asyncio.run(_spaced(stack, post, users, wait_s=0.2, max_batch=64))
-    assert batches == [users], "requests 10 ms apart share a batch that waits 200 ms"
-    assert first >= 0.2
-    # without a wait the first goes alone (later ones may still meet behind a commit
-    # slower than their 10 ms spacing); with max_batch already queued there is no wait
-    alone = [fresh_id() for _ in range(3)]
-    batches, _ = asyncio.run(_spaced(stack, post, alone, wait_s=0, max_batch=64))
-    assert batches[0] == [alone[0]], "without a wait the first request waited for others"
-    assert [u for batch in batches for u in batch] == alone
-    full = [fresh_id() for _ in range(2)]
+    # four requests in their checks for 0-30 ms: the first waits for the others and goes
+    # as soon as the last has joined, well before the bound
+    users = _ids(4)
+    spread = {u: 0.01 * i for i, u in enumerate(users)}
+    batches, first = asyncio.run(_checked(stack, post, spread, wait_s=1.0, max_batch=64))
+    assert batches == [users], "requests on their way share the first one's batch"
+    assert 0.03 <= first < 0.5
+    # nothing else on its way: a lone request is not held, whatever the bound
+    alone = _ids(1)
+    batches, first = asyncio.run(_checked(stack, post, {alone[0]: 0}, wait_s=5.0, max_batch=64))
+    assert batches == [alone] and first < 1.0
+    # a request slow in its checks holds the batch no longer than the bound
+    fast, slow = _ids(2)
+    batches, first = asyncio.run(
+        _checked(stack, post, {fast: 0, slow: 1.5}, wait_s=0.2, max_batch=64)
+    )
+    assert batches == [[fast], [slow]] and 0.2 <= first < 1.0
+    # without a wait the first goes alone; with max_batch already queued there is no wait
+    batches, first = asyncio.run(_checked(stack, post, dict(spread), wait_s=0, max_batch=64))
+    assert batches[0] == [users[0]] and first < 0.5
+    full = _ids(2)
     started = time.monotonic()
-    batches, _ = asyncio.run(_spaced(stack, post, full, wait_s=5.0, max_batch=1))
+    batches, _ = asyncio.run(
+        _checked(stack, post, dict.fromkeys(full, 0.0), wait_s=5.0, max_batch=1)
+    )
     assert batches == [[u] for u in full] and time.monotonic() - started < 2.0
