@@ -31,6 +31,7 @@ MAX_KEY_LEN = 255
 _VISIBLE = r"\x21-\x7e\xa1-\xac\xae-\xff"
 KEY_PATTERN = rf"^[{_VISIBLE}](?:[ {_VISIBLE}]{{0,{MAX_KEY_LEN - 2}}}[{_VISIBLE}])?$"
 KEY_RE = re.compile(KEY_PATTERN)
+REPLAYED = "Idempotent-Replayed"  # the header of an answer replayed for a repeated key
 
 _CLAIM = """INSERT INTO idempotency_keys
     (user_id, idem_key, fingerprint, owner_pid, owner_epoch, claim_token)

@@ -27,11 +27,10 @@ from loadgen.workload import Workload, WorkloadResult, register_posts
 from ops.analytics import query
 from ops.drift import measure
 from ops.flow_status import wait_drained
-from ops.system_figures import SystemFigures
+from ops.system_figures import SETTLE_S, SystemFigures
 from ops.system_figures import measure as system_figures
 from schemas.redis_keys import HOT_KEY, TRENDING_KEY, count_key
 
-SCRAPE_S = 6.0  # Prometheus scrapes every 5 s: wait this long for the last samples
 DRAIN_S = 120.0
 
 
@@ -122,7 +121,7 @@ def main() -> None:
     res = run_parallel(s.api_url, secret, w, processes=a.processes)
     cpu_s = _cpu_s() - cpu0
     drained = wait_drained(s, FLOW_NAMES, DRAIN_S)
-    time.sleep(SCRAPE_S)
+    time.sleep(SETTLE_S)
     print_system(system_figures(s, started, time.time(), res.seconds), drained)
     print_client(res, a.processes, cpu_s)
     r = redis.Redis.from_url(s.redis_url, decode_responses=True)

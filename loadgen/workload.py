@@ -12,7 +12,6 @@ state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 import uuid
@@ -23,8 +22,7 @@ import aiohttp
 import httpx
 
 from ingest_api.auth import issue_token
-
-REPLAYED = "Idempotent-Replayed"
+from ingest_api.idempotency import REPLAYED
 
 RETRY_BUDGET_S = 90.0
 
@@ -110,11 +108,9 @@ async def _send_retrying(
     raise RuntimeError(f"{method} like of post {post} kept failing for {RETRY_BUDGET_S:.0f}s")
 
 
-async def run_workload(
-    api_url: str, secret: str, w: Workload, session: aiohttp.ClientSession | None = None
-) -> WorkloadResult:
-    """Send ``w.operations`` like/unlike requests (over ``session`` if given, else a
-    session of its own with ``w.concurrency`` connections); return what was acknowledged."""
+async def run_workload(api_url: str, secret: str, w: Workload) -> WorkloadResult:
+    """Send ``w.operations`` like/unlike requests over ``w.concurrency`` connections;
+    return what was acknowledged."""
     rng = random.Random(w.seed)
     weights = _zipf_weights(len(w.posts) - 1, w.zipf_s)
     viral, others = w.posts[0], w.posts[1:]
@@ -157,9 +153,7 @@ async def run_workload(
             await send(c, *item)
 
     t0 = time.perf_counter()
-    async with contextlib.AsyncExitStack() as stack:
-        if session is None:
-            session = await stack.enter_async_context(client_session(api_url, w.concurrency))
+    async with client_session(api_url, w.concurrency) as session:
         await asyncio.gather(*[worker(session) for _ in range(w.concurrency)])
     res.seconds = time.perf_counter() - t0
     return res

@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.settings import CommonSettings
+from devstack.prometheus import INTERVAL
 from ops.prometheus_api import PrometheusUnavailable, query
+
+# how long after a span its last samples are surely scraped: one interval and a second
+SETTLE_S = float(INTERVAL.removesuffix("s")) + 1.0
 
 
 @dataclass
@@ -45,13 +49,14 @@ def _by(rows: list[dict[str, Any]], label: str) -> dict[str, float]:
 def _delta(selector: str, start: float) -> str:
     """How much each counter of ``selector`` grew since ``start``: its value now minus its
     value then (PromQL ``@``), exact where ``increase()`` would extrapolate over the
-    scrape gaps."""
-    return f"({selector} - {selector} @ {start:.3f})"
+    scrape gaps; a series with no sample then (its process started within the span)
+    counts whole, from its start at 0."""
+    return f"(({selector} - {selector} @ {start:.3f}) or {selector})"
 
 
 def measure(s: CommonSettings, start: float, end: float, busy_s: float) -> SystemFigures:
-    """The figures of ``[start, end]`` (epoch seconds; ``end`` at least one scrape
-    interval in the past, so its samples are in), rates over ``busy_s`` seconds."""
+    """The figures of ``[start, end]`` (epoch seconds; ``end`` at least ``SETTLE_S`` in
+    the past, so its samples are in), rates over ``busy_s`` seconds."""
     span = f"{max(1, math.ceil(end - start))}s"
     figures = SystemFigures(busy_s=busy_s)
 

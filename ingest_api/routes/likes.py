@@ -33,7 +33,7 @@ from ingest_api.problems import ProblemError
 
 router = APIRouter(prefix="/v1", tags=["likes"])
 MAX_BATCH = 100
-REPLAYED = "Idempotent-Replayed"
+REPLAYED = idempotency.REPLAYED
 
 _MUTATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {

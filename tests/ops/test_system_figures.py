@@ -16,13 +16,11 @@ import pytest
 from core.settings import CommonSettings
 from devstack.components import FLOW_NAMES
 from ops.flow_status import wait_drained
-from ops.system_figures import measure
+from ops.system_figures import SETTLE_S, measure
 from tests.conftest import auth, fresh_id
 from tests.e2e.pipeline import new_posts
 
 pytestmark = pytest.mark.e2e
-
-SCRAPE_S = 6.0  # Prometheus scrapes every 5 s
 
 
 async def _like_each(s: CommonSettings, posts: list[int], users: list[int]) -> int:
@@ -41,14 +39,14 @@ async def _like_each(s: CommonSettings, posts: list[int], users: list[int]) -> i
 
 def test_the_figures_count_exactly_what_the_span_held(stack: CommonSettings) -> None:
     assert wait_drained(stack, FLOW_NAMES, 120) is not None  # earlier tests' events done
-    time.sleep(SCRAPE_S)
+    time.sleep(SETTLE_S)
     posts = new_posts(stack, 10)
     users = [fresh_id() for _ in range(30)]
     start = time.time()
     assert asyncio.run(_like_each(stack, posts, users)) == 300  # 300 new edges: 300 changes
     assert asyncio.run(_like_each(stack, posts[:2], users)) == 60  # again: applied, no change
     assert wait_drained(stack, FLOW_NAMES, 120) is not None
-    time.sleep(SCRAPE_S)
+    time.sleep(SETTLE_S)
     f = measure(stack, start, time.time(), busy_s=1.0)  # rates over 1 s: the counts
     assert f.unavailable is None
     assert f.applied_per_s == pytest.approx(360)
